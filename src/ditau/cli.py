@@ -1,0 +1,135 @@
+"""The ``ditau`` command line: thin wrappers over the stage functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ditau.generate.config import ConfigError, GenerateConfig
+from ditau.generate.runner import GenerationError
+from ditau.schema import SchemaError
+
+app = typer.Typer(
+    name="ditau",
+    help="Quantum entanglement and Bell nonlocality in pp -> Z -> tau+ tau-.\n\n"
+         "Stages: generate (Pythia 8 events with full truth) -> detector -> select -> "
+         "reconstruct -> evaluate -> tomography. Stages after generate arrive in later "
+         "releases; 'ditau demo' runs what exists.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_USER_ERRORS = (ConfigError, SchemaError, GenerationError, ValueError, OSError)
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output Parquet file")],
+    events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
+    process: Annotated[str | None, typer.Option(help="process (ztautau)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same bytes)")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="local worker processes")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://host:port); overrides --workers")] = None,
+    mass_window: Annotated[tuple[float, float] | None, typer.Option(
+        help="m_hat window in GeV, e.g. --mass-window 60 120")] = None,
+    force_decays: Annotated[str | None, typer.Option(
+        help="force both taus into these modes, comma-separated subset of pi,rho,e,mu "
+             "(weights keep the physical rates)")] = None,
+    events_per_job: Annotated[int | None, typer.Option(help="events per job")] = None,
+    no_particles: Annotated[bool, typer.Option(
+        "--no-particles", help="do not store the visible final state (smaller files; the "
+                               "detector stage then cannot be re-run)")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML file of GenerateConfig fields; options override it")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Generate pp -> Z/gamma* -> tau tau events with Pythia 8 and full truth."""
+    from ditau.generate import run
+
+    try:
+        cfg = GenerateConfig.from_yaml(config) if config else GenerateConfig()
+        changes: dict[str, object] = {}
+        for key, val in (("events", events), ("process", process), ("seed", seed),
+                         ("mass_window", mass_window), ("events_per_job", events_per_job)):
+            if val is not None:
+                changes[key] = val
+        if force_decays is not None:
+            changes["force_decays"] = tuple(m.strip() for m in force_decays.split(",") if m)
+        if no_particles:
+            changes["keep_particles"] = False
+        cfg = GenerateConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
+        summary = run(cfg, out, workers=workers, scheduler=scheduler, progress=not quiet)
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(f"wrote {summary.events} events to {summary.path} "
+               f"({summary.seconds:.1f} s, {summary.events_per_second:.1f} events/s)")
+    typer.echo(f"cross section sigma(pp -> Z/gamma* -> tau tau) = "
+               f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
+               f"truth channels: {summary.channels}")
+
+
+@app.command()
+def info(path: Annotated[Path, typer.Argument(help="a ditau Parquet file")]) -> None:
+    """Validate a ditau file and print its metadata and channel content."""
+    import numpy as np
+
+    from ditau.schema import read_events, read_metadata
+
+    try:
+        meta = read_metadata(path)
+        table = read_events(path, columns=["truth_channel", "weight"])
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(json.dumps({k: v for k, v in meta.items() if k != "jobs"}, indent=1))
+    ch = np.asarray(table["truth_channel"])
+    w = np.asarray(table["weight"])
+    typer.echo(f"{table.num_rows} events; yield per fb^-1 = {w.sum():.1f}")
+    for c in sorted(set(ch)):
+        typer.echo(f"  {c:8s} {np.sum(ch == c):8d} events  {w[ch == c].sum():10.2f} /fb^-1")
+
+
+@app.command()
+def schema(group: Annotated[list[str] | None, typer.Option(
+        help="only these groups (id, truth, particles, reco)")] = None) -> None:
+    """Print the event schema (columns, dtypes, units) as a Markdown table."""
+    from ditau.schema import GROUPS, describe
+
+    try:
+        typer.echo(describe(tuple(group) if group else GROUPS))
+    except ValueError as err:
+        _fail(err)
+
+
+@app.command()
+def demo(
+    outdir: Annotated[Path, typer.Option("--outdir", help="report folder")] = Path("ditau-demo"),
+    events: Annotated[int, typer.Option("--events", "-n")] = 2000,
+    workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Run the chain on a small sample, on CPU (currently: generation + truth summary)."""
+    from ditau.demo import run_demo
+
+    try:
+        report = run_demo(outdir, events=events, workers=workers, seed=seed)
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(report)
+
+
+def main() -> None:  # pragma: no cover - console entry point for `python -m ditau`
+    sys.exit(app())

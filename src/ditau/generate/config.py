@@ -1,0 +1,178 @@
+"""Generation configuration: a validated dataclass, loadable from YAML, mapped to Pythia 8."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
+#: applied with ``15:onIfMatch`` (Pythia conjugates for the tau+). Note the rho mode is the
+#: inclusive pi- pi0 nu channel (Pythia meMode 1532, rho/rho'/rho'' current).
+FORCED_MODE_PRODUCTS: dict[str, str] = {
+    "pi": "16 -211",
+    "rho": "16 111 -211",
+    "e": "16 11 -12",
+    "mu": "16 13 -14",
+}
+
+#: Known processes and their Pythia 8 hard-process settings. Backgrounds join in issue #3.
+PROCESSES: dict[str, tuple[str, ...]] = {
+    # pp -> Z/gamma* -> tau+ tau- with full gamma*/Z interference.
+    "ztautau": (
+        "WeakSingleBoson:ffbar2gmZ = on",
+        "WeakZ0:gmZmode = 0",
+        "23:onMode = off",
+        "23:onIfAny = 15",
+    ),
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Everything that defines a generated sample (recorded in the output file's metadata).
+
+    Defaults are the reference analysis: pp at 13 TeV, Z/gamma* -> tau tau with
+    60 < m_hat < 120 GeV, ISR/FSR/MPI/hadronisation on, correlated tau decays.
+    """
+
+    process: str = "ztautau"
+    events: int = 2000
+    seed: int = 1
+    sqrt_s: float = 13000.0
+    mass_window: tuple[float, float] = (60.0, 120.0)
+    #: Force both taus into these modes (subset of pi, rho, e, mu); weights keep rates physical.
+    force_decays: tuple[str, ...] | None = None
+    isr: bool = True
+    fsr: bool = True
+    mpi: bool = True
+    hadronisation: bool = True
+    #: False switches tau spin correlations off (TauDecays:mode = 3, unpolarised). Validation
+    #: only: never for a signal sample.
+    tau_spin_correlations: bool = True
+    #: Opt-in approximation: massless fermions in the gamma*/Z -> tau tau helicity matrix
+    #: element above this mass (Pythia TauDecays:mMinForZ); ~1.6x faster, O(m_tau^2/m_Z^2)
+    #: change in the spin density matrix. None = exact massive matrix element (default).
+    tau_me_massless_above: float | None = None
+    #: Store the visible final state (needed to re-run the detector stage).
+    keep_particles: bool = True
+    #: Visible final-state particles beyond this |eta| are summed into vis_out_px/py only.
+    particle_eta_max: float = 5.0
+    #: Events per independent job (fixed, so the output does not depend on the worker count).
+    events_per_job: int = 1000
+    #: Events per Pythia nextBatch call inside a job (bounds memory).
+    batch_size: int = 100
+    #: Extra Pythia settings appended verbatim (recorded in the metadata).
+    extra_settings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.process not in PROCESSES:
+            raise ConfigError(f"process: unknown process '{self.process}'; "
+                              f"known: {', '.join(sorted(PROCESSES))}")
+        for name in ("events", "events_per_job", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ConfigError(f"{name}: must be a positive integer, got {v!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        lo, hi = self.mass_window
+        if not 0 < lo < hi:
+            raise ConfigError(f"mass_window: need 0 < low < high, got {self.mass_window}")
+        if hi * 2 > self.sqrt_s:
+            raise ConfigError(f"mass_window: upper edge {hi} GeV is too high for "
+                              f"sqrt_s = {self.sqrt_s} GeV")
+        if self.force_decays is not None:
+            if not self.force_decays:
+                raise ConfigError("force_decays: empty list; use null for no forcing")
+            bad = [m for m in self.force_decays if m not in FORCED_MODE_PRODUCTS]
+            if bad:
+                raise ConfigError(f"force_decays: unknown mode(s) {bad}; "
+                                  f"choose from {list(FORCED_MODE_PRODUCTS)}")
+        if self.particle_eta_max <= 0:
+            raise ConfigError("particle_eta_max: must be positive")
+        if self.tau_me_massless_above is not None and self.tau_me_massless_above <= 0:
+            raise ConfigError("tau_me_massless_above: must be positive or null")
+
+    # ---------------------------------------------------------------------------------------
+
+    def pythia_settings(self, seed: int) -> list[str]:
+        """The complete Pythia 8 settings for one job with the given Pythia seed."""
+        lo, hi = self.mass_window
+        s = [
+            "Print:quiet = on",
+            "Beams:idA = 2212",
+            "Beams:idB = 2212",
+            f"Beams:eCM = {self.sqrt_s:.6g}",
+            *PROCESSES[self.process],
+            f"PhaseSpace:mHatMin = {lo:.6g}",
+            f"PhaseSpace:mHatMax = {hi:.6g}",
+            f"PartonLevel:ISR = {'on' if self.isr else 'off'}",
+            f"PartonLevel:FSR = {'on' if self.fsr else 'off'}",
+            f"PartonLevel:MPI = {'on' if self.mpi else 'off'}",
+            f"HadronLevel:Hadronize = {'on' if self.hadronisation else 'off'}",
+            # Correlated decays (mode 1: external then internal helicity determination) are
+            # Pythia's default; stated explicitly so the metadata says what was run.
+            "TauDecays:mode = 1" if self.tau_spin_correlations else "TauDecays:mode = 3",
+            "Random:setSeed = on",
+            f"Random:seed = {seed}",
+        ]
+        if not self.tau_spin_correlations:
+            s.append("TauDecays:tauPolarization = 0")
+        if self.tau_me_massless_above is not None:
+            s.append(f"TauDecays:mMinForZ = {self.tau_me_massless_above:.6g}")
+        if self.force_decays is not None:
+            s.append("15:onMode = off")
+            s += [f"15:onIfMatch = {FORCED_MODE_PRODUCTS[m]}" for m in self.force_decays]
+        return s + list(self.extra_settings)
+
+    # ---------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mass_window"] = list(self.mass_window)
+        d["force_decays"] = list(self.force_decays) if self.force_decays is not None else None
+        d["extra_settings"] = list(self.extra_settings)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> GenerateConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        d = dict(data)
+        if "mass_window" in d:
+            d["mass_window"] = tuple(float(x) for x in d["mass_window"])
+        if d.get("force_decays") is not None:
+            fd = d["force_decays"]
+            d["force_decays"] = (fd,) if isinstance(fd, str) else tuple(fd)
+        if "extra_settings" in d:
+            d["extra_settings"] = tuple(d["extra_settings"] or ())
+        try:
+            return cls(**d)
+        except TypeError as err:
+            raise ConfigError(f"{source}: {err}") from err
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> GenerateConfig:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{p}: cannot read YAML config: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of option: value")
+        return cls.from_dict(data, source=str(p))
+
+    def replace(self, **changes: Any) -> GenerateConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,209 @@
+"""Pythia 8 event record (an Awkward batch from ``Pythia.nextBatch``) -> schema truth columns.
+
+Vectorised over all events of a batch: the jagged record is flattened into numpy arrays with
+global indices, so no Python code runs per particle or per event.
+
+Event-record conventions relied on (Pythia 8 manual, "The Event Record" and "Particle
+Properties"): the hard-process taus have status -23; later copies (recoil or QED FSR) are
+reached through daughter1/daughter2 carrying the same id; the tau that decays is the last copy
+and its decay products have mother1 = that tau and status 91-99; decay products of decay
+products again have status 91-99 and mother1 = their decaying parent.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+from particle import Particle
+from particle.pdgid import is_valid
+
+from ditau.physics import channel_of
+
+_NEUTRINOS = (12, 14, 16)
+
+
+class TruthError(RuntimeError):
+    """The event record does not have the expected tau-pair structure."""
+
+
+@cache
+def _charge(pdg: int) -> float:
+    if not is_valid(pdg):
+        raise TruthError(f"PDG id {pdg} among tau decay products is not a valid particle id")
+    try:
+        return float(Particle.from_pdgid(pdg).charge)
+    except Exception as err:  # the particle table lacks a few exotic states
+        raise TruthError(f"no charge known for PDG id {pdg} among tau decay products") from err
+
+
+def _charges(pid: NDArray[np.int32]) -> NDArray[np.float64]:
+    uniq, inv = np.unique(pid, return_inverse=True)
+    return np.array([_charge(int(u)) for u in uniq], dtype=np.float64)[inv]
+
+
+def _follow_copies(idx: NDArray[np.int64], pid: NDArray[np.int32], d1: NDArray[np.int64],
+                   d2: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Follow each particle to its last copy (a daughter with the same id), vectorised."""
+    for _ in range(1000):
+        a, b = d1[idx], d2[idx]
+        same_a = (a >= 0) & (pid[np.maximum(a, 0)] == pid[idx])
+        same_b = ~same_a & (b >= 0) & (pid[np.maximum(b, 0)] == pid[idx])
+        nxt = np.where(same_a, a, np.where(same_b, b, idx))
+        if np.array_equal(nxt, idx):
+            return idx
+        idx = nxt
+    raise TruthError("tau copy chain longer than 1000 entries")
+
+
+def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: bool = True,
+            eta_max: float = 5.0) -> dict[str, NDArray | pa.Array]:
+    """Truth (and optionally particle) columns for every event of ``batch``.
+
+    Returns a mapping column name -> numpy array (or a pyarrow list array for the particle
+    columns). ``weight`` is left to the caller, which knows the sample normalisation.
+    """
+    prt = batch.prt
+    counts = ak.to_numpy(ak.num(prt.id)).astype(np.int64)
+    n = len(counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    evt = np.repeat(np.arange(n), counts)
+
+    def flat(x: ak.Array, dtype: type) -> NDArray:
+        return ak.to_numpy(ak.flatten(x, axis=1)).astype(dtype, copy=False)
+
+    pid = flat(prt.id, np.int32)
+    status = flat(prt.status, np.int32)
+    base = offsets[evt]
+    # Global indices; -1 where the record says "none" (local index 0 is the system entry).
+    m1l, d1l, d2l = (flat(prt[k], np.int64) for k in ("mother1", "daughter1", "daughter2"))
+    m1 = np.where(m1l > 0, m1l + base, -1)
+    d1 = np.where(d1l > 0, d1l + base, -1)
+    d2 = np.where(d2l > 0, d2l + base, -1)
+    p = np.stack([flat(prt.p[c], np.float64) for c in ("px", "py", "pz", "e")], axis=1)
+
+    # --- the two hard-process taus -> their last copies -----------------------------------
+    hard = np.flatnonzero((status == -23) & (np.abs(pid) == 15))
+    per_event = np.bincount(evt[hard], minlength=n)
+    if np.any(per_event != 2):
+        bad = int(np.flatnonzero(per_event != 2)[0])
+        raise TruthError(f"event {first_event_id + bad}: {per_event[bad]} hard-process taus "
+                         "(expected a tau+ tau- pair)")
+    tau_idx = {}
+    for leg, sign in (("p", -15), ("m", 15)):
+        sel = hard[pid[hard] == sign]
+        if len(sel) != n:
+            raise TruthError(f"batch starting at event {first_event_id}: a hard-process pair "
+                             "is not tau+ tau-")
+        idx = np.empty(n, dtype=np.int64)
+        idx[evt[sel]] = sel
+        tau_idx[leg] = _follow_copies(idx, pid, d1, d2)
+
+    cols: dict[str, NDArray | pa.Array] = {
+        "event_id": first_event_id + np.arange(n, dtype=np.int64),
+        "sample": np.full(n, sample, dtype=object),
+    }
+    info = batch.info
+    weights = info.weights
+    cols["gen_weight"] = np.where(ak.to_numpy(ak.num(weights)) > 0,
+                                  ak.to_numpy(ak.fill_none(ak.firsts(weights), 1.0)), 1.0)
+    id1 = ak.to_numpy(info.id1).astype(np.int32)
+    id2 = ak.to_numpy(info.id2).astype(np.int32)
+    cols["hard_id1"], cols["hard_id2"] = id1, id2
+    is_q1 = (id1 >= 1) & (id1 <= 6)
+    is_q2 = (id2 >= 1) & (id2 <= 6)
+    cols["quark_pz_sign"] = np.where(is_q1, 1, np.where(is_q2, -1, 0)).astype(np.int8)
+    cols["m_hat"] = ak.to_numpy(info.mHat).astype(np.float64)
+
+    tau_p, tau_m = p[tau_idx["p"]], p[tau_idx["m"]]
+    pair = tau_p + tau_m
+    cols["m_tautau"] = np.sqrt(np.maximum(pair[:, 3] ** 2 - np.sum(pair[:, :3] ** 2, 1), 0.0))
+    cols["pt_tautau"] = np.hypot(pair[:, 0], pair[:, 1])
+
+    # --- each leg's direct decay products ------------------------------------------------
+    abspid = np.abs(pid)
+    is_nu = np.isin(abspid, _NEUTRINOS)
+    modes = {}
+    for leg, t in (("p", tau_p), ("m", tau_m)):
+        dp = np.flatnonzero(m1 == tau_idx[leg][evt])
+        ev = evt[dp]
+        nu = is_nu[dp]
+        q = np.where(nu, 0.0, _charges(pid[dp])) if len(dp) else np.zeros(0)
+        chg = ~nu & (q != 0)
+        neu = ~nu & (q == 0)
+
+        def count(mask: NDArray[np.bool_], ev: NDArray[np.int64] = ev) -> NDArray[np.int64]:
+            return np.bincount(ev[mask], minlength=n)
+
+        def total(mask: NDArray[np.bool_], dp: NDArray[np.int64] = dp,
+                  ev: NDArray[np.int64] = ev) -> NDArray[np.float64]:
+            return np.stack([np.bincount(ev[mask], p[dp[mask], c], minlength=n)
+                             for c in range(4)], axis=1)
+
+        n_nu, n_chg, n_neu = count(nu), count(chg), count(neu)
+        if np.any(n_nu == 0):
+            bad = int(np.flatnonzero(n_nu == 0)[0])
+            raise TruthError(f"event {first_event_id + bad}: tau{'+' if leg == 'p' else '-'} "
+                             "has no neutrino among its decay products (not decayed?)")
+        n_pi0 = count(pid[dp] == 111)
+        n_pic = count(abspid[dp] == 211)
+        n_e, n_mu = count(abspid[dp] == 11), count(abspid[dp] == 13)
+        one = n_chg == 1
+        mode = np.full(n, "other", dtype=object)
+        mode[one & (n_pic == 1) & (n_neu == 0)] = "pi"
+        mode[one & (n_pic == 1) & (n_neu == 1) & (n_pi0 == 1)] = "rho"
+        mode[one & (n_e == 1) & (n_neu == 0)] = "e"
+        mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
+        modes[leg] = mode
+        for name, vec in (("tau", t), ("nu", total(nu)), ("chg", total(chg)),
+                          ("neu", total(neu))):
+            for c, comp in enumerate(("px", "py", "pz", "e")):
+                cols[f"{name}_{comp}_{leg}"] = vec[:, c]
+        cols[f"n_nu_{leg}"] = n_nu.astype(np.int8)
+        cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
+        cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)
+        cols[f"n_neutral_{leg}"] = n_neu.astype(np.int8)
+        pid_sum = np.bincount(ev[chg], pid[dp[chg]].astype(np.float64), minlength=n)
+        cols[f"chg_pdg_{leg}"] = np.where(one, pid_sum, 0).astype(np.int32)
+        cols[f"decay_mode_{leg}"] = mode
+    cols["truth_channel"] = channel_of(modes["p"], modes["m"]).astype(object)
+
+    # --- final state: tag tau descendants, split visible/invisible, acceptance -------------
+    tag = np.zeros(len(pid), dtype=np.int8)
+    tag[tau_idx["p"]], tag[tau_idx["m"]] = 1, -1
+    from_decay = (np.abs(status) >= 91) & (np.abs(status) <= 99) & (m1 >= 0)
+    src = np.flatnonzero(from_decay)
+    for _ in range(100):  # decay chains are a few generations deep
+        new = tag[m1[src]]
+        changed = (tag[src] == 0) & (new != 0)
+        if not changed.any():
+            break
+        tag[src[changed]] = new[changed]
+    final = status > 0
+    nu_other = final & is_nu & (tag == 0)
+    visible = final & ~is_nu
+    pt = np.hypot(p[:, 0], p[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.arcsinh(np.where(pt > 0, p[:, 2] / pt, np.sign(p[:, 2]) * np.inf))
+    inside = visible & (np.abs(eta) < eta_max)
+    outside = visible & ~inside
+    for name, mask in (("nu_other", nu_other), ("vis_out", outside)):
+        cols[f"{name}_px"] = np.bincount(evt[mask], p[mask, 0], minlength=n)
+        cols[f"{name}_py"] = np.bincount(evt[mask], p[mask, 1], minlength=n)
+
+    if keep_particles:
+        sel = np.flatnonzero(inside)
+        offs = np.concatenate([[0], np.cumsum(np.bincount(evt[sel], minlength=n))])
+        offs_arr = pa.array(offs.astype(np.int32))
+
+        def lst(values: NDArray, typ: pa.DataType) -> pa.Array:
+            return pa.ListArray.from_arrays(offs_arr, pa.array(values, type=typ))
+
+        for c, comp in enumerate(("px", "py", "pz", "e")):
+            cols[f"fs_{comp}"] = lst(p[sel, c].astype(np.float32), pa.float32())
+        cols["fs_pid"] = lst(pid[sel], pa.int32())
+        cols["fs_tau"] = lst(tag[sel], pa.int8())
+    return cols

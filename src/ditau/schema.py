@@ -1,0 +1,391 @@
+"""The ditau event schema: one row per event, one Parquet file per sample.
+
+Every stage reads and writes this schema. Columns come in groups:
+
+``id``
+    identity and normalisation (always required).
+``truth``
+    generator truth of the signal: both tau four-momenta just before decay (after FSR), each
+    leg's invisible system (sum of its neutrinos), its visible products split into the charged
+    part (pi+- or lepton, or the sum of charged prongs) and the neutral part (pi0s, photons, ...),
+    decay modes, channel, the hard process and the event-level invisible/out-of-acceptance sums.
+``particles``
+    the visible final state (list columns, float32), which the detector stage needs to re-run
+    with other settings; each particle is tagged with the tau leg it descends from (if any).
+``reco``
+    detector-level quantities filled by the detector/selection stage; absent in truth files.
+
+Naming: ``_p`` = tau+ leg, ``_m`` = tau- leg. Frame: the laboratory frame, z along beam 1
+(the "+z" proton), units GeV. Label columns are strings from :data:`ditau.physics.DECAY_MODES`
+and :data:`ditau.physics.CHANNELS`.
+
+Files carry key-value metadata under ``ditau`` (JSON): schema version, the producing stage and
+its configuration (generator settings, seed, per-job seeds), cross section, number of generated
+events. Writes are atomic: a temporary file in the target directory, renamed on success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ditau.physics import CHANNELS, DECAY_MODES
+
+SCHEMA_VERSION: Final[str] = "1.0.0"
+METADATA_KEY: Final[bytes] = b"ditau"
+
+
+class SchemaError(ValueError):
+    """An event table or file does not follow the ditau schema; the message says where."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the schema."""
+
+    name: str
+    dtype: pa.DataType
+    unit: str
+    group: str
+    doc: str
+    nan_allowed: bool = False
+    allowed: tuple[str, ...] | None = None
+
+
+_LEGS: Final[dict[str, str]] = {"p": "tau+", "m": "tau-"}
+_XYZE: Final[tuple[str, ...]] = ("px", "py", "pz", "e")
+
+
+def _vec(prefix: str, what: str, group: str, nan_allowed: bool = False) -> list[Column]:
+    cols = []
+    for leg, name in _LEGS.items():
+        for c in _XYZE:
+            cols.append(Column(f"{prefix}_{c}_{leg}", pa.float64(), "GeV", group,
+                               f"{what} of the {name} leg, {c}", nan_allowed))
+    return cols
+
+
+def _build_columns() -> list[Column]:
+    f64, i8, i32, i64 = pa.float64(), pa.int8(), pa.int32(), pa.int64()
+    cols: list[Column] = [
+        Column("event_id", i64, "", "id", "unique event number within the sample"),
+        Column("sample", pa.string(), "", "id", "sample name (e.g. ztautau)"),
+        Column("weight", f64, "fb", "id",
+               "normalisation: events per fb^-1 this event stands for (sum = expected yield)"),
+        Column("gen_weight", f64, "", "id", "generator event weight (1 for unweighted)"),
+        Column("truth_channel", pa.string(), "", "truth", "truth analysis channel",
+               allowed=CHANNELS),
+        # Hard process.
+        Column("hard_id1", i32, "", "truth", "PDG id of the incoming parton from beam 1 (+z)"),
+        Column("hard_id2", i32, "", "truth", "PDG id of the incoming parton from beam 2 (-z)"),
+        Column("quark_pz_sign", i8, "", "truth",
+               "+1 if the incoming quark (not antiquark) of the hard process moves along +z"),
+        Column("m_hat", f64, "GeV", "truth", "mass of the hard-process gamma*/Z"),
+        Column("m_tautau", f64, "GeV", "truth", "invariant mass of the two taus (after FSR)"),
+        Column("pt_tautau", f64, "GeV", "truth", "transverse momentum of the tau pair"),
+    ]
+    cols += _vec("tau", "tau four-momentum just before decay (after FSR)", "truth")
+    cols += _vec("nu", "sum of the leg's neutrinos (invisible system)", "truth")
+    cols += _vec("chg", "charged visible decay products (pi+- or lepton; sum of prongs)", "truth")
+    cols += _vec("neu", "neutral visible decay products (pi0s, photons, ...; 0 if none)", "truth")
+    for leg, name in _LEGS.items():
+        cols += [
+            Column(f"n_nu_{leg}", i8, "", "truth", f"number of neutrinos from the {name}"),
+            Column(f"n_charged_{leg}", i8, "", "truth", f"charged direct decay products of the {name}"),
+            Column(f"n_pi0_{leg}", i8, "", "truth", f"pi0s among the direct decay products of the {name}"),
+            Column(f"n_neutral_{leg}", i8, "", "truth", f"neutral visible direct decay products of the {name}"),
+            Column(f"chg_pdg_{leg}", i32, "", "truth",
+                   f"PDG id of the single charged decay product of the {name} (0 if multi-prong)"),
+            Column(f"decay_mode_{leg}", pa.string(), "", "truth", f"decay mode of the {name}",
+                   allowed=DECAY_MODES),
+        ]
+    cols += [
+        Column("nu_other_px", f64, "GeV", "truth", "px sum of final neutrinos not from the taus"),
+        Column("nu_other_py", f64, "GeV", "truth", "py sum of final neutrinos not from the taus"),
+        Column("vis_out_px", f64, "GeV", "truth",
+               "px sum of visible final particles outside the stored |eta| range"),
+        Column("vis_out_py", f64, "GeV", "truth",
+               "py sum of visible final particles outside the stored |eta| range"),
+    ]
+    lf32, li32, li8 = pa.list_(pa.float32()), pa.list_(pa.int32()), pa.list_(pa.int8())
+    cols += [
+        Column("fs_px", lf32, "GeV", "particles", "visible final-state particles: px"),
+        Column("fs_py", lf32, "GeV", "particles", "visible final-state particles: py"),
+        Column("fs_pz", lf32, "GeV", "particles", "visible final-state particles: pz"),
+        Column("fs_e", lf32, "GeV", "particles", "visible final-state particles: energy"),
+        Column("fs_pid", li32, "", "particles", "visible final-state particles: PDG id"),
+        Column("fs_tau", li8, "", "particles",
+               "visible final-state particles: +1/-1 if from the tau+/tau- decay, else 0"),
+    ]
+    # Reco group: filled by the detector/selection stage. NaN marks an absent object.
+    cols += _vec("reco_chg", "measured charged track / lepton", "reco", nan_allowed=True)
+    cols += _vec("reco_neu", "measured neutral (pi0/photon) cluster sum", "reco", nan_allowed=True)
+    for leg, name in _LEGS.items():
+        cols += [
+            Column(f"reco_mode_{leg}", pa.string(), "", "reco",
+                   f"reconstructed decay mode of the {name} leg", allowed=DECAY_MODES),
+            Column(f"reco_charge_{leg}", i8, "", "reco", f"measured charge of the {name} leg"),
+            Column(f"reco_n_neu_{leg}", i8, "", "reco", f"neutral clusters of the {name} leg"),
+        ]
+    for j in (1, 2, 3):
+        for c in _XYZE:
+            cols.append(Column(f"jet{j}_{c}", f64, "GeV", "reco",
+                               f"jet {j} (pT-ordered, NaN if absent), {c}", nan_allowed=True))
+    cols += [
+        Column("n_jets", i8, "", "reco", "number of selected jets (all, not only the 3 stored)"),
+        Column("met_x", f64, "GeV", "reco", "missing transverse momentum, x"),
+        Column("met_y", f64, "GeV", "reco", "missing transverse momentum, y"),
+        Column("met_sumet", f64, "GeV", "reco", "scalar sum of transverse energy"),
+        Column("met_cov_xx", f64, "GeV^2", "reco", "MET covariance, xx"),
+        Column("met_cov_xy", f64, "GeV^2", "reco", "MET covariance, xy"),
+        Column("met_cov_yy", f64, "GeV^2", "reco", "MET covariance, yy"),
+        Column("trig_ditau", pa.bool_(), "", "reco", "di-tau trigger fired"),
+        Column("trig_etau", pa.bool_(), "", "reco", "e+tau trigger fired"),
+        Column("trig_mutau", pa.bool_(), "", "reco", "mu+tau trigger fired"),
+        Column("trig_single_e", pa.bool_(), "", "reco", "single-electron trigger fired"),
+        Column("trig_single_mu", pa.bool_(), "", "reco", "single-muon trigger fired"),
+        Column("reco_channel", pa.string(), "", "reco", "reconstructed channel", allowed=CHANNELS),
+        Column("in_sr", pa.bool_(), "", "reco", "event passes the signal-region selection"),
+    ]
+    return cols
+
+
+COLUMNS: Final[tuple[Column, ...]] = tuple(_build_columns())
+BY_NAME: Final[dict[str, Column]] = {c.name: c for c in COLUMNS}
+GROUPS: Final[tuple[str, ...]] = ("id", "truth", "particles", "reco")
+
+
+def group_columns(*groups: str) -> list[Column]:
+    """Columns of the given groups, in schema order."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown column group(s) {sorted(unknown)}; groups are {GROUPS}")
+    return [c for c in COLUMNS if c.group in groups]
+
+
+def arrow_schema(*groups: str) -> pa.Schema:
+    """The Arrow schema of the given groups (field order = schema order)."""
+    return pa.schema([pa.field(c.name, c.dtype, nullable=False) for c in group_columns(*groups)])
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(table: pa.Table, require: Sequence[str] = ("id",), source: str = "table") -> None:
+    """Check ``table`` against the schema.
+
+    Every column of the groups in ``require`` must be present; every present schema column must
+    have its dtype; floats outside ``nan_allowed`` columns must be finite-or-inf, never NaN;
+    label columns must hold known labels; no schema column may contain nulls. Columns not in
+    the schema are allowed (downstream extensions) and left alone.
+
+    Raises :class:`SchemaError` naming ``source`` and the column.
+    """
+    names = set(table.column_names)
+    missing = [c.name for c in group_columns(*require) if c.name not in names]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise SchemaError(f"{source}: missing required column(s) {shown} "
+                          f"({len(missing)} missing, groups {list(require)})")
+    for name in table.column_names:
+        col = BY_NAME.get(name)
+        if col is None:
+            continue
+        arr = table.column(name)
+        if not arr.type.equals(col.dtype):
+            raise SchemaError(f"{source}: column '{name}' has dtype {arr.type}, "
+                              f"schema {SCHEMA_VERSION} requires {col.dtype}")
+        if arr.null_count:
+            raise SchemaError(f"{source}: column '{name}' has {arr.null_count} null value(s)")
+        if pa.types.is_floating(col.dtype) and not col.nan_allowed:
+            nan = pc.sum(pc.is_nan(arr).cast(pa.int64())).as_py() or 0
+            if nan:
+                first = int(np.flatnonzero(np.isnan(arr.to_numpy()))[0])
+                raise SchemaError(f"{source}: column '{name}' has {nan} NaN value(s) "
+                                  f"(first at row {first}); NaN is not allowed there")
+        if col.allowed is not None:
+            bad = pc.invert(pc.is_in(arr, value_set=pa.array(col.allowed)))
+            nbad = pc.sum(bad.cast(pa.int64())).as_py() or 0
+            if nbad:
+                values = sorted(set(pc.filter(arr, bad).to_pylist()))[:5]
+                raise SchemaError(f"{source}: column '{name}' has unknown label(s) {values}; "
+                                  f"allowed: {list(col.allowed)}")
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast schema columns to their schema dtypes where the cast is lossless, keep others."""
+    out = table
+    for i, name in enumerate(table.column_names):
+        col = BY_NAME.get(name)
+        if col is not None and not table.column(i).type.equals(col.dtype):
+            out = out.set_column(i, pa.field(name, col.dtype, nullable=False),
+                                 table.column(i).cast(col.dtype, safe=True))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _with_metadata(schema: pa.Schema, metadata: dict[str, Any]) -> pa.Schema:
+    meta = {"schema_version": SCHEMA_VERSION, **metadata}
+    return schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, with a clear message, if ``path`` cannot be written."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise SchemaError(f"output path {p} is a directory, expected a file name")
+    if not parent.is_dir():
+        raise SchemaError(f"cannot write {p}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise SchemaError(f"cannot write {p}: directory {parent} is not writable")
+    return p
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    target = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class EventWriter:
+    """Stream validated event tables into one Parquet file, atomically.
+
+    Use as a context manager; metadata passed to :meth:`close` (e.g. a combined cross section
+    known only at the end) is merged into the file's ``ditau`` metadata.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema,
+                 metadata: dict[str, Any], require: Sequence[str] = ("id",)) -> None:
+        self.path = Path(path)
+        self._require = tuple(require)
+        self._metadata = dict(metadata)
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._schema = _with_metadata(schema, self._metadata)
+        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        table = conform(table)
+        validate(table, self._require, source=f"{self.path} (rows {self.rows}+)")
+        self._writer.write_table(table.select(self._schema.names).cast(self._schema))
+        self.rows += table.num_rows
+
+    def close(self, metadata: dict[str, Any] | None = None) -> None:
+        if metadata:
+            self._metadata.update(metadata)
+            meta = {"schema_version": SCHEMA_VERSION, **self._metadata}
+            self._writer.add_key_value_metadata(
+                {METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        self._writer.close()
+        try:
+            self._ctx.__exit__(SchemaError, SchemaError("aborted"), None)
+        except SchemaError:
+            pass
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_events(table: pa.Table, path: str | os.PathLike[str], metadata: dict[str, Any],
+                 require: Sequence[str] = ("id",)) -> Path:
+    """Validate ``table`` and write it atomically with ``metadata``."""
+    table = conform(table)
+    with EventWriter(path, table.schema, metadata, require) as w:
+        w.write(table)
+    return Path(path)
+
+
+def _open(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    p = Path(path)
+    if not p.is_file():
+        raise SchemaError(f"{p}: no such file")
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SchemaError(f"{p}: not a readable Parquet file (truncated or corrupt?): "
+                          f"{err}") from err
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``ditau`` metadata of a file (schema version, stage configuration, cross section)."""
+    meta = _open(path).schema_arrow.metadata or {}
+    if METADATA_KEY not in meta:
+        raise SchemaError(f"{path}: no ditau metadata; not written by ditau")
+    out: dict[str, Any] = json.loads(meta[METADATA_KEY])
+    major = str(out.get("schema_version", "0")).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise SchemaError(f"{path}: schema version {out.get('schema_version')} is incompatible "
+                          f"with this ditau (schema {SCHEMA_VERSION})")
+    return out
+
+
+def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = None,
+                require: Sequence[str] = ("id",)) -> pa.Table:
+    """Read and validate an event file (optionally only some ``columns``).
+
+    Required groups are checked on the full file schema, so asking for a subset of columns
+    does not hide a malformed file.
+    """
+    pf = _open(path)
+    read_metadata(path)
+    names = set(pf.schema_arrow.names)
+    missing = [c.name for c in group_columns(*require) if c.name not in names]
+    if missing:
+        raise SchemaError(f"{path}: missing required column(s) {', '.join(missing[:8])}"
+                          f"{' ...' if len(missing) > 8 else ''}")
+    cols = list(columns) if columns is not None else None
+    if cols is not None:
+        absent = [c for c in cols if c not in names]
+        if absent:
+            raise SchemaError(f"{path}: requested column(s) {absent} not in file")
+    try:
+        table = pf.read(columns=cols)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
+    validate(table, require=(), source=str(path))
+    return table
+
+
+def describe(groups: Sequence[str] = GROUPS) -> str:
+    """A Markdown table of the schema (``ditau schema``)."""
+    lines = [f"ditau event schema {SCHEMA_VERSION}", "",
+             "| column | dtype | unit | group | NaN | description |", "|---|---|---|---|---|---|"]
+    for c in group_columns(*groups):
+        lines.append(f"| {c.name} | {c.dtype} | {c.unit} | {c.group} | "
+                     f"{'yes' if c.nan_allowed else 'no'} | {c.doc} |")
+    return "\n".join(lines)
