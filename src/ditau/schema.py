@@ -19,9 +19,11 @@ Naming: ``_p`` = tau+ leg, ``_m`` = tau- leg. Frame: the laboratory frame, z alo
 (the "+z" proton), units GeV. Label columns are strings from :data:`ditau.physics.DECAY_MODES`
 and :data:`ditau.physics.CHANNELS`.
 
-Files carry key-value metadata under ``ditau`` (JSON): schema version, the producing stage and
-its configuration (generator settings, seed, per-job seeds), cross section, number of generated
-events. Writes are atomic: a temporary file in the target directory, renamed on success.
+Files carry footer key-value metadata under ``ditau`` (JSON): schema version, the producing
+stage and its configuration (generator settings, seed, per-job seeds), cross section, number of
+generated events. With plain pyarrow:
+``json.loads(pq.ParquetFile(path).metadata.metadata[b"ditau"])``. Writes are atomic: a
+temporary file in the target directory, renamed on success.
 """
 
 from __future__ import annotations
@@ -102,9 +104,12 @@ def _build_columns() -> list[Column]:
     for leg, name in _LEGS.items():
         cols += [
             Column(f"n_nu_{leg}", i8, "", "truth", f"number of neutrinos from the {name}"),
-            Column(f"n_charged_{leg}", i8, "", "truth", f"charged direct decay products of the {name}"),
-            Column(f"n_pi0_{leg}", i8, "", "truth", f"pi0s among the direct decay products of the {name}"),
-            Column(f"n_neutral_{leg}", i8, "", "truth", f"neutral visible direct decay products of the {name}"),
+            Column(f"n_charged_{leg}", i8, "", "truth",
+                   f"charged direct decay products of the {name}"),
+            Column(f"n_pi0_{leg}", i8, "", "truth",
+                   f"pi0s among the direct decay products of the {name}"),
+            Column(f"n_neutral_{leg}", i8, "", "truth",
+                   f"neutral visible direct decay products of the {name}"),
             Column(f"chg_pdg_{leg}", i32, "", "truth",
                    f"PDG id of the single charged decay product of the {name} (0 if multi-prong)"),
             Column(f"decay_mode_{leg}", pa.string(), "", "truth", f"decay mode of the {name}",
@@ -239,11 +244,6 @@ def conform(table: pa.Table) -> pa.Table:
 # Files
 
 
-def _with_metadata(schema: pa.Schema, metadata: dict[str, Any]) -> pa.Schema:
-    meta = {"schema_version": SCHEMA_VERSION, **metadata}
-    return schema.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
-
-
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Fail early, with a clear message, if ``path`` cannot be written."""
     p = Path(path)
@@ -285,7 +285,9 @@ class EventWriter:
         self._metadata = dict(metadata)
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
-        self._schema = _with_metadata(schema, self._metadata)
+        # The ditau metadata goes into the footer at close only: a copy in the serialised Arrow
+        # schema would shadow values (e.g. the cross section) known only at the end.
+        self._schema = schema.remove_metadata()
         self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
         self.rows = 0
 
@@ -296,11 +298,10 @@ class EventWriter:
         self.rows += table.num_rows
 
     def close(self, metadata: dict[str, Any] | None = None) -> None:
-        if metadata:
-            self._metadata.update(metadata)
-            meta = {"schema_version": SCHEMA_VERSION, **self._metadata}
-            self._writer.add_key_value_metadata(
-                {METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
+        self._metadata.update(metadata or {})
+        meta = {"schema_version": SCHEMA_VERSION, **self._metadata}
+        self._writer.add_key_value_metadata(
+            {METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
         self._writer.close()
         self._ctx.__exit__(None, None, None)
 
@@ -343,7 +344,8 @@ def _open(path: str | os.PathLike[str]) -> pq.ParquetFile:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``ditau`` metadata of a file (schema version, stage configuration, cross section)."""
-    meta = _open(path).schema_arrow.metadata or {}
+    # Footer key-value metadata (pyarrow: ParquetFile(path).metadata.metadata).
+    meta = _open(path).metadata.metadata or {}
     if METADATA_KEY not in meta:
         raise SchemaError(f"{path}: no ditau metadata; not written by ditau")
     out: dict[str, Any] = json.loads(meta[METADATA_KEY])

@@ -1,0 +1,5 @@
+"""``python -m ditau`` = the ``ditau`` command."""
+
+from ditau.cli import main
+
+main()

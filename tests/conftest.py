@@ -1,0 +1,50 @@
+"""Shared generated samples (session-scoped: each is generated once per test run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ditau.generate import GenerateConfig, run
+from ditau.schema import read_events, read_metadata
+
+FAST = {"mpi": False, "hadronisation": False, "keep_particles": False}
+
+
+def _sample(tmp_path_factory: pytest.TempPathFactory, name: str, workers: int = 2,
+            **cfg: object) -> tuple[dict[str, np.ndarray], dict, Path]:
+    path = tmp_path_factory.mktemp(name) / f"{name}.parquet"
+    run(GenerateConfig(**cfg), path, workers=workers, progress=False)
+    table = read_events(path, require=("id", "truth"))
+    cols = {c: table[c].to_numpy(zero_copy_only=False) for c in table.column_names
+            if not c.startswith("fs_")}
+    return cols, read_metadata(path), path
+
+
+@pytest.fixture(scope="session")
+def inclusive(tmp_path_factory):
+    """Unforced decays; MPI and hadronisation off (tau decays do not depend on them)."""
+    return _sample(tmp_path_factory, "inclusive", events=1600, seed=11, events_per_job=800,
+                   **FAST)
+
+
+@pytest.fixture(scope="session")
+def forced4(tmp_path_factory):
+    """Both taus forced into pi, rho, e, mu."""
+    return _sample(tmp_path_factory, "forced4", events=1200, seed=12, events_per_job=600,
+                   force_decays=("pi", "rho", "e", "mu"), **FAST)
+
+
+@pytest.fixture(scope="session")
+def pipi(tmp_path_factory):
+    """Forced pi pi with the default (correlated, exact) tau decays."""
+    return _sample(tmp_path_factory, "pipi", events=1200, seed=13, events_per_job=600,
+                   force_decays=("pi",), **FAST)
+
+
+@pytest.fixture(scope="session")
+def full(tmp_path_factory):
+    """Full physics (ISR/FSR/MPI/hadronisation) with the visible final state stored."""
+    return _sample(tmp_path_factory, "full", events=200, seed=14, events_per_job=100)

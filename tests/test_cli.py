@@ -1,0 +1,82 @@
+import numpy as np
+from typer.testing import CliRunner
+
+from ditau.cli import app
+from ditau.schema import read_events
+
+runner = CliRunner()
+
+
+def test_help_lists_stages():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for stage in ("generate", "demo", "info", "schema"):
+        assert stage in res.output
+
+
+def test_generate_and_info(tmp_path):
+    out = tmp_path / "z.parquet"
+    res = runner.invoke(app, ["generate", "--events", "30", "--out", str(out), "--quiet",
+                              "--events-per-job", "15", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 30 events" in res.output
+    t = read_events(out, require=("id", "truth", "particles"))
+    assert t.num_rows == 30 and np.all(np.diff(t["event_id"].to_numpy()) == 1)
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "30 events" in info.output
+
+
+def test_forced_decays_option(tmp_path):
+    out = tmp_path / "f.parquet"
+    res = runner.invoke(app, ["generate", "-n", "20", "-o", str(out), "-q", "--no-particles",
+                              "--force-decays", "pi,rho"])
+    assert res.exit_code == 0, res.output
+    t = read_events(out, require=("id", "truth"))
+    assert set(t["decay_mode_p"].to_pylist()) <= {"pi", "rho"}
+    assert "fs_px" not in t.column_names
+
+
+def test_unknown_process(tmp_path):
+    out = tmp_path / "x.parquet"
+    res = runner.invoke(app, ["generate", "--process", "ttbar", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "unknown process 'ttbar'" in res.output
+    assert not out.exists()
+
+
+def test_negative_event_count(tmp_path):
+    out = tmp_path / "x.parquet"
+    res = runner.invoke(app, ["generate", "--events", "-3", "--out", str(out)])
+    assert res.exit_code == 2 and "events: must be a positive integer" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output(tmp_path):
+    out = tmp_path / "missing_dir" / "x.parquet"
+    res = runner.invoke(app, ["generate", "--events", "5", "--out", str(out)])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["generate", "--events", "5", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "is a directory" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_on_corrupt_file(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    res = runner.invoke(app, ["info", str(bad)])
+    assert res.exit_code == 2 and "bad.parquet" in res.output
+
+
+def test_schema_command():
+    res = runner.invoke(app, ["schema", "--group", "id"])
+    assert res.exit_code == 0 and "event_id" in res.output
+    assert runner.invoke(app, ["schema", "--group", "nope"]).exit_code == 2
+
+
+def test_demo_writes_report(tmp_path):
+    res = runner.invoke(app, ["demo", "--outdir", str(tmp_path), "--events", "40",
+                              "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "report.md").read_text()
+    assert "| pipi |" in report and "Cross section" in report
+    assert read_events(tmp_path / "ztautau.parquet").num_rows == 40

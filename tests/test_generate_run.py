@@ -1,0 +1,127 @@
+"""Configuration, job planning, determinism, parallel back-ends and failure handling."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import yaml
+
+from ditau.generate import ConfigError, GenerateConfig, GenerationError, plan_jobs, run
+from ditau.schema import read_events, read_metadata
+
+SMALL = {"events": 40, "events_per_job": 20, "batch_size": 10}
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_default_is_correlated_exact_tau_decays_at_13tev():
+    s = GenerateConfig().pythia_settings(seed=5)
+    assert "TauDecays:mode = 1" in s
+    assert not any(x.startswith("TauDecays:mMinForZ") for x in s)
+    assert "Beams:eCM = 13000" in s and "PhaseSpace:mHatMin = 60" in s
+    assert "Random:seed = 5" in s
+
+
+def test_massless_me_is_opt_in_and_recorded():
+    s = GenerateConfig(tau_me_massless_above=10.0).pythia_settings(seed=1)
+    assert "TauDecays:mMinForZ = 10" in s
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"process": "zmumu"}, "process: unknown process 'zmumu'"),
+    ({"events": -5}, "events: must be a positive integer"),
+    ({"events": 0}, "events: must be a positive integer"),
+    ({"mass_window": (120.0, 60.0)}, "mass_window"),
+    ({"force_decays": ("pi", "kaon")}, "force_decays: unknown mode"),
+    ({"seed": -1}, "seed"),
+])
+def test_bad_config_names_the_field(changes, field):
+    with pytest.raises(ConfigError, match=field):
+        GenerateConfig(**changes)
+
+
+def test_yaml_config_roundtrip_and_unknown_key(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"events": 300, "force_decays": ["pi", "rho"],
+                                    "mass_window": [70, 110]}))
+    cfg = GenerateConfig.from_yaml(good)
+    assert cfg.events == 300 and cfg.force_decays == ("pi", "rho")
+    assert cfg.mass_window == (70.0, 110.0)
+    assert GenerateConfig.from_dict(cfg.to_dict()) == cfg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events: 10\nnevents: 20\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key.*nevents"):
+        GenerateConfig.from_yaml(bad)
+
+
+def test_job_seeds_are_reproducible_distinct_and_cover_all_events():
+    cfg = GenerateConfig(events=2500, events_per_job=1000, seed=7)
+    jobs = plan_jobs(cfg)
+    assert [j.events for j in jobs] == [1000, 1000, 500]
+    assert [j.first_event_id for j in jobs] == [0, 1000, 2000]
+    assert len({j.seed for j in jobs}) == 3
+    assert jobs == plan_jobs(cfg)
+    assert {j.seed for j in jobs}.isdisjoint({j.seed for j in plan_jobs(cfg.replace(seed=8))})
+    assert all(1 <= j.seed <= 900_000_000 for j in jobs)
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    path = tmp_path_factory.mktemp("det") / "w1.parquet"
+    run(GenerateConfig(seed=5, **SMALL), path, workers=1, progress=False)
+    return path
+
+
+def test_same_seed_same_bytes_whatever_the_worker_count(one_worker, tmp_path):
+    two = tmp_path / "w2.parquet"
+    run(GenerateConfig(seed=5, **SMALL), two, workers=2, progress=False)
+    assert _sha(one_worker) == _sha(two)
+
+
+def test_different_seed_different_events(one_worker, tmp_path):
+    other = tmp_path / "s6.parquet"
+    run(GenerateConfig(seed=6, **SMALL), other, workers=1, progress=False)
+    a = read_events(one_worker, columns=["tau_px_m"])["tau_px_m"].to_numpy()
+    b = read_events(other, columns=["tau_px_m"])["tau_px_m"].to_numpy()
+    assert not np.any(np.isclose(a, b))
+    # jobs inside one file are independent too
+    assert not np.any(np.isclose(a[:20], a[20:]))
+
+
+def test_dask_local_cluster_gives_identical_file(one_worker, tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    out = tmp_path / "dask.parquet"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        run(GenerateConfig(seed=5, **SMALL), out, scheduler=client.scheduler.address,
+            progress=False)
+    assert _sha(out) == _sha(one_worker)
+
+
+def test_metadata_records_what_was_run(one_worker):
+    meta = read_metadata(one_worker)
+    assert meta["stage"] == "generate" and meta["n_events"] == 40
+    assert meta["config"]["seed"] == 5
+    assert [j["events"] for j in meta["jobs"]] == [20, 20]
+    assert meta["generator"].startswith("Pythia 8.317")
+    assert "TauDecays:mode = 1" in meta["pythia_settings"]
+    assert 500 < meta["cross_section_pb"] < 5000
+    assert meta["tau_decay_fraction"] == {"tau+": 1.0, "tau-": 1.0}
+
+
+def test_pythia_failure_leaves_no_file(tmp_path):
+    out = tmp_path / "fail.parquet"
+    cfg = GenerateConfig(events=10, extra_settings=("NoSuchGroup:noSuchSetting = 3",))
+    with pytest.raises(GenerationError, match="rejected the setting 'NoSuchGroup"):
+        run(cfg, out, workers=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_yaml_config_is_the_default():
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "configs" / "ztautau.yaml"
+    assert GenerateConfig.from_yaml(path) == GenerateConfig()
