@@ -125,3 +125,9 @@ def test_shipped_yaml_config_is_the_default():
 
     path = Path(__file__).parents[1] / "configs" / "ztautau.yaml"
     assert GenerateConfig.from_yaml(path) == GenerateConfig()
+
+
+def test_bad_worker_count(tmp_path):
+    with pytest.raises(ValueError, match="workers: must be a positive integer"):
+        run(GenerateConfig(events=5), tmp_path / "x.parquet", workers=0, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -38,7 +38,8 @@ def generate(
     events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
     process: Annotated[str | None, typer.Option(help="process (ztautau)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same bytes)")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="local worker processes")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="local worker processes [default: one per core]")] = None,
     scheduler: Annotated[str | None, typer.Option(
         help="Dask scheduler address (tcp://host:port); overrides --workers")] = None,
     mass_window: Annotated[tuple[float, float] | None, typer.Option(

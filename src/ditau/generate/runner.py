@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -197,17 +198,20 @@ def _dask(config: GenerateConfig, jobs: list[Job], scheduler: Any,
             client.close()
 
 
-def run(config: GenerateConfig, out: str | Path, workers: int = 1, scheduler: Any = None,
-        progress: bool = True) -> RunSummary:
+def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
+        scheduler: Any = None, progress: bool = True) -> RunSummary:
     """Generate ``config.events`` events into the Parquet file ``out``.
 
-    ``workers`` local processes, or a Dask ``scheduler`` (address or ``Client``). The file
+    ``workers`` local processes (default: one per core, at most one per job), or a Dask
+    ``scheduler`` (address or ``Client``). The output does not depend on either. The file
     appears only when complete; on any error nothing is left behind.
     """
+    jobs = plan_jobs(config)
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, len(jobs)))
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: must be a positive integer, got {workers!r}")
     out = check_writable(out)
-    jobs = plan_jobs(config)
     groups = ("id", "truth", "particles") if config.keep_particles else ("id", "truth")
     settings = config.pythia_settings(seed=0)
     metadata: dict[str, Any] = {
