@@ -4,7 +4,7 @@ Prints events/s for bare Pythia (1 and 2 concurrent processes, init excluded) an
 stage (Pythia + truth extraction + Parquet, init included) on 1 and 2 workers, and the ratios
 (targets: full stage >= 90 % of bare Pythia per core; ~linear in workers).
 
-    python benchmarks/generate.py [--events 400] [--profile]
+    python benchmarks/generate.py [--events 1000] [--profile]
 
 ``--profile`` also times Pythia alone under settings that isolate the cost of the correlated
 tau decays (the finding: the gamma*/Z -> tau tau helicity matrix element dominates).
@@ -58,7 +58,8 @@ def stage_rate(cfg: GenerateConfig, workers: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=400, help="events per core")
+    ap.add_argument("--events", type=int, default=1000,
+                    help="events per core (default: one job of the default size)")
     ap.add_argument("--profile", action="store_true", help="also time cost-isolating settings")
     a = ap.parse_args()
     n = a.events

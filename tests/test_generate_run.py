@@ -131,3 +131,21 @@ def test_bad_worker_count(tmp_path):
     with pytest.raises(ValueError, match="workers: must be a positive integer"):
         run(GenerateConfig(events=5), tmp_path / "x.parquet", workers=0, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_copy_constructed_pythia_gives_the_same_events_as_a_fresh_one():
+    import awkward as ak
+    import pythia8mc
+
+    from ditau.generate.runner import _pythia
+
+    cfg = GenerateConfig(mpi=False, hadronisation=False)
+    fresh = pythia8mc.Pythia("", False)
+    for s in cfg.pythia_settings(77):
+        fresh.readString(s)
+    fresh.init()
+    a, b = _pythia(cfg, 77).nextBatch(3), fresh.nextBatch(3)
+    assert ak.all(a.prt.p.px == b.prt.p.px)
+    # the per-process template stays pristine (settings were read into the copy only)
+    again = _pythia(cfg.replace(mass_window=(80.0, 100.0)), 78)
+    assert again.settings.parm("PhaseSpace:mHatMin") == 80.0
