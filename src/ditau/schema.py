@@ -342,10 +342,9 @@ def _open(path: str | os.PathLike[str]) -> pq.ParquetFile:
                           f"{err}") from err
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``ditau`` metadata of a file (schema version, stage configuration, cross section)."""
+def _metadata(pf: pq.ParquetFile, path: str | os.PathLike[str]) -> dict[str, Any]:
     # Footer key-value metadata (pyarrow: ParquetFile(path).metadata.metadata).
-    meta = _open(path).metadata.metadata or {}
+    meta = pf.metadata.metadata or {}
     if METADATA_KEY not in meta:
         raise SchemaError(f"{path}: no ditau metadata; not written by ditau")
     out: dict[str, Any] = json.loads(meta[METADATA_KEY])
@@ -356,6 +355,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``ditau`` metadata of a file (schema version, stage configuration, cross section)."""
+    return _metadata(_open(path), path)
+
+
 def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = None,
                 require: Sequence[str] = ("id",)) -> pa.Table:
     """Read and validate an event file (optionally only some ``columns``).
@@ -364,7 +368,7 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
     does not hide a malformed file.
     """
     pf = _open(path)
-    read_metadata(path)
+    _metadata(pf, path)
     names = set(pf.schema_arrow.names)
     missing = [c.name for c in group_columns(*require) if c.name not in names]
     if missing:
