@@ -38,9 +38,9 @@ def test_forced_decays_option(tmp_path):
 
 def test_unknown_process(tmp_path):
     out = tmp_path / "x.parquet"
-    res = runner.invoke(app, ["generate", "--process", "ttbar", "--out", str(out)])
+    res = runner.invoke(app, ["generate", "--process", "higgs", "--out", str(out)])
     assert res.exit_code == 2
-    assert "unknown process 'ttbar'" in res.output
+    assert "unknown process 'higgs'" in res.output
     assert not out.exists()
 
 

@@ -36,7 +36,7 @@ def _fail(err: Exception) -> None:
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output Parquet file")],
     events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
-    process: Annotated[str | None, typer.Option(help="process (ztautau)")] = None,
+    process: Annotated[str | None, typer.Option(help="process: ztautau (signal), zll, wlnu, wtaunu, ttbar")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same bytes)")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", help="local worker processes [default: one per core]")] = None,
@@ -55,7 +55,7 @@ def generate(
         "--config", "-c", help="YAML file of GenerateConfig fields; options override it")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Generate pp -> Z/gamma* -> tau tau events with Pythia 8 and full truth."""
+    """Generate events (signal pp -> Z/gamma* -> tau tau, or a background) with Pythia 8."""
     from ditau.generate import run
 
     try:
@@ -76,7 +76,9 @@ def generate(
         return
     typer.echo(f"wrote {summary.events} events to {summary.path} "
                f"({summary.seconds:.1f} s, {summary.events_per_second:.1f} events/s)")
-    typer.echo(f"cross section sigma(pp -> Z/gamma* -> tau tau) = "
+    from ditau.generate.config import PROCESSES
+
+    typer.echo(f"cross section sigma({PROCESSES[cfg.process].doc}) = "
                f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
                f"truth channels: {summary.channels}")
 

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from ditau.physics import CHANNELS, DECAY_MODES
 
-SCHEMA_VERSION: Final[str] = "1.0.0"
+SCHEMA_VERSION: Final[str] = "1.1.0"
 METADATA_KEY: Final[bytes] = b"ditau"
 
 
@@ -93,14 +93,20 @@ def _build_columns() -> list[Column]:
         Column("hard_id2", i32, "", "truth", "PDG id of the incoming parton from beam 2 (-z)"),
         Column("quark_pz_sign", i8, "", "truth",
                "+1 if the incoming quark (not antiquark) of the hard process moves along +z"),
-        Column("m_hat", f64, "GeV", "truth", "mass of the hard-process gamma*/Z"),
-        Column("m_tautau", f64, "GeV", "truth", "invariant mass of the two taus (after FSR)"),
-        Column("pt_tautau", f64, "GeV", "truth", "transverse momentum of the tau pair"),
+        Column("m_hat", f64, "GeV", "truth",
+               "invariant mass of the hard process (the gamma*/Z for Drell-Yan samples)"),
+        Column("m_tautau", f64, "GeV", "truth",
+               "invariant mass of the two taus (after FSR); NaN without a tau pair", True),
+        Column("pt_tautau", f64, "GeV", "truth",
+               "transverse momentum of the tau pair; NaN without a tau pair", True),
     ]
-    cols += _vec("tau", "tau four-momentum just before decay (after FSR)", "truth")
-    cols += _vec("nu", "sum of the leg's neutrinos (invisible system)", "truth")
-    cols += _vec("chg", "charged visible decay products (pi+- or lepton; sum of prongs)", "truth")
-    cols += _vec("neu", "neutral visible decay products (pi0s, photons, ...; 0 if none)", "truth")
+    # Leg columns are NaN where the event has no such tau (background samples: n_nu = 0).
+    cols += _vec("tau", "tau four-momentum just before decay (after FSR)", "truth", True)
+    cols += _vec("nu", "sum of the leg's neutrinos (invisible system)", "truth", True)
+    cols += _vec("chg", "charged visible decay products (pi+- or lepton; sum of prongs)",
+                 "truth", True)
+    cols += _vec("neu", "neutral visible decay products (pi0s, photons, ...; 0 if none)",
+                 "truth", True)
     for leg, name in _LEGS.items():
         cols += [
             Column(f"n_nu_{leg}", i8, "", "truth", f"number of neutrinos from the {name}"),
@@ -142,6 +148,9 @@ def _build_columns() -> list[Column]:
                    f"reconstructed decay mode of the {name} leg", allowed=DECAY_MODES),
             Column(f"reco_charge_{leg}", i8, "", "reco", f"measured charge of the {name} leg"),
             Column(f"reco_n_neu_{leg}", i8, "", "reco", f"neutral clusters of the {name} leg"),
+            Column(f"reco_origin_{leg}", i8, "", "reco",
+                   f"what the {name} leg object is: 0 real tau product, 1 jet, 2 electron, "
+                   "3 muon faking a tau_had"),
         ]
     for j in (1, 2, 3):
         for c in _XYZE:
@@ -162,6 +171,9 @@ def _build_columns() -> list[Column]:
         Column("trig_single_mu", pa.bool_(), "", "reco", "single-muon trigger fired"),
         Column("reco_channel", pa.string(), "", "reco", "reconstructed channel", allowed=CHANNELS),
         Column("in_sr", pa.bool_(), "", "reco", "event passes the signal-region selection"),
+        Column("reco_weight", f64, "", "reco",
+               "detector-level weight factor: product of the fake rates of fake tau_had legs, "
+               "else 1 (expected events per fb^-1 = weight x reco_weight)"),
     ]
     return cols
 

@@ -19,16 +19,50 @@ FORCED_MODE_PRODUCTS: dict[str, str] = {
     "mu": "16 13 -14",
 }
 
-#: Known processes and their Pythia 8 hard-process settings. Backgrounds join in issue #3.
-PROCESSES: dict[str, tuple[str, ...]] = {
-    # pp -> Z/gamma* -> tau+ tau- with full gamma*/Z interference.
-    "ztautau": (
-        "WeakSingleBoson:ffbar2gmZ = on",
-        "WeakZ0:gmZmode = 0",
-        "23:onMode = off",
-        "23:onIfAny = 15",
-    ),
+@dataclass(frozen=True)
+class Process:
+    """A Pythia 8 hard process and how its sample is to be read."""
+
+    settings: tuple[str, ...]
+    doc: str
+    #: True: the hard process is a tau pair (signal); truth extraction requires it.
+    #: False: any decaying taus (e.g. from W or top decays) are tagged, at most one per charge.
+    tau_pair: bool = False
+    #: True: ``GenerateConfig.mass_window`` sets PhaseSpace:mHatMin/Max (s-channel Z/gamma*).
+    mass_window: bool = False
+    #: PhaseSpace:pTHatMin for 2 -> 2 processes (None: Pythia's default).
+    pthat_min: float | None = None
+
+
+#: Known processes. Backgrounds as in the reference (seed 001, background table): W -> l nu
+#: + jets, W -> tau nu (+ jets), Z/gamma* -> ll, ttbar. W + jet uses the O(alpha_s) 2 -> 2
+#: matrix elements with pTHat > 20 GeV: the jet that can fake a tau_had must pass the 25 GeV
+#: tau trigger threshold, so softer W production cannot enter the signal region.
+PROCESSES: dict[str, Process] = {
+    "ztautau": Process(
+        ("WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 0",
+         "23:onMode = off", "23:onIfAny = 15"),
+        "pp -> Z/gamma* -> tau+ tau- with full gamma*/Z interference (signal)",
+        tau_pair=True, mass_window=True),
+    "zll": Process(
+        ("WeakSingleBoson:ffbar2gmZ = on", "WeakZ0:gmZmode = 0",
+         "23:onMode = off", "23:onIfAny = 11 13"),
+        "pp -> Z/gamma* -> e+e- / mu+mu- (lepton -> tau_had fakes)", mass_window=True),
+    "wlnu": Process(
+        ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
+         "24:onMode = off", "24:onIfAny = 11 13"),
+        "pp -> W + jet, W -> e nu / mu nu (jet -> tau_had fakes)", pthat_min=20.0),
+    "wtaunu": Process(
+        ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
+         "24:onMode = off", "24:onIfAny = 15"),
+        "pp -> W + jet, W -> tau nu (real tau + jet -> tau_had fake)", pthat_min=20.0),
+    "ttbar": Process(
+        ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
+        "pp -> ttbar, all decays"),
 }
+
+#: The signal process name.
+SIGNAL: str = "ztautau"
 
 
 class ConfigError(ValueError):
@@ -92,6 +126,9 @@ class GenerateConfig:
             raise ConfigError(f"mass_window: upper edge {hi} GeV is too high for "
                               f"sqrt_s = {self.sqrt_s} GeV")
         if self.force_decays is not None:
+            if not PROCESSES[self.process].tau_pair:
+                raise ConfigError(f"force_decays: only for tau-pair processes, not "
+                                  f"'{self.process}' (the weights assume two taus)")
             if not self.force_decays:
                 raise ConfigError("force_decays: empty list; use null for no forcing")
             bad = [m for m in self.force_decays if m not in FORCED_MODE_PRODUCTS]
@@ -108,14 +145,17 @@ class GenerateConfig:
     def pythia_settings(self, seed: int) -> list[str]:
         """The complete Pythia 8 settings for one job with the given Pythia seed."""
         lo, hi = self.mass_window
+        proc = PROCESSES[self.process]
         s = [
             "Print:quiet = on",
             "Beams:idA = 2212",
             "Beams:idB = 2212",
             f"Beams:eCM = {self.sqrt_s:.6g}",
-            *PROCESSES[self.process],
-            f"PhaseSpace:mHatMin = {lo:.6g}",
-            f"PhaseSpace:mHatMax = {hi:.6g}",
+            *proc.settings,
+            *((f"PhaseSpace:mHatMin = {lo:.6g}", f"PhaseSpace:mHatMax = {hi:.6g}")
+              if proc.mass_window else ()),
+            *((f"PhaseSpace:pTHatMin = {proc.pthat_min:.6g}",)
+              if proc.pthat_min is not None else ()),
             f"PartonLevel:ISR = {'on' if self.isr else 'off'}",
             f"PartonLevel:FSR = {'on' if self.fsr else 'off'}",
             f"PartonLevel:MPI = {'on' if self.mpi else 'off'}",

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from ditau.generate.config import GenerateConfig
+from ditau.generate.config import PROCESSES, GenerateConfig
 from ditau.generate.truth import extract
 from ditau.physics import MB_TO_FB
 from ditau.schema import EventWriter, arrow_schema, check_writable
@@ -138,7 +138,8 @@ def run_job(config: GenerateConfig, job: Job,
             raise GenerationError(f"job {job.index} (seed {job.seed}): Pythia failed to "
                                   f"generate events: {err}") from err
         cols = extract(batch, job.first_event_id + done, config.process,
-                       config.keep_particles, config.particle_eta_max)
+                       config.keep_particles, config.particle_eta_max,
+                       tau_pair=PROCESSES[config.process].tau_pair)
         cols["weight"] = np.zeros(n)  # set below, once the job's cross section is known
         tables.append(pa.table({f.name: cols[f.name] for f in schema}, schema=schema))
         done += n

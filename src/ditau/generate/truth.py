@@ -24,6 +24,8 @@ from particle.pdgid import is_valid
 from ditau.physics import channel_of
 
 _NEUTRINOS = (12, 14, 16)
+#: Index of an absent tau leg (never a particle index nor the "no mother" value -1).
+_ABSENT = -2
 
 
 class TruthError(RuntimeError):
@@ -59,9 +61,29 @@ def _follow_copies(idx: NDArray[np.int64], pid: NDArray[np.int32], d1: NDArray[n
     raise TruthError("tau copy chain longer than 1000 entries")
 
 
+def _decaying_taus(pid: NDArray[np.int32], status: NDArray[np.int32], m1: NDArray[np.int64],
+                   p: NDArray[np.float64], evt: NDArray[np.int64], n: int,
+                   sign: int) -> NDArray[np.int64]:
+    """Per event, the most energetic decaying tau with PDG id ``sign`` (-1 where none).
+
+    A decaying tau is the mother of a nu_tau decay product (its last copy).
+    """
+    nut = (np.abs(pid) == 16) & (np.abs(status) >= 91) & (np.abs(status) <= 99) & (m1 >= 0)
+    mothers = np.unique(m1[nut])
+    taus = mothers[pid[mothers] == sign]
+    out = np.full(n, _ABSENT, dtype=np.int64)
+    order = np.lexsort((p[taus, 3], evt[taus]))  # by event, then energy: last one wins
+    out[evt[taus[order]]] = taus[order]
+    return out
+
+
 def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: bool = True,
-            eta_max: float = 5.0) -> dict[str, NDArray | pa.Array]:
+            eta_max: float = 5.0, tau_pair: bool = True) -> dict[str, NDArray | pa.Array]:
     """Truth (and optionally particle) columns for every event of ``batch``.
+
+    ``tau_pair``: the hard process is a tau pair (signal; anything else is an error). Otherwise
+    (backgrounds) each leg is the most energetic decaying tau of that charge if there is one;
+    an absent leg has NaN momenta, zero counts and decay mode ``other``.
 
     Returns a mapping column name -> numpy array (or a pyarrow list array for the particle
     columns). ``weight`` is left to the caller, which knows the sample normalisation.
@@ -85,22 +107,27 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     d2 = np.where(d2l > 0, d2l + base, -1)
     p = np.stack([flat(prt.p[c], np.float64) for c in ("px", "py", "pz", "e")], axis=1)
 
-    # --- the two hard-process taus -> their last copies -----------------------------------
-    hard = np.flatnonzero((status == -23) & (np.abs(pid) == 15))
-    per_event = np.bincount(evt[hard], minlength=n)
-    if np.any(per_event != 2):
-        bad = int(np.flatnonzero(per_event != 2)[0])
-        raise TruthError(f"event {first_event_id + bad}: {per_event[bad]} hard-process taus "
-                         "(expected a tau+ tau- pair)")
     tau_idx = {}
-    for leg, sign in (("p", -15), ("m", 15)):
-        sel = hard[pid[hard] == sign]
-        if len(sel) != n:
-            raise TruthError(f"batch starting at event {first_event_id}: a hard-process pair "
-                             "is not tau+ tau-")
-        idx = np.empty(n, dtype=np.int64)
-        idx[evt[sel]] = sel
-        tau_idx[leg] = _follow_copies(idx, pid, d1, d2)
+    if tau_pair:
+        # --- the two hard-process taus -> their last copies -------------------------------
+        hard = np.flatnonzero((status == -23) & (np.abs(pid) == 15))
+        per_event = np.bincount(evt[hard], minlength=n)
+        if np.any(per_event != 2):
+            bad = int(np.flatnonzero(per_event != 2)[0])
+            raise TruthError(f"event {first_event_id + bad}: {per_event[bad]} hard-process "
+                             "taus (expected a tau+ tau- pair)")
+        for leg, sign in (("p", -15), ("m", 15)):
+            sel = hard[pid[hard] == sign]
+            if len(sel) != n:
+                raise TruthError(f"batch starting at event {first_event_id}: a hard-process "
+                                 "pair is not tau+ tau-")
+            idx = np.empty(n, dtype=np.int64)
+            idx[evt[sel]] = sel
+            tau_idx[leg] = _follow_copies(idx, pid, d1, d2)
+    else:
+        for leg, sign in (("p", -15), ("m", 15)):
+            tau_idx[leg] = _decaying_taus(pid, status, m1, p, evt, n, sign)
+    present = {leg: idx != _ABSENT for leg, idx in tau_idx.items()}
 
     cols: dict[str, NDArray | pa.Array] = {
         "event_id": first_event_id + np.arange(n, dtype=np.int64),
@@ -118,7 +145,9 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     cols["quark_pz_sign"] = np.where(is_q1, 1, np.where(is_q2, -1, 0)).astype(np.int8)
     cols["m_hat"] = ak.to_numpy(info.mHat).astype(np.float64)
 
-    tau_p, tau_m = p[tau_idx["p"]], p[tau_idx["m"]]
+    nan4 = np.full(4, np.nan)
+    tau_p = np.where(present["p"][:, None], p[np.maximum(tau_idx["p"], 0)], nan4)
+    tau_m = np.where(present["m"][:, None], p[np.maximum(tau_idx["m"], 0)], nan4)
     pair = tau_p + tau_m
     cols["m_tautau"] = np.sqrt(np.maximum(pair[:, 3] ** 2 - np.sum(pair[:, :3] ** 2, 1), 0.0))
     cols["pt_tautau"] = np.hypot(pair[:, 0], pair[:, 1])
@@ -144,8 +173,8 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
                              for c in range(4)], axis=1)
 
         n_nu, n_chg, n_neu = count(nu), count(chg), count(neu)
-        if np.any(n_nu == 0):
-            bad = int(np.flatnonzero(n_nu == 0)[0])
+        if np.any((n_nu == 0) & present[leg]):
+            bad = int(np.flatnonzero((n_nu == 0) & present[leg])[0])
             raise TruthError(f"event {first_event_id + bad}: tau{'+' if leg == 'p' else '-'} "
                              "has no neutrino among its decay products (not decayed?)")
         n_pi0 = count(pid[dp] == 111)
@@ -158,8 +187,10 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
         mode[one & (n_e == 1) & (n_neu == 0)] = "e"
         mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
         modes[leg] = mode
-        for name, vec in (("tau", t), ("nu", total(nu)), ("chg", total(chg)),
-                          ("neu", total(neu))):
+        absent = ~present[leg][:, None]
+        for name, vec in (("tau", t), ("nu", np.where(absent, nan4, total(nu))),
+                          ("chg", np.where(absent, nan4, total(chg))),
+                          ("neu", np.where(absent, nan4, total(neu)))):
             for c, comp in enumerate(("px", "py", "pz", "e")):
                 cols[f"{name}_{comp}_{leg}"] = vec[:, c]
         cols[f"n_nu_{leg}"] = n_nu.astype(np.int8)
@@ -173,7 +204,7 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
 
     # --- final state: tag tau descendants, split visible/invisible, acceptance -------------
     tag = np.zeros(len(pid), dtype=np.int8)
-    tag[tau_idx["p"]], tag[tau_idx["m"]] = 1, -1
+    tag[tau_idx["p"][present["p"]]], tag[tau_idx["m"][present["m"]]] = 1, -1
     from_decay = (np.abs(status) >= 91) & (np.abs(status) <= 99) & (m1 >= 0)
     src = np.flatnonzero(from_decay)
     for _ in range(100):  # decay chains are a few generations deep
