@@ -48,3 +48,21 @@ def pipi(tmp_path_factory):
 def full(tmp_path_factory):
     """Full physics (ISR/FSR/MPI/hadronisation) with the visible final state stored."""
     return _sample(tmp_path_factory, "full", events=200, seed=14, events_per_job=100)
+
+
+@pytest.fixture(scope="session")
+def signal_particles(tmp_path_factory):
+    """Full-physics signal with particles, taus forced into the analysis modes (path)."""
+    path = tmp_path_factory.mktemp("detsig") / "signal.parquet"
+    run(GenerateConfig(events=2000, seed=21, events_per_job=1000,
+                       force_decays=("pi", "rho", "e", "mu")), path, workers=2, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wtaunu_particles(tmp_path_factory):
+    """A small W -> tau nu + jet background sample with particles (path)."""
+    path = tmp_path_factory.mktemp("wtaunu") / "wtaunu.parquet"
+    run(GenerateConfig(process="wtaunu", events=400, seed=22, events_per_job=200), path,
+        workers=2, progress=False)
+    return path

@@ -16,9 +16,9 @@ from ditau.schema import SchemaError
 app = typer.Typer(
     name="ditau",
     help="Quantum entanglement and Bell nonlocality in pp -> Z -> tau+ tau-.\n\n"
-         "Stages: generate (Pythia 8 events with full truth) -> detector -> select -> "
-         "reconstruct -> evaluate -> tomography. Stages after generate arrive in later "
-         "releases; 'ditau demo' runs what exists.",
+         "Stages: generate (Pythia 8 events with full truth) -> detector (response, "
+         "triggers, channels, signal region) -> reconstruct -> evaluate -> tomography. "
+         "Stages after the detector arrive in later releases; 'ditau demo' runs what exists.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,7 +36,8 @@ def _fail(err: Exception) -> None:
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output Parquet file")],
     events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
-    process: Annotated[str | None, typer.Option(help="process: ztautau (signal), zll, wlnu, wtaunu, ttbar")] = None,
+    process: Annotated[str | None, typer.Option(
+        help="process: ztautau (signal), zll, wlnu, wtaunu, ttbar")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same bytes)")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", help="local worker processes [default: one per core]")] = None,
@@ -81,6 +82,69 @@ def generate(
     typer.echo(f"cross section sigma({PROCESSES[cfg.process].doc}) = "
                f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
                f"truth channels: {summary.channels}")
+
+
+@app.command()
+def detector(
+    inp: Annotated[Path, typer.Argument(help="generated event file (with particles)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output Parquet file")],
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML file of DetectorConfig fields")] = None,
+    systematic: Annotated[str | None, typer.Option(
+        help="named variation: tes_up/down, jes_up/down, soft_met_scale_up/down, "
+             "soft_met_resolution_up/down")] = None,
+    seed: Annotated[int | None, typer.Option(help="detector random seed")] = None,
+    no_smear: Annotated[bool, typer.Option(
+        "--no-smear", help="switch all resolutions off (closure studies)")] = False,
+    drop_particles: Annotated[bool, typer.Option(
+        "--drop-particles", help="do not copy the particle lists to the output")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="local processes")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """ATLAS-like detector response, triggers, channel assignment and signal region."""
+    from ditau.detector.config import DetectorConfig
+    from ditau.detector.run import run_detector
+
+    try:
+        cfg = DetectorConfig.from_yaml(config) if config else DetectorConfig()
+        changes: dict[str, object] = {}
+        if seed is not None:
+            changes["seed"] = seed
+        if no_smear:
+            changes["smear"] = False
+        cfg = DetectorConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
+        summary = run_detector(inp, out, cfg, systematic=systematic,
+                               keep_particles=not drop_particles, workers=workers,
+                               progress=not quiet)
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(f"wrote {summary.events} events to {summary.path} ({summary.in_sr} in the "
+               f"signal region; {summary.seconds:.1f} s)")
+
+
+@app.command()
+def yields(
+    files: Annotated[list[Path], typer.Argument(
+        help="event files: detector output, or generated files (the detector then runs "
+             "in memory with default settings)")],
+    markdown: Annotated[Path | None, typer.Option(
+        "--markdown", help="also write the tables to this Markdown file")] = None,
+) -> None:
+    """Signal-region yields per fb^-1 per channel: signal by truth channel, backgrounds."""
+    from ditau.schema import atomic_path
+    from ditau.yields import compute_yields
+
+    try:
+        table = compute_yields(files)
+        text = table.to_markdown()
+        if markdown is not None:
+            with atomic_path(markdown) as tmp:
+                tmp.write_text(text + "\n")
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(text)
 
 
 @app.command()
@@ -132,6 +196,11 @@ def demo(
         _fail(err)
         return
     typer.echo(report)
+
+
+from ditau.detector.delphes_cli import import_delphes_command  # noqa: E402
+
+app.command("import-delphes")(import_delphes_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m ditau`

@@ -6,12 +6,14 @@ scikit-hep ``vector`` arrays (boosts, masses and angles come from there).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Final
 
 import numpy as np
 import vector
 from numpy.typing import ArrayLike, NDArray
 from particle import Particle
+from particle.pdgid import is_valid
 
 #: PDG masses in GeV (the ``particle`` package stores MeV).
 M_TAU: Final[float] = Particle.from_pdgid(15).mass / 1000.0
@@ -105,3 +107,20 @@ def unit(v: ArrayLike) -> NDArray[np.float64]:
     n = np.linalg.norm(a, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return a / n
+
+
+@cache
+def _charge(pdg: int) -> float:
+    if not is_valid(pdg):
+        raise ValueError(f"PDG id {pdg} is not a valid particle id")
+    try:
+        return float(Particle.from_pdgid(pdg).charge)
+    except Exception as err:  # the particle table lacks a few exotic states
+        raise ValueError(f"no charge known for PDG id {pdg}") from err
+
+
+def charges(pid: ArrayLike) -> NDArray[np.float64]:
+    """Electric charges (units of e) of PDG ids, from the ``particle`` package (cached per id)."""
+    a = np.asarray(pid)
+    uniq, inv = np.unique(a, return_inverse=True)
+    return np.array([_charge(int(u)) for u in uniq], dtype=np.float64)[inv].reshape(a.shape)

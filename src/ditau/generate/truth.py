@@ -12,16 +12,12 @@ products again have status 91-99 and mother1 = their decaying parent.
 
 from __future__ import annotations
 
-from functools import cache
-
 import awkward as ak
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
-from particle import Particle
-from particle.pdgid import is_valid
 
-from ditau.physics import channel_of
+from ditau.physics import channel_of, charges
 
 _NEUTRINOS = (12, 14, 16)
 #: Index of an absent tau leg (never a particle index nor the "no mother" value -1).
@@ -32,19 +28,11 @@ class TruthError(RuntimeError):
     """The event record does not have the expected tau-pair structure."""
 
 
-@cache
-def _charge(pdg: int) -> float:
-    if not is_valid(pdg):
-        raise TruthError(f"PDG id {pdg} among tau decay products is not a valid particle id")
+def _checked_charges(pid: NDArray[np.int32]) -> NDArray[np.float64]:
     try:
-        return float(Particle.from_pdgid(pdg).charge)
-    except Exception as err:  # the particle table lacks a few exotic states
-        raise TruthError(f"no charge known for PDG id {pdg} among tau decay products") from err
-
-
-def _charges(pid: NDArray[np.int32]) -> NDArray[np.float64]:
-    uniq, inv = np.unique(pid, return_inverse=True)
-    return np.array([_charge(int(u)) for u in uniq], dtype=np.float64)[inv]
+        return charges(pid)
+    except ValueError as err:
+        raise TruthError(f"tau decay products: {err}") from err
 
 
 def _follow_copies(idx: NDArray[np.int64], pid: NDArray[np.int32], d1: NDArray[np.int64],
@@ -160,7 +148,7 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
         dp = np.flatnonzero(m1 == tau_idx[leg][evt])
         ev = evt[dp]
         nu = is_nu[dp]
-        q = np.where(nu, 0.0, _charges(pid[dp])) if len(dp) else np.zeros(0)
+        q = np.where(nu, 0.0, _checked_charges(pid[dp])) if len(dp) else np.zeros(0)
         chg = ~nu & (q != 0)
         neu = ~nu & (q == 0)
 

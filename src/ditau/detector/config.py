@@ -1,0 +1,121 @@
+"""Detector configuration and the named systematic variations."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Settings of the parametric ATLAS-like detector (GeV, radians).
+
+    ``smear`` / ``efficiencies`` switch all resolutions / all efficiencies off (closure tests).
+    The scale factors are the systematic handles: ``tes`` multiplies tau_had visible momenta,
+    ``jes`` jet momenta, ``soft_met_scale`` the soft term, ``soft_met_resolution`` its
+    resolution. Varying them re-uses the same random numbers, so a variation changes only what
+    it should.
+    """
+
+    seed: int = 1
+    smear: bool = True
+    efficiencies: bool = True
+    #: Calorimeter acceptance (ATLAS: |eta| < 4.9); particles beyond it are lost to MET.
+    calo_eta_max: float = 4.9
+    #: Tracker acceptance (ATLAS inner detector).
+    track_eta_max: float = 2.5
+    #: Tracks counted in a tau candidate (card: TauTagging TrackPTMin 1 GeV).
+    track_pt_min: float = 1.0
+    #: A tau's neutral (pi0) cluster is reconstructed when the summed photon E_T of the leg
+    #: exceeds this (approximate ATLAS tau particle-flow pi0 threshold, EPJC 76 (2016) 295,
+    #: Sec. 4); below it the photons are not attributed to the tau and join the soft term.
+    pi0_et_min: float = 2.0
+    #: Lepton isolation (card: ElectronIsolation / MuonIsolation): sum pT of other visible
+    #: particles with pT > 0.5 GeV within dR < 0.5, over the lepton pT, below this.
+    iso_dr: float = 0.5
+    iso_pt_min: float = 0.5
+    e_iso_max: float = 0.12
+    mu_iso_max: float = 0.25
+    #: anti-kt radius (ATLAS analyses; the Delphes card uses 0.6) and clustering threshold
+    #: (below the 20 GeV analysis cut, so upward-fluctuating jets survive smearing).
+    jet_r: float = 0.4
+    jet_cluster_pt_min: float = 10.0
+    #: Jets above this smeared pT are hard MET objects; softer ones join the soft term.
+    jet_met_pt_min: float = 20.0
+    #: Soft-term resolution per component: k sqrt(sum E_T of the soft term), with k the ATLAS
+    #: Run-1 stochastic MET resolution 0.5 GeV^1/2 (EPJC 72 (2012) 1844, Sec. 6).
+    soft_met_k: float = 0.5
+    #: Fake tau_had candidates from jets and unidentified leptons, each carrying its
+    #: misidentification probability as a weight. None: on for backgrounds (sample name not
+    #: the signal's), off for the signal.
+    fake_taus: bool | None = None
+    #: Events per chunk; chunks are the unit of random-number streams (fixed, so results do
+    #: not depend on the worker count).
+    chunk_size: int = 2000
+    # --- systematic handles ---
+    tes: float = 1.0
+    jes: float = 1.0
+    soft_met_scale: float = 1.0
+    soft_met_resolution: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("tes", "jes", "soft_met_scale", "soft_met_resolution", "chunk_size",
+                     "calo_eta_max", "track_eta_max", "jet_r", "soft_met_k"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"detector config: {name} must be positive, "
+                                 f"got {getattr(self, name)!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"detector config: seed must be a non-negative integer, "
+                             f"got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "detector config") -> DetectorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> DetectorConfig:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"{p}: cannot read YAML config: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: top level must be a mapping of option: value")
+        return cls.from_dict(data, source=str(p))
+
+    def vary(self, systematic: str | None) -> DetectorConfig:
+        """This configuration with a named systematic variation applied."""
+        if systematic is None or systematic == "nominal":
+            return self
+        if systematic not in SYSTEMATICS:
+            raise ValueError(f"unknown systematic '{systematic}'; known: "
+                             f"{', '.join(['nominal', *SYSTEMATICS])}")
+        return dataclasses.replace(self, **SYSTEMATICS[systematic])
+
+
+#: Named variations (the reference's TES, JES and soft-MET systematics, seed 001 impact table).
+#: Sizes: TES +-3 % (ATLAS tau energy scale uncertainty, 2-3 % for 1-prong,
+#: ATL-PHYS-PUB-2015-045 / EPJC 76 (2016) 295); JES +-3 % (ATLAS, EPJC 81 (2021) 689, 1-4 % in
+#: the pT range here); soft term scale +-5 % and resolution +-10 % (ATLAS MET performance,
+#: EPJC 78 (2018) 903, track soft term systematics of this order). Approximate sizes.
+SYSTEMATICS: dict[str, dict[str, float]] = {
+    "tes_up": {"tes": 1.03},
+    "tes_down": {"tes": 0.97},
+    "jes_up": {"jes": 1.03},
+    "jes_down": {"jes": 0.97},
+    "soft_met_scale_up": {"soft_met_scale": 1.05},
+    "soft_met_scale_down": {"soft_met_scale": 0.95},
+    "soft_met_resolution_up": {"soft_met_resolution": 1.10},
+    "soft_met_resolution_down": {"soft_met_resolution": 0.90},
+}

@@ -1,0 +1,193 @@
+"""Signal-region yields per fb^-1 per channel, for the signal and each background.
+
+Layout follows the reference's tables (shared/seeds/001, "Signal Region Yields"): rows are
+the reconstructed channels grouped by trigger; the signal table's columns are the truth
+channels (lepton flavours merged), the background table's columns are the samples.
+Uncertainties are the MC statistical ones, sqrt(sum w^2).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ditau.detector.config import DetectorConfig
+from ditau.detector.parametric import INPUT_COLUMNS
+from ditau.detector.run import reco_table
+from ditau.generate.config import SIGNAL
+from ditau.schema import SchemaError, read_events, read_metadata
+from ditau.select import HADHAD, SelectConfig
+
+#: Reconstructed channels in the reference's row order, grouped by trigger.
+TRIGGER_GROUPS: dict[str, tuple[str, ...]] = {
+    "SR & di-tau trigger (pT(tau1) > 35 GeV & pT(tau2) > 25 GeV)": HADHAD,
+    "SR & e+tau trigger (pT(e) > 17 GeV & pT(tau) > 25 GeV) or single-e (pT(e) > 26 GeV)":
+        ("epi", "erho"),
+    "SR & mu+tau trigger (pT(mu) > 14 GeV & pT(tau) > 25 GeV) or single-mu (pT(mu) > 26 GeV)":
+        ("mupi", "murho"),
+}
+#: Truth columns of the signal table: lepton flavours merged as in the reference.
+TRUTH_GROUPS: dict[str, tuple[str, ...]] = {
+    "lpi": ("epi", "mupi"), "lrho": ("erho", "murho"), "pipi": ("pipi",),
+    "pirho": ("pirho",), "rhorho": ("rhorho",), "other": ("other",),
+}
+#: Display names of the samples.
+SAMPLE_NAMES: dict[str, str] = {
+    "ztautau": "Z→ττ", "wlnu": "W→ℓν", "wtaunu": "W→τν", "zll": "Z→ℓℓ", "ttbar": "tt̄",
+}
+_CHANNEL_NAMES = {"pipi": "ππ", "pirho": "πρ", "rhorho": "ρρ", "epi": "eπ", "erho": "eρ",
+                  "mupi": "μπ", "murho": "μρ", "lpi": "ℓπ", "lrho": "ℓρ", "other": "other"}
+
+
+@dataclass
+class Yield:
+    """A weighted MC yield; ``unit`` is the sample's mean weight per MC event (for limits)."""
+
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+    n: int = 0
+    unit: float = 0.0
+
+    def add(self, w: np.ndarray) -> None:
+        self.sum_w += float(np.sum(w))
+        self.sum_w2 += float(np.sum(np.square(w)))
+        self.n += len(w)
+
+    @property
+    def error(self) -> float:
+        return float(np.sqrt(self.sum_w2))
+
+    @property
+    def limit(self) -> float:
+        """68 % CL upper limit when no MC event passed: -ln(0.32) x the weight of one event."""
+        return 1.14 * self.unit
+
+    def __str__(self) -> str:
+        if self.n == 0:
+            return f"< {self.limit:.2g}" if self.unit > 0 else "0"
+        return f"{self.sum_w:.2f} ± {self.error:.2f}"
+
+
+@dataclass
+class YieldTable:
+    """Yields per fb^-1: ``signal[reco][truth_group]`` and ``background[reco][sample]``."""
+
+    signal: dict[str, dict[str, Yield]] = field(default_factory=dict)
+    background: dict[str, dict[str, Yield]] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+
+    def total_signal(self) -> Yield:
+        return _total(y for row in self.signal.values() for y in row.values())
+
+    def total_background(self) -> Yield:
+        return _total(y for row in self.background.values() for y in row.values())
+
+    def to_markdown(self) -> str:
+        bkgs = [s for s in self.samples if s != SIGNAL]
+        lines = ["### Signal yields per fb⁻¹ (rows: reconstructed channel; columns: truth)", ""]
+        head = [_CHANNEL_NAMES[g] for g in TRUTH_GROUPS]
+        lines += ["| channel | " + " | ".join(head) + " | total |",
+                  "|---" * (len(head) + 2) + "|"]
+        for title, chans in TRIGGER_GROUPS.items():
+            lines.append(f"| **{title}** |" + " |" * (len(head) + 1))
+            for ch in chans:
+                row = self.signal.get(ch, {})
+                cells = [str(row.get(g, Yield())) for g in TRUTH_GROUPS]
+                lines.append(f"| {_CHANNEL_NAMES[ch]} | " + " | ".join(cells)
+                             + f" | {_total(row.values())} |")
+        lines += ["", f"Signal total: {self.total_signal()} per fb⁻¹", ""]
+        if bkgs:
+            lines += ["### Background yields per fb⁻¹", ""]
+            head = [SAMPLE_NAMES.get(s, s) for s in bkgs]
+            lines += ["| channel | " + " | ".join(head) + " | total |",
+                      "|---" * (len(head) + 2) + "|"]
+            for title, chans in TRIGGER_GROUPS.items():
+                lines.append(f"| **{title}** |" + " |" * (len(head) + 1))
+                for ch in chans:
+                    row = self.background.get(ch, {})
+                    cells = [str(row.get(s, Yield())) for s in bkgs]
+                    lines.append(f"| {_CHANNEL_NAMES[ch]} | " + " | ".join(cells)
+                                 + f" | {_total(row.values())} |")
+            lines += ["", f"Background total: {self.total_background()} per fb⁻¹", ""]
+        lines.append("Events read: " + ", ".join(f"{k} {v}" for k, v in self.events.items()))
+        return "\n".join(lines)
+
+
+def _total(ys: object) -> Yield:
+    t = Yield()
+    for y in ys:  # type: ignore[attr-defined]
+        t.sum_w += y.sum_w
+        t.sum_w2 += y.sum_w2
+        t.n += y.n
+        t.unit = max(t.unit, y.unit)
+    return t
+
+
+_NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "in_sr")
+
+
+def _selected(path: Path, det: DetectorConfig, sel: SelectConfig) -> pa.Table:
+    """The columns the yields need; runs the detector in memory if ``path`` has no reco."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    if all(c in names for c in _NEEDED):
+        return read_events(path, columns=_NEEDED, require=("id",))
+    if not all(c in names for c in INPUT_COLUMNS):
+        raise SchemaError(f"{path}: has neither reco columns nor the particles needed to run "
+                          "the detector (run 'ditau detector' or generate with particles)")
+    base = read_events(path, columns=sorted(set(INPUT_COLUMNS) | {"weight", "truth_channel"}),
+                       require=("id",))
+    sample = base.column("sample")[0].as_py() if base.num_rows else SIGNAL
+    fakes = det.fake_taus if det.fake_taus is not None else sample != SIGNAL
+    parts = []
+    for start in range(0, base.num_rows, det.chunk_size):
+        chunk = base.slice(start, det.chunk_size)
+        reco = reco_table(chunk, det, sel, fakes)
+        parts.append(pa.table({"sample": chunk["sample"], "weight": chunk["weight"],
+                               "truth_channel": chunk["truth_channel"],
+                               **{c: reco[c] for c in _NEEDED[3:]}}))
+    return pa.concat_tables(parts)
+
+
+def compute_yields(paths: Sequence[str | Path], detector_config: DetectorConfig | None = None,
+                   select_config: SelectConfig | None = None) -> YieldTable:
+    """Signal-region yields per fb^-1 from event files (with reco columns, or raw generated
+    files, which are passed through the detector with ``detector_config``).
+
+    Several files of the same sample are combined: each file's weights (normalised to its own
+    event count) are scaled by its share of the sample's events.
+    """
+    det = detector_config or DetectorConfig()
+    sel = select_config or SelectConfig()
+    tables = {Path(p): _selected(Path(p), det, sel) for p in paths}
+    per_sample: dict[str, int] = defaultdict(int)
+    for path, t in tables.items():
+        read_metadata(path)  # validates the file's schema version
+        for s in set(t.column("sample").to_pylist()):
+            per_sample[s] += t.num_rows
+    out = YieldTable(samples=sorted(per_sample, key=lambda s: (s != SIGNAL, s)),
+                     events=dict(per_sample))
+    for t in tables.values():
+        sample = np.asarray(t.column("sample").to_pylist(), dtype=object)
+        share = np.array([t.num_rows / per_sample[s] for s in sample]) if len(sample) else 0.0
+        w = np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * share
+        sr = np.asarray(t["in_sr"])
+        reco = np.asarray(t["reco_channel"].to_pylist(), dtype=object)
+        truth = np.asarray(t["truth_channel"].to_pylist(), dtype=object)
+        for s in set(sample):
+            unit = float(np.mean(w[sample == s]))
+            for ch in (c for cs in TRIGGER_GROUPS.values() for c in cs):
+                m = sr & (sample == s) & (reco == ch)
+                if s == SIGNAL:
+                    row = out.signal.setdefault(ch, {})
+                    for g, members in TRUTH_GROUPS.items():
+                        row.setdefault(g, Yield(unit=unit)).add(w[m & np.isin(truth, members)])
+                else:
+                    out.background.setdefault(ch, {}).setdefault(s, Yield(unit=unit)).add(w[m])
+    return out
