@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from ditau.physics import M_PI, M_PI0
 from ditau.plots import (
     PLOT_CHANNELS,
+    Binning,
     PlotError,
     eta,
     event_weights,
@@ -131,8 +132,7 @@ def plotted(sample, tmp_path_factory) -> tuple[list[Path], list[str], Path]:
     notes: list[str] = []
     out = tmp_path_factory.mktemp("figs") / "new" / "dir"
     before = dict(mpl.rcParams)
-    files = plot_inputs(sample[0], out, channels=["pipi", "erho", "rhorho", "murho"],
-                        dpi=30, note=notes.append)
+    files = plot_inputs(sample[0], out, dpi=30, note=notes.append)  # all seven channels
     assert dict(mpl.rcParams) == before, "plotting leaked style into the global rcParams"
     return files, notes, out
 
@@ -153,6 +153,19 @@ def test_hist_content_hand_checked() -> None:
     np.testing.assert_allclose(sumw2, [1, 13, 16])
     sumw, _ = hist_content([0.5, 2.5], 2.0, edges)  # scalar weight broadcasts
     np.testing.assert_allclose(sumw, [2, 0, 2])
+
+
+def test_binning_ranges() -> None:
+    np.testing.assert_allclose(Binning(4, -1.0, 1.0).edges(), [-1.0, -0.5, 0.0, 0.5, 1.0])
+    # hi from the data: 99.5 % quantile 995 rounded up to 1000
+    np.testing.assert_allclose(Binning(5, 0.0, None).edges(np.arange(1001.0), [np.nan]),
+                               np.linspace(0.0, 1000.0, 6))
+    # symmetric: |median| + 2 (q84 - q16) = 2 x 1.36 = 2.72 -> 3, or the cap
+    np.testing.assert_allclose(Binning(2, None, None).edges([-1.0, 0.0, 1.0, np.inf]),
+                               [-3.0, 0.0, 3.0])
+    np.testing.assert_allclose(Binning(2, None, None, cap=2.0).edges([-1.0, 0.0, 1.0]),
+                               [-2.0, 0.0, 2.0])
+    np.testing.assert_allclose(Binning(2, None, None).edges([]), [-1.0, 0.0, 1.0])
 
 
 def test_weighted_quantiles() -> None:
@@ -233,7 +246,8 @@ def test_plot_inputs_files(plotted) -> None:
         assert p.parent == out and p.is_file()
         assert p.read_bytes()[:8] == PNG_MAGIC
     assert not list(out.glob(".*.tmp")), "temporary files left behind"
-    assert notes == ["channel murho: no signal-region events, skipped"]
+    assert notes == [f"channel {c}: no signal-region events, skipped"
+                     for c in ("pirho", "epi", "mupi", "murho")]
 
 
 def test_no_pyplot_figures_left(plotted) -> None:
@@ -248,12 +262,13 @@ def test_event_weights() -> None:
     np.testing.assert_allclose(event_weights(cols, weighted=False), [1.0, 1.0])
 
 
-def test_table_input_unweighted(sample, tmp_path) -> None:
-    notes: list[str] = []
-    files = plot_inputs(sample[1], tmp_path, weighted=False,  # a Table, not a path
-                        channels=["pipi"], dpi=20, note=notes.append)
-    assert [p.name for p in files] == ["inputs_pipi.png", "residuals_pipi.png"]
-    assert notes == []
+def test_table_input(sample) -> None:
+    from_path, _ = load_inputs(sample[0])
+    from_table, meta = load_inputs(sample[1])
+    assert meta == {}
+    assert from_table.keys() == from_path.keys()
+    for k, v in from_path.items():
+        np.testing.assert_array_equal(from_table[k], v)
     assert set(PLOT_CHANNELS) == {"pipi", "pirho", "rhorho", "epi", "mupi", "erho", "murho"}
 
 

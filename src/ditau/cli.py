@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ditau.detector.delphes_cli import import_delphes_command
 from ditau.generate.config import ConfigError, GenerateConfig
 from ditau.generate.runner import GenerationError
 from ditau.schema import SchemaError
@@ -151,17 +152,21 @@ def yields(
 def info(path: Annotated[Path, typer.Argument(help="a ditau Parquet file")]) -> None:
     """Validate a ditau file and print its metadata and channel content."""
     import numpy as np
+    import pyarrow.parquet as pq
 
     from ditau.schema import read_events, read_metadata
 
     try:
         meta = read_metadata(path)
-        table = read_events(path, columns=["truth_channel", "weight"])
+        label = "truth_channel"
+        if "truth_channel" not in pq.ParquetFile(path).schema_arrow.names:
+            label = "reco_channel"  # detector-level only (e.g. a Delphes import without truth)
+        table = read_events(path, columns=[label, "weight"])
     except _USER_ERRORS as err:
         _fail(err)
         return
     typer.echo(json.dumps({k: v for k, v in meta.items() if k != "jobs"}, indent=1))
-    ch = np.asarray(table["truth_channel"])
+    ch = np.asarray(table[label])
     w = np.asarray(table["weight"])
     typer.echo(f"{table.num_rows} events; yield per fb^-1 = {w.sum():.1f}")
     for c in sorted(set(ch)):
@@ -197,8 +202,6 @@ def demo(
         return
     typer.echo(report)
 
-
-from ditau.detector.delphes_cli import import_delphes_command  # noqa: E402
 
 app.command("import-delphes")(import_delphes_command)
 

@@ -55,8 +55,8 @@ PLOT_CHANNELS: Final[tuple[str, ...]] = tuple(c for c in CHANNELS if c != "other
 #: Hadronic decay modes (legs with a tau_had candidate).
 HADRONIC: Final[tuple[str, ...]] = ("pi", "rho")
 
-#: Label text next to "ATLAS" (simulation, not an ATLAS result).
-ATLAS_TEXT: Final[str] = "Simulation Internal"
+#: Label text after "ATLAS Simulation" (``data=False`` adds "Simulation"): not an ATLAS result.
+ATLAS_TEXT: Final[str] = "Internal"
 
 _MODE_TEX: Final[dict[str, str]] = {"e": "e", "mu": r"\mu", "pi": r"\pi", "rho": r"\rho"}
 _PNG: Final[str] = "png"
@@ -73,30 +73,43 @@ class PlotError(ValueError):
 
 @dataclass(frozen=True)
 class Binning:
-    """``n`` equal bins on ``[lo, hi)``; ``hi=None`` takes it from the data (99.5 % quantile)."""
+    """``n`` equal bins on ``[lo, hi)``, with ranges from the data where a bound is None.
+
+    ``hi=None``: the 99.5 % quantile of the data, rounded up. ``lo=None`` and ``hi=None``
+    (residuals): symmetric about 0 with half-width |median| + 4 x the 68 % half-width,
+    rounded up, at most ``cap``. Rounding: see :func:`_nice`.
+    """
 
     n: int
-    lo: float
+    lo: float | None
     hi: float | None
+    cap: float = float("inf")
 
     def edges(self, *samples: ArrayLike) -> FloatArray:
-        hi = self.hi
-        if hi is None:
-            finite = [np.asarray(s, dtype=np.float64) for s in samples]
-            values = np.concatenate([s[np.isfinite(s)] for s in finite]) if finite else []
-            q = float(np.quantile(values, 0.995)) if len(values) else self.lo + 1.0
-            hi = _nice_ceiling(max(q, self.lo + 1e-9), self.lo)
-        return np.linspace(self.lo, hi, self.n + 1)
+        arrays = [np.asarray(s, dtype=np.float64).ravel() for s in samples]
+        values = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.empty(0)
+        lo, hi = self.lo, self.hi
+        if lo is None:
+            half = 1.0
+            if len(values):
+                q16, q50, q84 = np.quantile(values, (0.16, 0.5, 0.84))
+                half = abs(q50) + 2.0 * (q84 - q16)
+            half = min(_nice(half), self.cap)
+            lo, hi = -half, half
+        elif hi is None:
+            span = float(np.quantile(values, 0.995)) - lo if len(values) else 1.0
+            hi = lo + _nice(span)
+        return np.linspace(lo, hi, self.n + 1)
 
 
-def _nice_ceiling(x: float, lo: float) -> float:
-    """Round ``x - lo`` up to 1, 2 or 5 times a power of ten (readable axis ranges)."""
-    span = x - lo
-    mag = 10.0 ** np.floor(np.log10(span))
-    for step in (1.0, 2.0, 5.0, 10.0):
-        if span <= step * mag:
-            return lo + step * mag
-    return lo + 10.0 * mag  # pragma: no cover - unreachable: span <= 10 mag by construction
+def _nice(x: float) -> float:
+    """Round a positive ``x`` up to 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten
+    (1 if not positive): readable axis ranges."""
+    if not np.isfinite(x) or x <= 0:
+        return 1.0
+    mag = 10.0 ** np.floor(np.log10(x))
+    steps = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+    return float(next(step * mag for step in steps if x <= step * mag * 1.0001))
 
 
 def hist_content(values: ArrayLike, weights: ArrayLike, edges: ArrayLike,
@@ -345,7 +358,7 @@ def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
         specs = (("pt", rf"$p_{{\mathrm{{T}}}}^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 100.0), pt),
                  ("eta", rf"$\eta^{{{tag}}}$", Binning(30, -3.0, 3.0), eta),
                  ("phi", rf"$\phi^{{{tag}}}$ {_RAD}", Binning(32, -np.pi, np.pi), phi),
-                 ("e", rf"$E^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 200.0),
+                 ("e", rf"$E^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 300.0),
                   lambda p: p[:, 3]))
         for key, label, binning, fn in specs:
             panels.append(Panel(f"leg{i + 1}_{key}", label, binning, fn(v["reco"]), weights,
@@ -401,14 +414,14 @@ def residual_panels(cols: Mapping[str, NDArray[Any]], channel: str,
                 f"leg{i + 1}_pt_res",
                 rf"$p_{{\mathrm{{T}}}}^{{{tag},\,\mathrm{{reco}}}}/"
                 rf"p_{{\mathrm{{T}}}}^{{{tag},\,\mathrm{{truth}}}} - 1$",
-                Binning(40, -0.5, 0.5), v["reco"] / v["truth"] - 1.0, weights))
+                Binning(40, None, None, cap=2.0), v["reco"] / v["truth"] - 1.0, weights))
         tmx, _ = truth_met(cols)
         rmx = np.asarray(cols["met_x"], dtype=np.float64)
         panels += [
             Panel("met_x_res", r"$E_{x}^{\mathrm{miss,reco}}/E_{x}^{\mathrm{miss,truth}} - 1$",
-                  Binning(40, -3.0, 3.0), rmx / tmx - 1.0, weights),
+                  Binning(40, None, None, cap=5.0), rmx / tmx - 1.0, weights),
             Panel("met_x_diff", r"$E_{x}^{\mathrm{miss,reco}} - E_{x}^{\mathrm{miss,truth}}$ "
-                  + _GEV, Binning(40, -50.0, 50.0), rmx - tmx, weights),
+                  + _GEV, Binning(40, None, None, cap=200.0), rmx - tmx, weights),
         ]
     return panels
 
@@ -423,7 +436,7 @@ def channel_tex(channel: str) -> str:
     return rf"$\tau_{{{_MODE_TEX[a]}}}\tau_{{{_MODE_TEX[b]}}}$"
 
 
-def _draw_panel(ax: Axes, panel: Panel, ylabel: str, title: str, residual: bool) -> None:
+def _draw_panel(ax: Axes, panel: Panel, ylabel: str, residual: bool) -> None:
     samples = [panel.reco] + ([panel.truth] if panel.truth is not None else [])
     edges = panel.binning.edges(*samples)
     reco_w, reco_w2 = hist_content(panel.reco, panel.reco_w, edges)
@@ -433,43 +446,52 @@ def _draw_panel(ax: Axes, panel: Panel, ylabel: str, title: str, residual: bool)
         mplhep.histplot(truth_w, edges, ax=ax, histtype="step", color="#0072b2",
                         label="Truth", flow="none")
         top = max(top, float(np.max(truth_w)))
-    reco_label = "Reco" if not residual else "Simulation"
     mplhep.histplot(reco_w, edges, yerr=np.sqrt(reco_w2), ax=ax, histtype="errorbar",
-                    color="black", label=reco_label, flow="none", markersize=4)
-    if residual:
-        med, lo, hi = weighted_quantiles(panel.reco, panel.reco_w, (0.5, 0.16, 0.84))
-        ax.plot([], [], " ", label=f"median {med:.3g}")
-        ax.plot([], [], " ", label=rf"$\sigma_{{68}}$ {0.5 * (hi - lo):.3g}")
+                    color="black", label="Reco", flow="none", markersize=4)
     ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylim(0.0, 1.6 * top if top > 0 else 1.0)
+    ax.set_ylim(0.0, 1.45 * top if top > 0 else 1.0)
     if top <= 0:
         ax.text(0.5, 0.45, "no entries", transform=ax.transAxes, ha="center")
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(title=title, loc="upper right", fontsize="small", title_fontsize="small")
+    if residual:
+        med, lo, hi = weighted_quantiles(panel.reco, panel.reco_w, (0.5, 0.16, 0.84))
+        ax.text(0.04, 0.95, f"median {med:.3g}\n" + rf"$\sigma_{{68}}$ = {0.5 * (hi - lo):.3g}",
+                transform=ax.transAxes, ha="left", va="top", fontsize="small")
+    else:
+        ax.legend(loc="upper right", fontsize="small")
 
 
 def draw_panels(panels: Sequence[Panel], path: Path, title: str, ylabel: str,
                 com: float | None = 13.0, ncols: int = 4, dpi: int = 80,
                 residual: bool = False) -> Path:
-    """Draw ``panels`` on a grid in ATLAS style and write the PNG atomically to ``path``."""
+    """Draw ``panels`` on a grid in ATLAS style and write the PNG atomically to ``path``.
+
+    A header band above the grid carries the experiment label and ``title``.
+    """
     nrows = -(-len(panels) // ncols)
+    cell_w, cell_h, header, left, right, bottom = 5.0, 4.2, 0.8, 1.0, 0.3, 0.9  # inches
+    width, height = cell_w * ncols, cell_h * nrows + header
     with mpl.style.context(mplhep.style.ATLAS):
-        fig = Figure(figsize=(5.0 * ncols, 4.4 * nrows))
+        fig = Figure(figsize=(width, height))
         FigureCanvasAgg(fig)  # explicit non-interactive canvas; no pyplot, no global backend
         # Fixed margins (constrained layout re-measures every text on each draw: too slow).
-        fig.subplots_adjust(left=0.5 / ncols, right=1 - 0.1 / ncols, bottom=0.6 / nrows,
-                            top=1 - 0.15 / nrows, wspace=0.38, hspace=0.42)
+        top = 1.0 - (header + 0.15) / height
+        fig.subplots_adjust(left=left / width, right=1.0 - right / width,
+                            bottom=bottom / height, top=top, wspace=0.4, hspace=0.45)
+        head = fig.add_axes((left / width, top + 0.1 / height, 1.0 - (left + right) / width,
+                             (header - 0.1) / height))
+        head.set_axis_off()
+        # mplhep renders the whole figure to place its label: do it while the figure holds
+        # only the empty header (axes coordinates: later content does not move it).
+        mplhep.atlas.label(text=ATLAS_TEXT, data=False, lumi=None, com=com, ax=head, loc=1,
+                           fontsize=18)
+        head.text(1.0, 0.5, title, transform=head.transAxes, ha="right", va="center",
+                  fontsize=18)
         grid = fig.add_gridspec(nrows, ncols)
-        first = fig.add_subplot(grid[0])
-        # One experiment label per figure. mplhep renders the whole figure to measure the text,
-        # so it goes on while the figure holds only this empty axes (axes coordinates: the
-        # placement does not depend on what is drawn later).
-        mplhep.atlas.label(text=ATLAS_TEXT, data=False, lumi=None, com=com, ax=first, loc=4,
-                           fontsize=12)
-        axes = [first] + [fig.add_subplot(grid[i]) for i in range(1, nrows * ncols)]
+        axes = [fig.add_subplot(grid[i]) for i in range(nrows * ncols)]
         for ax, panel in zip(axes, panels, strict=False):
-            _draw_panel(ax, panel, ylabel, title, residual)
+            _draw_panel(ax, panel, ylabel, residual)
         for ax in axes[len(panels):]:
             ax.set_axis_off()
         with atomic_path(path) as tmp:
