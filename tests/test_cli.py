@@ -10,7 +10,7 @@ runner = CliRunner()
 def test_help_lists_stages():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for stage in ("generate", "demo", "info", "schema"):
+    for stage in ("generate", "demo", "info", "schema", "detector", "yields", "import-delphes"):
         assert stage in res.output
 
 
@@ -80,3 +80,6 @@ def test_demo_writes_report(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| pipi |" in report and "Cross section" in report
     assert read_events(tmp_path / "ztautau.parquet").num_rows == 40
+    assert "Signal yields per fb⁻¹" in report
+    assert read_events(tmp_path / "ztautau_reco.parquet",
+                       require=("id", "truth", "reco")).num_rows == 40

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib as mpl
+import mplhep
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -128,13 +129,22 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Table]:
 
 
 @pytest.fixture(scope="module")
-def plotted(sample, tmp_path_factory) -> tuple[list[Path], list[str], Path]:
+def plotted(sample, tmp_path_factory) -> tuple[list[Path], list[str], Path, list[dict]]:
     notes: list[str] = []
     out = tmp_path_factory.mktemp("figs") / "new" / "dir"
     before = dict(mpl.rcParams)
-    files = plot_inputs(sample[0], out, dpi=30, note=notes.append)  # all seven channels
+    labels: list[dict] = []
+    real_label = mplhep.atlas.label
+
+    def spy(*args, **kwargs):
+        labels.append(kwargs)
+        return real_label(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mplhep.atlas, "label", spy)
+        files = plot_inputs(sample[0], out, dpi=30, note=notes.append)  # all seven channels
     assert dict(mpl.rcParams) == before, "plotting leaked style into the global rcParams"
-    return files, notes, out
+    return files, notes, out, labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,7 +248,7 @@ def test_panels_weights_and_values(sample) -> None:
 
 
 def test_plot_inputs_files(plotted) -> None:
-    files, notes, out = plotted
+    files, notes, out, _ = plotted
     names = sorted(p.name for p in files)
     expected = sorted([f"inputs_{c}.png" for c in FILLED] + [f"residuals_{c}.png" for c in FILLED])
     assert names == expected
@@ -254,6 +264,25 @@ def test_no_pyplot_figures_left(plotted) -> None:
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
+
+
+def test_atlas_label(plotted) -> None:
+    files, _, _, labels = plotted
+    assert len(labels) == len(files)  # one experiment label per figure
+    for kw in labels:  # "ATLAS Simulation Internal", sqrt(s) from the file's metadata
+        assert kw["text"] == "Internal" and kw["data"] is False and kw["lumi"] is None
+        assert kw["com"] == pytest.approx(13.0)
+
+
+def test_signal_region_only(sample, tmp_path) -> None:
+    table = sample[1]
+    ch = np.asarray(table["reco_channel"])
+    in_sr = np.asarray(table["in_sr"]) & (ch != "pipi")  # no pipi event in the SR
+    table = table.set_column(table.schema.get_field_index("in_sr"), "in_sr", pa.array(in_sr))
+    notes: list[str] = []
+    assert plot_inputs(table, tmp_path, channels=["pipi"], note=notes.append) == []
+    assert notes == ["channel pipi: no signal-region events, skipped"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_event_weights() -> None:
@@ -315,7 +344,15 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_cli(sample, tmp_path) -> None:
+def test_cli(sample, tmp_path, monkeypatch) -> None:
+    import ditau.plots
+
+    def fake_draw(panels, path, *args, **kwargs):  # rendering is tested above; keep this fast
+        assert len(panels) > 0
+        path.write_bytes(PNG_MAGIC)
+        return path
+
+    monkeypatch.setattr(ditau.plots, "draw_panels", fake_draw)
     runner = CliRunner()
     res = runner.invoke(_app(), ["plot-inputs", str(sample[0]), "-o", str(tmp_path),
                                  "-c", "erho,murho"])
@@ -329,6 +366,11 @@ def test_cli(sample, tmp_path) -> None:
     assert res.exit_code == 2
     assert "error: unknown channel(s) ['bogus']" in res.output
     assert "murho" in res.output
+
+    res = runner.invoke(_app(), ["plot-inputs", str(sample[0]), "-o", str(tmp_path / "q"),
+                                 "--channel", "murho", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == f"0 figure(s) in {tmp_path / 'q'}"  # no notes when quiet
 
     res = runner.invoke(_app(), ["plot-inputs", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2

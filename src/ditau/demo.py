@@ -1,8 +1,9 @@
 """``ditau demo``: the chain on a small sample, on CPU.
 
 Today the chain is: Pythia 8 generation -> truth summary (channel yields against the PDG
-expectation, cross section against the reference). The detector, reconstruction, evaluation
-and tomography stages are appended here as they land (issues #3-#6).
+expectation, cross section against the reference) -> ATLAS-like detector, triggers and signal
+region -> signal yields per channel with the truth-to-reco channel migration. Reconstruction,
+evaluation and tomography are appended here as they land (issues #4-#6).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ditau.detector.run import run_detector
 from ditau.generate import GenerateConfig, run
 from ditau.physics import BR_PDG, CHANNELS, expected_channel_fractions
 from ditau.schema import read_events
+from ditau.yields import compute_yields
 
 #: sigma(pp -> Z -> tau tau) at 13 TeV used by the reference study (shared/seeds/001).
 REFERENCE_SIGMA_PB = 1848.0
 
-_PENDING = ("detector response + selection (#3)", "collinear / MMC / FastMTT (#4)",
+_PENDING = ("backgrounds in the demo (run `ditau generate --process wlnu|wtaunu|zll|ttbar` "
+            "and `ditau yields`)", "collinear / MMC / FastMTT (#4)",
             "ML neutrino reconstruction (#5)", "spin tomography and significance (#6)")
 
 
@@ -60,6 +64,12 @@ def run_demo(outdir: Path, events: int = 2000, workers: int = 2, seed: int = 1) 
         f = float(np.mean(modes == m))
         err = np.sqrt(br * (1 - br) / len(modes))
         lines.append(f"| {m} | {f:.4f} | {br:.4f} | {(f - br) / err:+.1f} |")
+    det = run_detector(summary.path, outdir / "ztautau_reco.parquet", keep_particles=False,
+                       workers=workers, progress=False)
+    lines += ["", "## Detector level", "",
+              f"ATLAS-like detector, triggers and signal region: {det.in_sr} of {det.events} "
+              f"events in the signal region ({det.seconds:.1f} s).", "",
+              compute_yields([det.path]).to_markdown()]
     lines += ["", "## Not yet in the chain", ""] + [f"- {p}" for p in _PENDING]
     lines += ["", f"Events: {summary.path}"]
     report = "\n".join(lines) + "\n"

@@ -164,7 +164,7 @@ def pt(p4: FloatArray) -> FloatArray:
 
 
 def eta(p4: FloatArray) -> FloatArray:
-    """Pseudorapidity, asinh(pz / pT) = -ln tan(theta/2) (PDG Kinematics review, Sec. 49.5)."""
+    """Pseudorapidity, asinh(pz / pT) = -ln tan(theta/2) (PDG review "Kinematics")."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.arcsinh(p4[:, 2] / pt(p4))
 
@@ -340,13 +340,18 @@ _GEV = "[GeV]"
 _RAD = "[rad]"
 
 
+def _leg_tags(channel: str) -> tuple[str, str]:
+    """Math-text tags of the two legs: ``("e", r"\\rho")``; ``pipi``: ``(r"\\pi_{1}", ...)``."""
+    first, second = split_channel(channel)
+    if first == second:  # leading / subleading
+        return rf"{_MODE_TEX[first]}_{{1}}", rf"{_MODE_TEX[second]}_{{2}}"
+    return _MODE_TEX[first], _MODE_TEX[second]
+
+
 def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
                  weights: FloatArray) -> list[Panel]:
     """The input-variable panels of one channel; ``cols`` already restricted to its events."""
-    first, second = split_channel(channel)
-    same = first == second
-    tags = ((rf"{_MODE_TEX[first]}_{{1}}", rf"{_MODE_TEX[second]}_{{2}}") if same
-            else (_MODE_TEX[first], _MODE_TEX[second]))
+    tags = _leg_tags(channel)
     fp = first_leg_is_p(cols, channel)
     panels: list[Panel] = []
     legs: dict[str, list[FloatArray]] = {"truth": [], "reco": []}
@@ -400,10 +405,7 @@ def residual_panels(cols: Mapping[str, NDArray[Any]], channel: str,
                     weights: FloatArray) -> list[Panel]:
     """Resolution panels of one channel: reco/truth - 1 of the legs' visible pT and of MET x,
     and reco - truth of MET x (filled into ``Panel.reco``)."""
-    first, second = split_channel(channel)
-    same = first == second
-    tags = ((rf"{_MODE_TEX[first]}_{{1}}", rf"{_MODE_TEX[second]}_{{2}}") if same
-            else (_MODE_TEX[first], _MODE_TEX[second]))
+    tags = _leg_tags(channel)
     fp = first_leg_is_p(cols, channel)
     panels = []
     with np.errstate(divide="ignore", invalid="ignore"):

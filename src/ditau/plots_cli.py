@@ -25,7 +25,7 @@ def plot_inputs_command(
         = Path("plots"),
     channel: Annotated[list[str] | None, typer.Option(
         "--channel", "-c", help="only this channel (repeatable or comma-separated): pipi, "
-                                "pirho, rhorho, epi, mupi, erho, murho [default: all]")] = None,
+                                "pirho, rhorho, epi, mupi, erho, murho (default: all)")] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="print only a one-line summary (no per-file list, no notes)")]
         = False,
