@@ -10,7 +10,8 @@ runner = CliRunner()
 def test_help_lists_stages():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for stage in ("generate", "demo", "info", "schema", "detector", "yields", "import-delphes"):
+    for stage in ("generate", "demo", "info", "schema", "detector", "yields", "import-delphes",
+                  "plot-inputs"):
         assert stage in res.output
 
 

@@ -12,6 +12,7 @@ import typer
 from ditau.detector.delphes_cli import import_delphes_command
 from ditau.generate.config import ConfigError, GenerateConfig
 from ditau.generate.runner import GenerationError
+from ditau.plots_cli import plot_inputs_command
 from ditau.schema import SchemaError
 
 app = typer.Typer(
@@ -204,6 +205,7 @@ def demo(
 
 
 app.command("import-delphes")(import_delphes_command)
+app.command("plot-inputs")(plot_inputs_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m ditau`
