@@ -92,32 +92,30 @@ class YieldTable:
     def to_markdown(self) -> str:
         bkgs = [s for s in self.samples if s != SIGNAL]
         lines = ["### Signal yields per fb⁻¹ (rows: reconstructed channel; columns: truth)", ""]
-        head = [_CHANNEL_NAMES[g] for g in TRUTH_GROUPS]
-        lines += ["| channel | " + " | ".join(head) + " | total |",
-                  "|---" * (len(head) + 2) + "|"]
-        for title, chans in TRIGGER_GROUPS.items():
-            lines.append(f"| **{title}** |" + " |" * (len(head) + 1))
-            for ch in chans:
-                row = self.signal.get(ch, {})
-                cells = [str(row.get(g, Yield())) for g in TRUTH_GROUPS]
-                lines.append(f"| {_CHANNEL_NAMES[ch]} | " + " | ".join(cells)
-                             + f" | {_total(row.values())} |")
+        lines += _markdown_table(self.signal, list(TRUTH_GROUPS),
+                                 [_CHANNEL_NAMES[g] for g in TRUTH_GROUPS])
         lines += ["", f"Signal total: {self.total_signal()} per fb⁻¹", ""]
         if bkgs:
             lines += ["### Background yields per fb⁻¹", ""]
-            head = [SAMPLE_NAMES.get(s, s) for s in bkgs]
-            lines += ["| channel | " + " | ".join(head) + " | total |",
-                      "|---" * (len(head) + 2) + "|"]
-            for title, chans in TRIGGER_GROUPS.items():
-                lines.append(f"| **{title}** |" + " |" * (len(head) + 1))
-                for ch in chans:
-                    row = self.background.get(ch, {})
-                    cells = [str(row.get(s, Yield())) for s in bkgs]
-                    lines.append(f"| {_CHANNEL_NAMES[ch]} | " + " | ".join(cells)
-                                 + f" | {_total(row.values())} |")
+            lines += _markdown_table(self.background, bkgs, [SAMPLE_NAMES.get(s, s)
+                                                             for s in bkgs])
             lines += ["", f"Background total: {self.total_background()} per fb⁻¹", ""]
         lines.append("Events read: " + ", ".join(f"{k} {v}" for k, v in self.events.items()))
         return "\n".join(lines)
+
+
+def _markdown_table(cells: dict[str, dict[str, Yield]], keys: list[str],
+                    head: list[str]) -> list[str]:
+    """Rows = reconstructed channels grouped by trigger, columns = ``keys``, plus a total."""
+    lines = ["| channel | " + " | ".join(head) + " | total |", "|---" * (len(head) + 2) + "|"]
+    for title, chans in TRIGGER_GROUPS.items():
+        lines.append(f"| **{title}** |" + " |" * (len(head) + 1))
+        for ch in chans:
+            row = cells.get(ch, {})
+            lines.append(f"| {_CHANNEL_NAMES[ch]} | "
+                         + " | ".join(str(row.get(k, Yield())) for k in keys)
+                         + f" | {_total(row.values())} |")
+    return lines
 
 
 def _total(ys: object) -> Yield:

@@ -89,6 +89,7 @@ from numpy.typing import NDArray
 from particle import Particle as _PDG
 
 from ditau.detector.candidates import LEPTON_FIELDS, Candidates, records
+from ditau.generate.truth import leg_columns
 from ditau.physics import M_PI, channel_of
 from ditau.schema import EventWriter, arrow_schema, check_writable
 from ditau.select import SelectConfig, select
@@ -537,7 +538,6 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
     tau_idx: dict[str, NDArray[np.int64]] = {}
     modes: dict[str, NDArray] = {}
     tag = np.zeros(len(pid), dtype=np.int8)
-    nan4 = np.full(4, np.nan)
     for leg, sign, tsign in (("p", -15, 1), ("m", 15, -1)):
         cand = np.flatnonzero(decaying & (pid == sign))
         order = np.lexsort((p[cand, 3], evt[cand]))  # by event, then energy: the last one wins
@@ -551,44 +551,10 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
         dp = np.flatnonzero(member)
         tag[idx[present]] = tsign
         tag[dp] = tsign
-        ev = evt[dp]
-        nu = is_nu[dp]
-        chg = ~nu & (charge[dp] != 0)
-        neu = ~nu & (charge[dp] == 0)
-
-        def count(mask: NDArray[np.bool_], ev: NDArray[np.int64] = ev) -> NDArray[np.int64]:
-            return np.bincount(ev[mask], minlength=n)
-
-        def total(mask: NDArray[np.bool_], dp: NDArray[np.int64] = dp,
-                  ev: NDArray[np.int64] = ev) -> NDArray[np.float64]:
-            return np.stack([np.bincount(ev[mask], p[dp[mask], c], minlength=n)
-                             for c in range(4)], axis=1)
-
-        n_nu, n_chg, n_neu = count(nu), count(chg), count(neu)
-        n_pi0, n_pic = count(pid[dp] == 111), count(abspid[dp] == 211)
-        n_e, n_mu = count(abspid[dp] == 11), count(abspid[dp] == 13)
-        one = n_chg == 1
-        # Decay-mode labels as ditau.generate.truth.extract.
-        mode = np.full(n, "other", dtype=object)
-        mode[one & (n_pic == 1) & (n_neu == 0)] = "pi"
-        mode[one & (n_pic == 1) & (n_neu == 1) & (n_pi0 == 1)] = "rho"
-        mode[one & (n_e == 1) & (n_neu == 0)] = "e"
-        mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
-        modes[leg] = mode
-        absent = ~present[:, None]
-        tau = _take(p, idx, np.nan)
-        for name, vec in (("tau", tau), ("nu", np.where(absent, nan4, total(nu))),
-                          ("chg", np.where(absent, nan4, total(chg))),
-                          ("neu", np.where(absent, nan4, total(neu)))):
-            for c, comp in enumerate(_P4):
-                cols[f"{name}_{comp}_{leg}"] = vec[:, c]
-        cols[f"n_nu_{leg}"] = n_nu.astype(np.int8)
-        cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
-        cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)
-        cols[f"n_neutral_{leg}"] = n_neu.astype(np.int8)
-        pid_sum = np.bincount(ev[chg], pid[dp[chg]].astype(np.float64), minlength=n)
-        cols[f"chg_pdg_{leg}"] = np.where(one, pid_sum, 0).astype(np.int32)
-        cols[f"decay_mode_{leg}"] = mode
+        leg_cols = leg_columns(leg, dp, evt, p, pid, charge[dp], present,
+                               _take(p, idx, np.nan))
+        cols.update(leg_cols)
+        modes[leg] = leg_cols[f"decay_mode_{leg}"]
     cols["truth_channel"] = channel_of(modes["p"], modes["m"]).astype(object)
     pair = np.stack([cols[f"tau_{c}_p"] + cols[f"tau_{c}_m"] for c in _P4], axis=1)
     # m^2 = E^2 - |p|^2 of the pair; NaN propagates where a tau is absent

@@ -49,6 +49,55 @@ def _follow_copies(idx: NDArray[np.int64], pid: NDArray[np.int32], d1: NDArray[n
     raise TruthError("tau copy chain longer than 1000 entries")
 
 
+def leg_columns(leg: str, dp: NDArray[np.int64], evt: NDArray[np.int64],
+                p: NDArray[np.float64], pid: NDArray[np.int64], charge: NDArray[np.float64],
+                present: NDArray[np.bool_], tau: NDArray[np.float64]) -> dict[str, NDArray]:
+    """The schema's truth columns of one tau leg from its direct decay products.
+
+    ``dp``: flat indices of the leg's direct decay products (all events); ``evt``, ``p``,
+    ``pid``: event index, four-momentum (px, py, pz, e) and PDG id of every flat particle;
+    ``charge``: the charges of ``dp``; ``present``: per event, whether the leg exists (absent
+    legs get NaN momenta); ``tau``: the leg's (n, 4) tau four-momenta. Shared by the Pythia
+    and the Delphes truth readers, so decay-mode labels mean the same in both.
+    """
+    n = len(present)
+    ev = evt[dp]
+    abspid = np.abs(pid[dp])
+    nu = np.isin(abspid, _NEUTRINOS)
+    chg = ~nu & (charge != 0)
+    neu = ~nu & (charge == 0)
+
+    def count(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        return np.bincount(ev[mask], minlength=n)
+
+    def total(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+        sums = np.stack([np.bincount(ev[mask], p[dp[mask], c], minlength=n) for c in range(4)],
+                        axis=1)
+        return np.where(present[:, None], sums, np.nan)
+
+    n_chg, n_neu, n_pi0 = count(chg), count(neu), count(pid[dp] == 111)
+    n_pic, n_e, n_mu = count(abspid == 211), count(abspid == 11), count(abspid == 13)
+    one = n_chg == 1
+    mode = np.full(n, "other", dtype=object)
+    mode[one & (n_pic == 1) & (n_neu == 0)] = "pi"
+    mode[one & (n_pic == 1) & (n_neu == 1) & (n_pi0 == 1)] = "rho"
+    mode[one & (n_e == 1) & (n_neu == 0)] = "e"
+    mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
+    cols: dict[str, NDArray] = {}
+    for name, vec in (("tau", tau), ("nu", total(nu)), ("chg", total(chg)),
+                      ("neu", total(neu))):
+        for c, comp in enumerate(("px", "py", "pz", "e")):
+            cols[f"{name}_{comp}_{leg}"] = vec[:, c]
+    cols[f"n_nu_{leg}"] = count(nu).astype(np.int8)
+    cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
+    cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)
+    cols[f"n_neutral_{leg}"] = n_neu.astype(np.int8)
+    pid_sum = np.bincount(ev[chg], pid[dp[chg]].astype(np.float64), minlength=n)
+    cols[f"chg_pdg_{leg}"] = np.where(one, pid_sum, 0).astype(np.int32)
+    cols[f"decay_mode_{leg}"] = mode
+    return cols
+
+
 def _decaying_taus(pid: NDArray[np.int32], status: NDArray[np.int32], m1: NDArray[np.int64],
                    p: NDArray[np.float64], evt: NDArray[np.int64], n: int,
                    sign: int) -> NDArray[np.int64]:
@@ -146,48 +195,15 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     modes = {}
     for leg, t in (("p", tau_p), ("m", tau_m)):
         dp = np.flatnonzero(m1 == tau_idx[leg][evt])
-        ev = evt[dp]
-        nu = is_nu[dp]
-        q = np.where(nu, 0.0, _checked_charges(pid[dp])) if len(dp) else np.zeros(0)
-        chg = ~nu & (q != 0)
-        neu = ~nu & (q == 0)
-
-        def count(mask: NDArray[np.bool_], ev: NDArray[np.int64] = ev) -> NDArray[np.int64]:
-            return np.bincount(ev[mask], minlength=n)
-
-        def total(mask: NDArray[np.bool_], dp: NDArray[np.int64] = dp,
-                  ev: NDArray[np.int64] = ev) -> NDArray[np.float64]:
-            return np.stack([np.bincount(ev[mask], p[dp[mask], c], minlength=n)
-                             for c in range(4)], axis=1)
-
-        n_nu, n_chg, n_neu = count(nu), count(chg), count(neu)
-        if np.any((n_nu == 0) & present[leg]):
-            bad = int(np.flatnonzero((n_nu == 0) & present[leg])[0])
-            raise TruthError(f"event {first_event_id + bad}: tau{'+' if leg == 'p' else '-'} "
-                             "has no neutrino among its decay products (not decayed?)")
-        n_pi0 = count(pid[dp] == 111)
-        n_pic = count(abspid[dp] == 211)
-        n_e, n_mu = count(abspid[dp] == 11), count(abspid[dp] == 13)
-        one = n_chg == 1
-        mode = np.full(n, "other", dtype=object)
-        mode[one & (n_pic == 1) & (n_neu == 0)] = "pi"
-        mode[one & (n_pic == 1) & (n_neu == 1) & (n_pi0 == 1)] = "rho"
-        mode[one & (n_e == 1) & (n_neu == 0)] = "e"
-        mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
-        modes[leg] = mode
-        absent = ~present[leg][:, None]
-        for name, vec in (("tau", t), ("nu", np.where(absent, nan4, total(nu))),
-                          ("chg", np.where(absent, nan4, total(chg))),
-                          ("neu", np.where(absent, nan4, total(neu)))):
-            for c, comp in enumerate(("px", "py", "pz", "e")):
-                cols[f"{name}_{comp}_{leg}"] = vec[:, c]
-        cols[f"n_nu_{leg}"] = n_nu.astype(np.int8)
-        cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
-        cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)
-        cols[f"n_neutral_{leg}"] = n_neu.astype(np.int8)
-        pid_sum = np.bincount(ev[chg], pid[dp[chg]].astype(np.float64), minlength=n)
-        cols[f"chg_pdg_{leg}"] = np.where(one, pid_sum, 0).astype(np.int32)
-        cols[f"decay_mode_{leg}"] = mode
+        q = np.where(is_nu[dp], 0.0, _checked_charges(pid[dp])) if len(dp) else np.zeros(0)
+        leg_cols = leg_columns(leg, dp, evt, p, pid, q, present[leg], t)
+        bad = (leg_cols[f"n_nu_{leg}"] == 0) & present[leg]
+        if np.any(bad):
+            raise TruthError(f"event {first_event_id + int(np.flatnonzero(bad)[0])}: "
+                             f"tau{'+' if leg == 'p' else '-'} has no neutrino among its "
+                             "decay products (not decayed?)")
+        cols.update(leg_cols)
+        modes[leg] = leg_cols[f"decay_mode_{leg}"]
     cols["truth_channel"] = channel_of(modes["p"], modes["m"]).astype(object)
 
     # --- final state: tag tau descendants, split visible/invisible, acceptance -------------
