@@ -124,3 +124,20 @@ def charges(pid: ArrayLike) -> NDArray[np.float64]:
     a = np.asarray(pid)
     uniq, inv = np.unique(a, return_inverse=True)
     return np.array([_charge(int(u)) for u in uniq], dtype=np.float64)[inv].reshape(a.shape)
+
+
+def pt_eta(px: Any, py: Any, pz: Any) -> tuple[Any, Any]:
+    """Transverse momentum and pseudorapidity eta = asinh(pz / pT) of numpy or Awkward
+    components (pT = 0 gives +-inf or NaN, left to the caller to flag)."""
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return pt, np.arcsinh(pz / pt)
+
+
+def delta_r(a_px: Any, a_py: Any, a_pz: Any, b_px: Any, b_py: Any, b_pz: Any) -> Any:
+    """Delta R = sqrt(d_eta^2 + d_phi^2) between two directions (numpy or Awkward arrays,
+    broadcasting), with d_phi wrapped into [-pi, pi)."""
+    _, ea = pt_eta(a_px, a_py, a_pz)
+    _, eb = pt_eta(b_px, b_py, b_pz)
+    dphi = (np.arctan2(a_py, a_px) - np.arctan2(b_py, b_px) + np.pi) % (2 * np.pi) - np.pi
+    return np.hypot(ea - eb, dphi)

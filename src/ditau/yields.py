@@ -47,7 +47,8 @@ _CHANNEL_NAMES = {"pipi": "ππ", "pirho": "πρ", "rhorho": "ρρ", "epi": "eπ
 
 @dataclass
 class Yield:
-    """A weighted MC yield; ``unit`` is the sample's mean weight per MC event (for limits)."""
+    """A weighted MC yield; ``unit`` is the mean weight of one selected MC event of the sample
+    (for the limit quoted when no MC event passed)."""
 
     sum_w: float = 0.0
     sum_w2: float = 0.0
@@ -91,10 +92,13 @@ class YieldTable:
 
     def to_markdown(self) -> str:
         bkgs = [s for s in self.samples if s != SIGNAL]
-        lines = ["### Signal yields per fb⁻¹ (rows: reconstructed channel; columns: truth)", ""]
-        lines += _markdown_table(self.signal, list(TRUTH_GROUPS),
-                                 [_CHANNEL_NAMES[g] for g in TRUTH_GROUPS])
-        lines += ["", f"Signal total: {self.total_signal()} per fb⁻¹", ""]
+        lines: list[str] = []
+        if SIGNAL in self.samples:
+            lines += ["### Signal yields per fb⁻¹ (rows: reconstructed channel; columns: "
+                      "truth)", ""]
+            lines += _markdown_table(self.signal, list(TRUTH_GROUPS),
+                                     [_CHANNEL_NAMES[g] for g in TRUTH_GROUPS])
+            lines += ["", f"Signal total: {self.total_signal()} per fb⁻¹", ""]
         if bkgs:
             lines += ["### Background yields per fb⁻¹", ""]
             lines += _markdown_table(self.background, bkgs, [SAMPLE_NAMES.get(s, s)
@@ -179,7 +183,9 @@ def compute_yields(paths: Sequence[str | Path], detector_config: DetectorConfig 
         reco = np.asarray(t["reco_channel"].to_pylist(), dtype=object)
         truth = np.asarray(t["truth_channel"].to_pylist(), dtype=object)
         for s in set(sample):
-            unit = float(np.mean(w[sample == s]))
+            # the typical weight of one selected MC event (fake rates included), for limits
+            pick = (sample == s) & sr if np.any((sample == s) & sr) else sample == s
+            unit = float(np.mean(w[pick]))
             for ch in (c for cs in TRIGGER_GROUPS.values() for c in cs):
                 m = sr & (sample == s) & (reco == ch)
                 if s == SIGNAL:

@@ -51,7 +51,7 @@ from ditau.detector.candidates import (
     sort_by_pt,
 )
 from ditau.detector.config import DetectorConfig
-from ditau.physics import charges
+from ditau.physics import charges, delta_r
 
 #: Columns the detector reads (besides the particles group).
 INPUT_COLUMNS: tuple[str, ...] = (
@@ -95,14 +95,7 @@ class _Flat:
 
 def _delta_r(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """Delta R between rows of two (N, 4) momentum arrays."""
-    def eta_phi(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        pt = np.hypot(v[:, 0], v[:, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.arcsinh(v[:, 2] / pt), np.arctan2(v[:, 1], v[:, 0])
-    ea, pa_ = eta_phi(a)
-    eb, pb = eta_phi(b)
-    dphi = (pa_ - pb + np.pi) % (2 * np.pi) - np.pi
-    return np.hypot(ea - eb, dphi)
+    return delta_r(a[:, 0], a[:, 1], a[:, 2], b[:, 0], b[:, 1], b[:, 2])
 
 
 def _isolation(f: _Flat, cand: NDArray[np.int64], cfg: DetectorConfig) -> NDArray[np.float64]:
