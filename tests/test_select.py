@@ -137,3 +137,11 @@ def test_fake_weights_multiply_into_reco_weight():
                        QUIET)]))
     assert c["reco_weight"].tolist() == pytest.approx([2e-4, 0.02])
     assert c["reco_origin_m"].tolist() == [1, 1] and c["reco_origin_p"].tolist() == [1, 0]
+
+
+def test_optional_visible_mass_window_for_lephad():
+    # e and tau back to back, pT 30 each at eta 0: m_vis = 2 * 30 = 60 GeV
+    ev = ([lepton(30.0, eta=0.0, phi=0.0)], [tau(30.0, eta=0.0, phi=np.pi)], QUIET)
+    assert select(cands([ev]))["in_sr"][0]
+    assert select(cands([ev]), SelectConfig(lephad_mvis_window=(35.0, 75.0)))["in_sr"][0]
+    assert not select(cands([ev]), SelectConfig(lephad_mvis_window=(65.0, 75.0)))["in_sr"][0]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from ditau.cli import app
 from ditau.detector.run import run_detector
 from ditau.schema import read_events
-from ditau.select import HADHAD, LEPHAD
+from ditau.select import HADHAD, LEPHAD, SelectConfig
 from ditau.yields import compute_yields
 
 
@@ -55,4 +55,17 @@ def test_yields_reject_files_without_reco_or_particles(inclusive):
     _, _, path = inclusive
     res = CliRunner().invoke(app, ["yields", str(path)])
     assert res.exit_code == 2
-    assert "neither reco columns nor the particles" in res.output
+    assert "no particles to run the detector on and no reco columns" in res.output
+
+
+def test_selection_settings_rerun_the_detector_or_fail_clearly(signal_particles, reco, tmp_path):
+    cfg = tmp_path / "sel.yaml"
+    cfg.write_text("lephad_mvis_window: [35, 75]\n")
+    nominal = compute_yields([signal_particles]).total_signal()
+    windowed = CliRunner().invoke(app, ["yields", str(signal_particles), "--select", str(cfg)])
+    assert windowed.exit_code == 0, windowed.output
+    tight = compute_yields([signal_particles], select_config=SelectConfig.from_yaml(cfg))
+    assert 0 < tight.total_signal().sum_w < nominal.sum_w
+    # a detector-level file without particles cannot be re-selected
+    res = CliRunner().invoke(app, ["yields", str(reco), "--select", str(cfg)])
+    assert res.exit_code == 2 and "with the requested settings" in res.output

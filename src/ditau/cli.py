@@ -100,14 +100,18 @@ def detector(
         "--no-smear", help="switch all resolutions off (closure studies)")] = False,
     drop_particles: Annotated[bool, typer.Option(
         "--drop-particles", help="do not copy the particle lists to the output")] = False,
+    select: Annotated[Path | None, typer.Option(
+        "--select", help="YAML file of SelectConfig fields (cuts, triggers, SR)")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="local processes")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """ATLAS-like detector response, triggers, channel assignment and signal region."""
     from ditau.detector.config import DetectorConfig
     from ditau.detector.run import run_detector
+    from ditau.select import SelectConfig
 
     try:
+        scfg = SelectConfig.from_yaml(select) if select else SelectConfig()
         cfg = DetectorConfig.from_yaml(config) if config else DetectorConfig()
         changes: dict[str, object] = {}
         if seed is not None:
@@ -115,7 +119,7 @@ def detector(
         if no_smear:
             changes["smear"] = False
         cfg = DetectorConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
-        summary = run_detector(inp, out, cfg, systematic=systematic,
+        summary = run_detector(inp, out, cfg, scfg, systematic=systematic,
                                keep_particles=not drop_particles, workers=workers,
                                progress=not quiet)
     except _USER_ERRORS as err:
@@ -132,13 +136,19 @@ def yields(
              "in memory with default settings)")],
     markdown: Annotated[Path | None, typer.Option(
         "--markdown", help="also write the tables to this Markdown file")] = None,
+    select: Annotated[Path | None, typer.Option(
+        "--select", help="YAML file of SelectConfig fields: re-applies the selection to the "
+                         "stored candidates' events by re-running the detector (files with "
+                         "particles only)")] = None,
 ) -> None:
     """Signal-region yields per fb^-1 per channel: signal by truth channel, backgrounds."""
     from ditau.schema import atomic_path
+    from ditau.select import SelectConfig
     from ditau.yields import compute_yields
 
     try:
-        table = compute_yields(files)
+        scfg = SelectConfig.from_yaml(select) if select else None
+        table = compute_yields(files, select_config=scfg)
         text = table.to_markdown()
         if markdown is not None:
             with atomic_path(markdown) as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import awkward as ak
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 
 from ditau.detector.candidates import Candidates
 from ditau.physics import channel_of, delta_r, pt_eta
+from ditau.yaml_config import load_mapping
 
 #: Channels with one lepton and one tau_had, and with two tau_had.
 LEPHAD: Final[tuple[str, ...]] = ("epi", "mupi", "erho", "murho")
@@ -57,6 +59,10 @@ class SelectConfig:
     #: the two visible legs. None disables a cut.
     lephad_mt_max: float | None = 50.0
     lephad_sum_cos_dphi_min: float | None = -0.15
+    #: Optional visible-mass window for lep-had (ATLAS PRD 84 (2011) 112006: 35-75 GeV); it
+    #: removes Z -> ll with a lepton faking the tau (m_vis ~ m_Z) but also cuts the signal's
+    #: m_vis spectrum, so it is off by default (the reference lists no such cut).
+    lephad_mvis_window: tuple[float, float] | None = None
     opposite_charge: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +76,10 @@ class SelectConfig:
             raise ValueError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SelectConfig:
+        return cls.from_dict(load_mapping(path), source=str(path))
 
 
 def _not_in_crack(eta: Any, crack: tuple[float, float]) -> Any:
@@ -231,6 +241,13 @@ def select(cands: Candidates, config: SelectConfig | None = None) -> dict[str, N
         in_sr &= ~lephad | (mt < cfg.lephad_mt_max)
     if cfg.lephad_sum_cos_dphi_min is not None:
         in_sr &= ~lephad | (scd > cfg.lephad_sum_cos_dphi_min)
+    if cfg.lephad_mvis_window is not None:
+        vis = [np.nan_to_num(cols[f"reco_chg_{c}_p"]) + np.nan_to_num(cols[f"reco_neu_{c}_p"])
+               + np.nan_to_num(cols[f"reco_chg_{c}_m"]) + np.nan_to_num(cols[f"reco_neu_{c}_m"])
+               for c in ("px", "py", "pz", "e")]
+        m_vis = np.sqrt(np.maximum(vis[3] ** 2 - vis[0] ** 2 - vis[1] ** 2 - vis[2] ** 2, 0.0))
+        lo, hi = cfg.lephad_mvis_window
+        in_sr &= ~lephad | ((m_vis > lo) & (m_vis < hi))
     cols["in_sr"] = in_sr
     return cols
 

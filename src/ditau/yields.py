@@ -135,14 +135,18 @@ def _total(ys: object) -> Yield:
 _NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "in_sr")
 
 
-def _selected(path: Path, det: DetectorConfig, sel: SelectConfig) -> pa.Table:
-    """The columns the yields need; runs the detector in memory if ``path`` has no reco."""
+def _selected(path: Path, det: DetectorConfig, sel: SelectConfig, rerun: bool) -> pa.Table:
+    """The columns the yields need: the stored reco columns, or (if there are none, or
+    ``rerun``) the detector and selection run in memory on the particles."""
     names = pq.ParquetFile(path).schema_arrow.names
-    if all(c in names for c in _NEEDED):
+    has_particles = all(c in names for c in INPUT_COLUMNS)
+    if all(c in names for c in _NEEDED) and not rerun:
         return read_events(path, columns=_NEEDED, require=("id",))
-    if not all(c in names for c in INPUT_COLUMNS):
-        raise SchemaError(f"{path}: has neither reco columns nor the particles needed to run "
-                          "the detector (run 'ditau detector' or generate with particles)")
+    if not has_particles:
+        raise SchemaError(
+            f"{path}: has no particles to run the detector on" + (
+                " with the requested settings" if rerun else
+                " and no reco columns (run 'ditau detector' or generate with particles)"))
     base = read_events(path, columns=sorted(set(INPUT_COLUMNS) | {"weight", "truth_channel"}),
                        require=("id",))
     sample = base.column("sample")[0].as_py() if base.num_rows else SIGNAL
@@ -159,15 +163,17 @@ def _selected(path: Path, det: DetectorConfig, sel: SelectConfig) -> pa.Table:
 
 def compute_yields(paths: Sequence[str | Path], detector_config: DetectorConfig | None = None,
                    select_config: SelectConfig | None = None) -> YieldTable:
-    """Signal-region yields per fb^-1 from event files (with reco columns, or raw generated
-    files, which are passed through the detector with ``detector_config``).
+    """Signal-region yields per fb^-1 from event files: their stored reco columns, or, for
+    generated files without them or when a ``detector_config`` / ``select_config`` is given,
+    the detector and selection run in memory on the stored particles.
 
     Several files of the same sample are combined: each file's weights (normalised to its own
     event count) are scaled by its share of the sample's events.
     """
+    rerun = detector_config is not None or select_config is not None
     det = detector_config or DetectorConfig()
     sel = select_config or SelectConfig()
-    tables = {Path(p): _selected(Path(p), det, sel) for p in paths}
+    tables = {Path(p): _selected(Path(p), det, sel, rerun) for p in paths}
     per_sample: dict[str, int] = defaultdict(int)
     for path, t in tables.items():
         read_metadata(path)  # validates the file's schema version

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ditau.yaml_config import load_mapping
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,7 @@ class DetectorConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DetectorConfig:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{p}: cannot read YAML config: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: top level must be a mapping of option: value")
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(load_mapping(path), source=str(path))
 
     def vary(self, systematic: str | None) -> DetectorConfig:
         """This configuration with a named systematic variation applied."""

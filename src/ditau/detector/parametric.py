@@ -232,9 +232,11 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
             "fake_weight": np.ones(len(sel)), "origin": np.full(len(sel), ORIGIN_REAL),
         })
 
+    lost_lepton = np.zeros(npart, dtype=bool)
     if fake_taus:
         # Isolated leptons that failed identification: 1-track tau candidates.
         lost = lep_idx[iso_ok & ~id_ok]
+        lost_lepton[lost] = True
         lost_p = p_l[iso_ok & ~id_ok] * cfg.tes
         is_el = abspid[lost] == 11
         tau_rows.append({
@@ -251,7 +253,7 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
     # --- jets ----------------------------------------------------------------------------
     jet_in = in_calo & ~used & ~(abspid == 13)
     jets, jet_rows = _jets(f, jet_in, cfg, r_jet, smear, u_part, eff_on, is_trk_p, p_trk,
-                           is_gam, p_gam, fake_taus)
+                           is_gam, p_gam, fake_taus, lost_lepton)
     jet_pt = np.hypot(jets["p"][:, 0], jets["p"][:, 1])
     hard_jet = jet_pt > cfg.jet_met_pt_min
     used[jets["constituents"][hard_jet[jets["owner"]]]] = True
@@ -322,9 +324,14 @@ def _cluster(parts: ak.Array, r: float) -> Any:
 def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random.Generator,
           smear: float, u_part: NDArray[np.float64], eff_on: bool,
           is_trk_p: NDArray[np.bool_], p_trk: NDArray[np.float64],
-          is_gam: NDArray[np.bool_], p_gam: NDArray[np.float64],
-          fake_taus: bool) -> tuple[dict[str, NDArray[Any]], list[dict[str, NDArray[Any]]]]:
-    """anti-kt jets (fastjet) of the masked particles, smeared; fake tau candidates."""
+          is_gam: NDArray[np.bool_], p_gam: NDArray[np.float64], fake_taus: bool,
+          lost_lepton: NDArray[np.bool_],
+          ) -> tuple[dict[str, NDArray[Any]], list[dict[str, NDArray[Any]]]]:
+    """anti-kt jets (fastjet) of the masked particles, smeared; fake tau candidates.
+
+    A jet carried mostly (> 50 % of its pT) by an unidentified lepton is not a jet -> tau
+    candidate: that lepton already is a lepton -> tau candidate (no double counting).
+    """
     idx = np.flatnonzero(mask)
     counts = np.bincount(f.evt[idx], minlength=f.n)
     parts = ak.unflatten(ak.zip({c: f.p[idx, k] for k, c in
@@ -373,7 +380,9 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
     neu = np.where(cluster[:, None], neu, 0.0)
     n_trk = np.bincount(owner[trk], minlength=nj)
     charge = np.bincount(owner[trk], f.q[constituents[trk]], minlength=nj)
-    ok = (abseta < cfg.track_eta_max) & (n_trk > 0)
+    lep = lost_lepton[constituents]
+    lep_pt = np.bincount(owner[lep], f.pt[constituents[lep]], minlength=nj)
+    ok = (abseta < cfg.track_eta_max) & (n_trk > 0) & (lep_pt < 0.5 * pt)
     row = {
         "evt": jevt[ok],
         **{f"chg_{c}": chg[ok, k] for k, c in enumerate(_C)},

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ditau.yaml_config import load_mapping
 
 #: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
 #: applied with ``15:onIfMatch`` (Pythia conjugates for the tau+). Note the rho mode is the
@@ -205,14 +205,7 @@ class GenerateConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GenerateConfig:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"{p}: cannot read YAML config: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of option: value")
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(load_mapping(path, ConfigError), source=str(path))
 
     def replace(self, **changes: Any) -> GenerateConfig:
         return dataclasses.replace(self, **changes)
