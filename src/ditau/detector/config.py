@@ -40,6 +40,9 @@ class DetectorConfig:
     iso_pt_min: float = 0.5
     e_iso_max: float = 0.12
     mu_iso_max: float = 0.25
+    #: An unselected lepton with relative isolation below this can fake a tau_had (lepton ->
+    #: tau candidate); a lepton inside a jet of other particles cannot.
+    fake_lepton_iso_max: float = 1.0
     #: anti-kt radius (ATLAS analyses; the Delphes card uses 0.6) and clustering threshold
     #: (below the 20 GeV analysis cut, so upward-fluctuating jets survive smearing).
     jet_r: float = 0.4

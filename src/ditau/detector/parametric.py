@@ -19,8 +19,9 @@ Model (every number in :mod:`ditau.detector.resolution` / :class:`DetectorConfig
 * jets: anti-kt on the particles not used by identified leptons and taus (|eta| < 4.9,
   muons excluded), jet-level resolution and scale.
 * fakes (backgrounds): every jet with |eta| < 2.5 is a tau candidate built from its core
-  (dR < 0.2) tracks and photons, and every unidentified isolated lepton a 1-track candidate;
-  each carries its misidentification probability as ``fake_weight``.
+  (dR < 0.2) tracks and photons, and every unselected lepton that dominates its isolation
+  cone a 1-track candidate (a jet made mostly of such a lepton is not also a jet fake); each
+  carries its misidentification probability as ``fake_weight``.
 
 Jets: FastJet (M. Cacciari, G.P. Salam, G. Soyez, EPJC 72 (2012) 1896, arXiv:1111.6097).
 * MET = -(identified leptons + identified taus + jets above 20 GeV + soft term); the soft
@@ -234,10 +235,12 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
 
     lost_lepton = np.zeros(npart, dtype=bool)
     if fake_taus:
-        # Isolated leptons that failed identification: 1-track tau candidates.
-        lost = lep_idx[iso_ok & ~id_ok]
+        # Unselected leptons (failed ID or the tight isolation) that still dominate their
+        # surroundings (cone pT below their own): 1-track tau candidates.
+        lost_sel = ~sel_l & (iso < cfg.fake_lepton_iso_max)
+        lost = lep_idx[lost_sel]
         lost_lepton[lost] = True
-        lost_p = p_l[iso_ok & ~id_ok] * cfg.tes
+        lost_p = p_l[lost_sel] * cfg.tes
         is_el = abspid[lost] == 11
         tau_rows.append({
             "evt": f.evt[lost],
