@@ -7,6 +7,7 @@ import pytest
 
 from ditau.schema import (
     COLUMNS,
+    GROUPS,
     SCHEMA_VERSION,
     EventWriter,
     SchemaError,
@@ -33,7 +34,7 @@ def test_every_column_has_unit_group_and_doc():
     names = [c.name for c in COLUMNS]
     assert len(names) == len(set(names))
     for c in COLUMNS:
-        assert c.doc and c.group in ("id", "truth", "particles", "reco")
+        assert c.doc and c.group in GROUPS
         if c.name.endswith(("_px_p", "_e_m")) or c.name.startswith("met_"):
             assert c.unit.startswith("GeV")
 
@@ -136,3 +137,12 @@ def test_unwritable_destination(tmp_path):
 def test_describe_lists_columns_with_units():
     text = describe(("id",))
     assert "| weight | double | fb |" in text and SCHEMA_VERSION in text
+
+
+def test_method_table_columns_for_the_reconstruction_stage():
+    cols = {c.name: c for c in group_columns("method")}
+    assert {"method", "candidate", "rec_tau_px_p", "rec_nu_pz_m", "rec_m_tautau",
+            "rec_status", "rec_reason"} <= set(cols)
+    assert cols["rec_status"].allowed == ("ok", "no_solution", "failed")
+    assert cols["rec_tau_e_p"].nan_allowed  # failed events carry NaN momenta
+    assert not set(cols) & {c.name for c in group_columns("id", "truth", "reco")}

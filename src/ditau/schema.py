@@ -14,6 +14,9 @@ Every stage reads and writes this schema. Columns come in groups:
     with other settings; each particle is tagged with the tau leg it descends from (if any).
 ``reco``
     detector-level quantities filled by the detector/selection stage; absent in truth files.
+``method``
+    a reconstruction method's output table (one file per method): ``event_id`` plus these
+    columns, one row per event (per candidate for sampling methods), with a ``rec_status``.
 
 Naming: ``_p`` = tau+ leg, ``_m`` = tau- leg. Frame: the laboratory frame, z along beam 1
 (the "+z" proton), units GeV. Label columns are strings from :data:`ditau.physics.DECAY_MODES`
@@ -175,12 +178,36 @@ def _build_columns() -> list[Column]:
                "detector-level weight factor: product of the fake rates of fake tau_had legs, "
                "else 1 (expected events per fb^-1 = weight x reco_weight)"),
     ]
+    # Method group: the reconstruction-output table of a method (collinear, MMC, FastMTT, ML),
+    # one row per event (and per candidate for sampling methods), keyed by event_id.
+    cols += [
+        Column("method", pa.string(), "", "method", "reconstruction method name"),
+        Column("candidate", pa.int16(), "", "method",
+               "candidate index (0 for methods with one answer per event)"),
+    ]
+    cols += _vec("rec_tau", "reconstructed tau four-momentum", "method", True)
+    for leg, name in _LEGS.items():
+        for c in _XYZE[:3]:
+            cols.append(Column(f"rec_nu_{c}_{leg}", f64, "GeV", "method",
+                               f"reconstructed invisible momentum of the {name} leg, {c}",
+                               True))
+    cols += [
+        Column("rec_m_tautau", f64, "GeV", "method", "reconstructed di-tau mass", True),
+        Column("rec_status", pa.string(), "", "method",
+               "ok, no_solution (the method found none) or failed (bad input)",
+               allowed=RECO_STATUS),
+        Column("rec_reason", pa.string(), "", "method",
+               "why the status is not ok (empty if ok)"),
+    ]
     return cols
 
 
+#: Status values of a reconstruction-output row.
+RECO_STATUS: Final[tuple[str, ...]] = ("ok", "no_solution", "failed")
+
 COLUMNS: Final[tuple[Column, ...]] = tuple(_build_columns())
 BY_NAME: Final[dict[str, Column]] = {c.name: c for c in COLUMNS}
-GROUPS: Final[tuple[str, ...]] = ("id", "truth", "particles", "reco")
+GROUPS: Final[tuple[str, ...]] = ("id", "truth", "particles", "reco", "method")
 
 
 def group_columns(*groups: str) -> list[Column]:
