@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
+from ditau.baselines.reconstruct_cli import reconstruct_command
 from ditau.detector.delphes_cli import import_delphes_command
+from ditau.evaluate.evaluate_cli import evaluate_command
 from ditau.generate.config import ConfigError, GenerateConfig
 from ditau.generate.runner import GenerationError
 from ditau.plots_cli import plot_inputs_command
@@ -216,6 +218,8 @@ def demo(
 
 app.command("import-delphes")(import_delphes_command)
 app.command("plot-inputs")(plot_inputs_command)
+app.command("reconstruct")(reconstruct_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m ditau`
