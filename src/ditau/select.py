@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from ditau.detector.candidates import Candidates
 from ditau.physics import channel_of, delta_r, pt_eta
-from ditau.yaml_config import load_mapping
+from ditau.yaml_config import check_fields, load_mapping
 
 #: Channels with one lepton and one tau_had, and with two tau_had.
 LEPHAD: Final[tuple[str, ...]] = ("epi", "mupi", "erho", "murho")
@@ -70,10 +70,7 @@ class SelectConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "select config") -> SelectConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, data, source)
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**d)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ditau.yaml_config import load_mapping
+from ditau.yaml_config import check_fields, load_mapping
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,7 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "detector config") -> DetectorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, data, source)
         return cls(**data)
 
     @classmethod

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ditau.yaml_config import load_mapping
+from ditau.yaml_config import check_fields, load_mapping
 
 #: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
 #: applied with ``15:onIfMatch`` (Pythia conjugates for the tau+). Note the rho mode is the
@@ -186,10 +186,7 @@ class GenerateConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> GenerateConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        check_fields(cls, data, source, ConfigError)
         d = dict(data)
         if "mass_window" in d:
             d["mass_window"] = tuple(float(x) for x in d["mass_window"])
