@@ -53,6 +53,10 @@ def generate(
         help="force both taus into these modes, comma-separated subset of pi,rho,e,mu "
              "(weights keep the physical rates)")] = None,
     events_per_job: Annotated[int | None, typer.Option(help="events per job")] = None,
+    tau_filter: Annotated[str | None, typer.Option(
+        help="generator-level tau filter before hadronisation and decays: 'sr' (looser than "
+             "the signal region: pT > 12/22 GeV, |eta| < 2.7) or 'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX'; "
+             "weights stay physical")] = None,
     no_particles: Annotated[bool, typer.Option(
         "--no-particles", help="do not store the visible final state (smaller files; the "
                                "detector stage then cannot be re-run)")] = False,
@@ -74,6 +78,8 @@ def generate(
             changes["force_decays"] = tuple(m.strip() for m in force_decays.split(",") if m)
         if no_particles:
             changes["keep_particles"] = False
+        if tau_filter is not None:
+            changes["tau_filter"] = _parse_tau_filter(tau_filter)
         cfg = GenerateConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
         summary = run(cfg, out, workers=workers, scheduler=scheduler, progress=not quiet)
     except _USER_ERRORS as err:
@@ -86,6 +92,21 @@ def generate(
     typer.echo(f"cross section sigma({PROCESSES[cfg.process].doc}) = "
                f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
                f"truth channels: {summary.channels}")
+
+
+def _parse_tau_filter(text: str) -> dict[str, float]:
+    from ditau.generate.config import ConfigError
+    from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
+
+    if text.strip().lower() == "sr":
+        f = SIGNAL_REGION_FILTER
+        return {"pt_min": f.pt_min, "pt_lead_min": f.pt_lead_min, "abs_eta_max": f.abs_eta_max}
+    try:
+        a, b, c = (float(x) for x in text.split(","))
+    except ValueError as err:
+        raise ConfigError(f"--tau-filter: expected 'sr' or three numbers "
+                          f"'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX', got '{text}'") from err
+    return {"pt_min": a, "pt_lead_min": b, "abs_eta_max": c}
 
 
 @app.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ditau.generate.tau_filter import TauFilter
 from ditau.yaml_config import check_fields, load_mapping
 
 #: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
@@ -95,6 +96,9 @@ class GenerateConfig:
     #: element above this mass (Pythia TauDecays:mMinForZ); ~1.6x faster, O(m_tau^2/m_Z^2)
     #: change in the spin density matrix. None = exact massive matrix element (default).
     tau_me_massless_above: float | None = None
+    #: Generator-level filter on the final taus before hadronisation and decays (tau-pair
+    #: processes only; see ditau.generate.tau_filter). Weights stay physical.
+    tau_filter: TauFilter | None = None
     #: Store the visible final state (needed to re-run the detector stage).
     keep_particles: bool = True
     #: Visible final-state particles beyond this |eta| are summed into vis_out_px/py only.
@@ -135,6 +139,8 @@ class GenerateConfig:
             if bad:
                 raise ConfigError(f"force_decays: unknown mode(s) {bad}; "
                                   f"choose from {list(FORCED_MODE_PRODUCTS)}")
+        if self.tau_filter is not None and not PROCESSES[self.process].tau_pair:
+            raise ConfigError(f"tau_filter: only for tau-pair processes, not '{self.process}'")
         if self.particle_eta_max <= 0:
             raise ConfigError("particle_eta_max: must be positive")
         if self.tau_me_massless_above is not None and self.tau_me_massless_above <= 0:
@@ -195,6 +201,11 @@ class GenerateConfig:
             d["force_decays"] = (fd,) if isinstance(fd, str) else tuple(fd)
         if "extra_settings" in d:
             d["extra_settings"] = tuple(d["extra_settings"] or ())
+        if isinstance(d.get("tau_filter"), dict):
+            try:
+                d["tau_filter"] = TauFilter(**d["tau_filter"])
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{source}: tau_filter: {err}") from err
         try:
             return cls(**d)
         except TypeError as err:

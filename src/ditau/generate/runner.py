@@ -24,6 +24,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from ditau.generate.config import PROCESSES, GenerateConfig
+from ditau.generate.tau_filter import make_hook
 from ditau.generate.truth import extract
 from ditau.physics import MB_TO_FB
 from ditau.schema import EventWriter, arrow_schema, check_writable
@@ -51,6 +52,8 @@ class JobResult:
     sigma_pb: float
     sigma_err_pb: float
     n_tried: int
+    #: Events vetoed by the generator-level tau filter / events it considered (0/0: no filter).
+    filter_counts: tuple[int, int]
     tau_decay_fraction: dict[str, float]
     seconds: float
 
@@ -93,7 +96,8 @@ def _template() -> Any:
     return pythia8mc.Pythia("", False)
 
 
-def _pythia(config: GenerateConfig, seed: int) -> Any:
+def _pythia(config: GenerateConfig, seed: int, hook: Any = None) -> Any:
+    """An initialised Pythia for ``config``; ``hook`` (a UserHooks) must outlive it."""
     import pythia8mc
 
     tpl = _template()
@@ -101,6 +105,8 @@ def _pythia(config: GenerateConfig, seed: int) -> Any:
     for s in config.pythia_settings(seed):
         if not pythia.readString(s):
             raise GenerationError(f"Pythia rejected the setting '{s}'")
+    if hook is not None:
+        pythia.setUserHooksPtr(hook)
     if not pythia.init():
         raise GenerationError(f"Pythia initialisation failed for process '{config.process}' "
                               f"(settings: {config.pythia_settings(seed)})")
@@ -124,7 +130,8 @@ def run_job(config: GenerateConfig, job: Job,
             on_batch: Callable[[int], None] | None = None) -> JobResult:
     """Generate one job's events and return them as a schema table."""
     start = time.perf_counter()
-    pythia = _pythia(config, job.seed)
+    hook = make_hook(config.tau_filter) if config.tau_filter is not None else None
+    pythia = _pythia(config, job.seed, hook)
     frac = tau_decay_fractions(pythia)
     groups = ("id", "truth", "particles") if config.keep_particles else ("id", "truth")
     schema = arrow_schema(*groups)
@@ -155,7 +162,8 @@ def run_job(config: GenerateConfig, job: Job,
     weight = pa.array(np.asarray(table["gen_weight"]) * norm)
     table = table.set_column(table.schema.get_field_index("weight"),
                              schema.field("weight"), weight)
-    return JobResult(job, table, sigma_pb, sigma_err_pb, int(info.nTried()), frac,
+    counts = (hook.vetoed, hook.considered) if hook is not None else (0, 0)
+    return JobResult(job, table, sigma_pb, sigma_err_pb, int(info.nTried()), counts, frac,
                      time.perf_counter() - start)
 
 
@@ -252,6 +260,8 @@ def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
             writer.write(res.table)
             job_meta.append({"index": res.job.index, "seed": res.job.seed,
                              "events": res.job.events, "n_tried": res.n_tried,
+                             "filter_vetoed": res.filter_counts[0],
+                             "filter_considered": res.filter_counts[1],
                              "sigma_pb": res.sigma_pb, "sigma_err_pb": res.sigma_err_pb})
             frac = res.tau_decay_fraction
             ch, cnt = np.unique(np.asarray(res.table["truth_channel"]), return_counts=True)
@@ -263,6 +273,8 @@ def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
         err = math.sqrt(sum((j["sigma_err_pb"] * j["events"]) ** 2 for j in job_meta)) / n
         writer.close({"jobs": job_meta, "n_events": n,
                       "n_tried": sum(j["n_tried"] for j in job_meta),
+                      "filter_vetoed": sum(j["filter_vetoed"] for j in job_meta),
+                      "filter_considered": sum(j["filter_considered"] for j in job_meta),
                       "cross_section_pb": sigma, "cross_section_err_pb": err,
                       "tau_decay_fraction": frac})
     except BaseException:
