@@ -23,9 +23,8 @@ leg adds ``n_mnu`` stratified m_nunu values per point. Points per event: n_phi^2
 n_mnu^(number of leptonic legs) (default 4096 for two hadronic legs). Random numbers come from
 a counter-based hash of (seed, event_id, point), so an event gives the same answer whatever
 else is in the batch and however many threads run. A point's solutions (all root
-combinations) each enter with their own weight, so a point's total weight is the sum over its
-solutions of P (baselines.md §2); ATLAS's refineSolutions keeps one pseudo-randomly chosen
-root per leg instead, which is the same in expectation up to the factor 2 per two-root leg.
+combinations) each enter, each root of a leg weighted by 1/(number of roots of that leg): the
+expectation of ATLAS's refineSolutions, which keeps one pseudo-randomly chosen root per leg.
 
 Convergence (measured, see :func:`budget_study`): the MLM peak of a single event is NOT
 converged at the default budget. On the 716 reconstructable events of
@@ -87,6 +86,10 @@ DEFAULT_N_MET = 16
 DEFAULT_N_MNU = 4
 DEFAULT_PHI_POWER = 2.0
 DEFAULT_SMOOTH = 0.0
+
+#: fast-math flags for the scan: reassociation, contraction, approximate functions; NOT the
+#: no-NaN/no-Inf assumptions (the scan tests for missing solutions through comparisons).
+_FAST = {"reassoc", "contract", "afn", "arcp"}
 
 _U64 = np.uint64
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -219,7 +222,7 @@ def solve_neutrinos(vis1: NDArray[np.float64], vis2: NDArray[np.float64],
     return _solve_many(*arr, float(m_tau))
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FAST)
 def _leg_solutions(pt: float, c: float, s: float, v: NDArray[np.float64], m2vis: float,
                    pvis: float, kind: int, lep: bool, n_mnu: int, mnu_max: float,
                    key: np.uint64, counter: np.uint64, m_tau: float,
@@ -254,7 +257,9 @@ def _leg_solutions(pt: float, c: float, s: float, v: NDArray[np.float64], m2vis:
                 out[nsol, 1] = ty
                 out[nsol, 2] = tz
                 out[nsol, 3] = v[3] + enu
-                out[nsol, 4] = prob
+                # each root enters with 1/(number of roots): the expectation of ATLAS's
+                # random choice of one root per leg (refineSolutions)
+                out[nsol, 4] = prob / nr
                 nsol += 1
     return nsol
 
@@ -371,7 +376,7 @@ def _peak(hw_raw: NDArray[np.float64], hw2: NDArray[np.float64], bin_w: float,
     return mean, b0, b1
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
+@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_FAST)
 def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[np.int64],
           kind2: NDArray[np.int64], met: NDArray[np.float64], axes: NDArray[np.float64],
           keys: NDArray[np.uint64], todo: NDArray[np.bool_], n_phi: int, n_met: int,
