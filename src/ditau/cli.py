@@ -183,6 +183,22 @@ def yields(
 
 
 @app.command()
+def merge(
+    inputs: Annotated[list[Path], typer.Argument(help="event files of one sample")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="merged Parquet file")],
+) -> None:
+    """Merge files of one sample (e.g. several seeds): event ids renumbered, weights shared."""
+    from ditau.merge import merge_files
+
+    try:
+        n = merge_files(inputs, out)
+    except _USER_ERRORS as err:
+        _fail(err)
+        return
+    typer.echo(f"merged {len(inputs)} files ({n} events) into {out}")
+
+
+@app.command()
 def info(path: Annotated[Path, typer.Argument(help="a ditau Parquet file")]) -> None:
     """Validate a ditau file and print its metadata and channel content."""
     import numpy as np

@@ -1,0 +1,74 @@
+"""Merge event files of one sample (e.g. several generation seeds) into one file.
+
+Files generated with different seeds each number their events from 0 and each carry weights
+normalised to the file ("events per fb^-1" summing to the expected yield). The merged file
+renumbers ``event_id`` consecutively in input order and scales each file's weights by its
+share of the merged events, so the merged weights again sum to the expected yield (the
+event-count-weighted mean of the files' cross-section estimates). The metadata records the
+source files, their event-id offsets and their own metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ditau.schema import EventWriter, SchemaError, read_metadata
+
+
+def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 50_000) -> int:
+    """Merge the event files ``paths`` (same sample, same columns) into ``out``; returns rows.
+
+    Streams in batches (memory does not grow with the sample); ``out`` appears only when
+    complete. Raises :class:`SchemaError` naming the file for different samples, different
+    columns, an existing output among the inputs, or an unreadable file.
+    """
+    if not paths:
+        raise SchemaError("merge: no input files")
+    srcs = [Path(p) for p in paths]
+    if Path(out).resolve() in {p.resolve() for p in srcs if p.exists()}:
+        raise SchemaError(f"merge: output {out} is also an input")
+    metas = [read_metadata(p) for p in srcs]
+    files = [pq.ParquetFile(p) for p in srcs]
+    schema = files[0].schema_arrow.remove_metadata()
+    for p, f in zip(srcs[1:], files[1:], strict=True):
+        if f.schema_arrow.remove_metadata().names != schema.names:
+            diff = set(f.schema_arrow.names) ^ set(schema.names)
+            raise SchemaError(f"merge: {p} has different columns from {srcs[0]} "
+                              f"(e.g. {sorted(diff)[:5]})")
+    rows = [f.metadata.num_rows for f in files]
+    total = sum(rows)
+    samples: set[str] = set()
+    for p, f in zip(srcs, files, strict=True):
+        col = f.read(columns=["sample"])["sample"]
+        samples.update(str(s) for s in pa.compute.unique(col).to_pylist())
+        if len(samples) > 1:
+            raise SchemaError(f"merge: {p} adds sample(s) {sorted(samples)}; merge files of "
+                              "one sample only (yields combine different samples)")
+    sources: list[dict[str, Any]] = []
+    writer = EventWriter(out, schema, {"stage": "merge", "merged_stage": metas[0].get("stage")},
+                         require=("id",))
+    try:
+        offset = 0
+        for p, f, n, meta in zip(srcs, files, rows, metas, strict=True):
+            share = n / total
+            for batch in f.iter_batches(batch_size=batch_rows):
+                t = pa.Table.from_batches([batch])
+                ids = np.arange(offset, offset + t.num_rows, dtype=np.int64)
+                t = t.set_column(t.schema.get_field_index("event_id"), "event_id", pa.array(ids))
+                w = np.asarray(t["weight"]) * share
+                t = t.set_column(t.schema.get_field_index("weight"), "weight", pa.array(w))
+                writer.write(t)
+                offset += t.num_rows
+            sources.append({"path": str(p), "events": n, "first_event_id": offset - n,
+                            "weight_scale": share, "metadata": meta})
+        writer.close({"merged_from": sources, "n_events": total})
+    except BaseException:
+        writer.abort()
+        raise
+    return total
