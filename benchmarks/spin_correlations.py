@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ditau.generate import GenerateConfig, run
-from ditau.physics import p4_from_columns
 from ditau.schema import read_events
-from ditau.tomography import analyser_components, helicity_frame, lo_expectation, spin_correlation
+from ditau.tomography import concurrence_diagonal, from_truth, lo_expectation, measure
 
 REFERENCE = {"kk": 0.97, "rr": -0.48, "nn": 0.48}
 
@@ -41,13 +40,11 @@ def main() -> None:
         dt = time.perf_counter() - t0
         t = read_events(Path(tmp) / "pipi.parquet", require=("id", "truth"))
     cols = {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names}
-    tp, tm = p4_from_columns(cols, "tau", "_p"), p4_from_columns(cols, "tau", "_m")
-    frame = helicity_frame(tp, tm)
-    hp = analyser_components(p4_from_columns(cols, "chg", "_p"), tp, frame)
-    hm = analyser_components(p4_from_columns(cols, "chg", "_m"), tm, frame)
-    # pi+ direction: analysing power -1 relative to the tau+ spin; pi-: +1.
-    c, err = spin_correlation(hp, hm, kappa_p=-1.0, kappa_m=1.0)
-    lo = lo_expectation(frame.cos_theta)
+    # truth analysers; pi+ direction: analysing power -1 relative to the tau+ spin; pi-: +1.
+    an = from_truth(cols)
+    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m, valid=an.valid)
+    c, err = obs.C, obs.C_err
+    lo = lo_expectation(an.cos_theta[an.valid])
     print(f"{a.events} pi pi events ({'un' if a.uncorrelated else ''}correlated tau decays), "
           f"generated in {dt:.0f} s")
     print("element   measured          LO (same events)   reference   pull vs LO")
@@ -58,8 +55,7 @@ def main() -> None:
     off = ~np.eye(3, dtype=bool)
     print(f"largest |off-diagonal| / error: {np.max(np.abs(c[off]) / err[off]):.1f}")
     # B = 0, diagonal C (Wootters; shared/reference/tomography.md "Quantum observables")
-    kk, rr, nn = np.diag(c)
-    conc = 0.5 * max(0.0, abs(rr - nn) + kk - 1, abs(rr + nn) - kk - 1)
+    conc = concurrence_diagonal(c)
     print(f"concurrence (diagonal-C formula, tomography.md): {conc:.3f}")
 
 

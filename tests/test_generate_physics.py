@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ditau.physics import BR_PDG, M_TAU, channel_of, expected_channel_fractions, p4_from_columns
-from ditau.tomography import analyser_components, helicity_frame, lo_expectation, spin_correlation
+from ditau.tomography import from_truth, lo_expectation, measure
 
 
 def test_branching_fractions_match_pdg(inclusive):
@@ -107,12 +107,11 @@ def test_final_state_balances_transverse_momentum(full):
 
 
 def _pipi_correlation(cols):
-    tp, tm = p4_from_columns(cols, "tau", "_p"), p4_from_columns(cols, "tau", "_m")
-    frame = helicity_frame(tp, tm)
-    hp = analyser_components(p4_from_columns(cols, "chg", "_p"), tp, frame)
-    hm = analyser_components(p4_from_columns(cols, "chg", "_m"), tm, frame)
-    c, err = spin_correlation(hp, hm, kappa_p=-1.0, kappa_m=1.0)
-    return c, err, lo_expectation(frame.cos_theta)
+    # truth analysers (pi+ direction: kappa -1 relative to the tau+ spin, pi-: +1)
+    an = from_truth(cols)
+    assert np.all(an.valid), np.unique(an.reason)
+    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m, valid=an.valid)
+    return obs.C, obs.C_err, lo_expectation(an.cos_theta[an.valid])
 
 
 def test_spin_correlations_are_on_and_match_lo(pipi):

@@ -16,6 +16,7 @@ from ditau.generate.config import ConfigError, GenerateConfig
 from ditau.generate.runner import GenerationError
 from ditau.plots_cli import plot_inputs_command
 from ditau.schema import SchemaError
+from ditau.tomography.tomography_cli import tomography_command
 
 app = typer.Typer(
     name="ditau",
@@ -238,11 +239,12 @@ def schema(group: Annotated[list[str] | None, typer.Option(
 @app.command()
 def demo(
     outdir: Annotated[Path, typer.Option("--outdir", help="report folder")] = Path("ditau-demo"),
-    events: Annotated[int, typer.Option("--events", "-n")] = 2000,
+    events: Annotated[int, typer.Option("--events", "-n")] = 4000,
     workers: Annotated[int, typer.Option("--workers", "-j")] = 2,
     seed: Annotated[int, typer.Option()] = 1,
 ) -> None:
-    """Run the chain on a small sample, on CPU (currently: generation + truth summary)."""
+    """Run the whole chain on a small sample, on CPU: generation, detector, selection,
+    collinear/FastMTT/MMC, resolution table, spin tomography -> one report folder."""
     from ditau.demo import run_demo
 
     try:
@@ -257,6 +259,7 @@ app.command("import-delphes")(import_delphes_command)
 app.command("plot-inputs")(plot_inputs_command)
 app.command("reconstruct")(reconstruct_command)
 app.command("evaluate")(evaluate_command)
+app.command("tomography")(tomography_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point for `python -m ditau`

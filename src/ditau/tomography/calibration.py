@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ditau.physics import SIN2_THETA_EFF
+from ditau.tomography.estimators import lo_expectation
 
 #: Index of k, r, n in the analyser component arrays.
 AXES = ("k", "r", "n")
@@ -67,24 +68,17 @@ class SpinSample:
 
 def lo_state(cos_theta: ArrayLike, sin2_theta_eff: float = SIN2_THETA_EFF
              ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """LO spin state of q qbar -> Z -> tau tau per event: (B+ (N,3), B- (N,3), C (N,3,3)).
-
-    C = diag(1, lambda s^2/(1+c^2), -lambda s^2/(1+c^2)); B+_k = B-_k = P_tau = -A_tau once the
-    terms odd in cos Theta are averaged (quark direction unknown at pp) (tomography.md, LO).
-    """
+    """LO spin state per event as arrays: (B+ (N,3), B- (N,3), C (N,3,3)), from
+    :func:`~ditau.tomography.estimators.lo_expectation` with the quark direction unknown
+    (C = diag(1, C_rr, -C_rr), B+_k = B-_k = -A_tau). Non-finite cos Theta -> Theta = pi/2."""
     c = np.asarray(cos_theta, dtype=float)
-    c = np.where(np.isfinite(c), c, 0.0)
-    ratio = 1.0 - 4.0 * sin2_theta_eff  # gV/gA (tomography.md)
-    a_tau = 2.0 * ratio / (1.0 + ratio**2)
-    lam = -np.sqrt(1.0 - a_tau**2)
-    crr = lam * (1.0 - c**2) / (1.0 + c**2)
+    lo = lo_expectation(np.where(np.isfinite(c), c, 0.0), sin2_theta_eff)
     n = len(c)
     C = np.zeros((n, 3, 3))
-    C[:, 0, 0] = 1.0
-    C[:, 1, 1] = crr
-    C[:, 2, 2] = -crr
+    for i, key in enumerate(("kk", "rr", "nn")):
+        C[:, i, i] = lo[key]
     B = np.zeros((n, 3))
-    B[:, 0] = -a_tau
+    B[:, 0] = lo["bk"]
     return B, B.copy(), C
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ditau.tomography import quantum
+
 #: Luminosity of Run 2 (fb^-1), where the reference quotes its result.
 RUN2_LUMI = 140.0
 #: The witness D's gradient with respect to (C_kk, C_rr, C_nn).
@@ -49,18 +51,18 @@ class ChannelInput:
 
 
 def witness_d(c: ArrayLike) -> float:
-    """D = (C_nn - C_rr + C_kk)/3 for diag C in (k, r, n) order (tomography.md)."""
-    return float(_GRAD_D @ np.asarray(c, dtype=float))
+    """D for a diagonal (C_kk, C_rr, C_nn) (:func:`ditau.tomography.quantum.witness_d`)."""
+    return float(quantum.witness_d(np.diag(np.asarray(c, dtype=float))))
 
 
 def m12_diag(c: ArrayLike) -> tuple[float, NDArray[np.float64]]:
-    """Horodecki m12 for a diagonal C (sum of the two largest C_ii^2) and its gradient."""
+    """Horodecki m12 for a diagonal C (:func:`ditau.tomography.quantum.horodecki_m12`: the sum
+    of the two largest C_ii^2) and its gradient with respect to (C_kk, C_rr, C_nn)."""
     c = np.asarray(c, dtype=float)
-    sq = c**2
-    top = np.argsort(sq)[-2:]
+    top = np.argsort(c**2)[-2:]
     grad = np.zeros(3)
     grad[top] = 2.0 * c[top]
-    return float(sq[top].sum()), grad
+    return float(quantum.horodecki_m12(np.diag(c))), grad
 
 
 def combine(channels: Sequence[ChannelInput], lumi: float

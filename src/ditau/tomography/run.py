@@ -1,0 +1,325 @@
+"""The ``tomography`` stage: calibrated spin correlations, systematics and significance per
+reconstruction method, from one detector-level signal file (plus optional detector variations
+and background files).
+
+Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
+:mod:`~ditau.tomography.significance` give the formulas):
+
+1. Truth sample: every produced event whose two taus decay to pi, rho, e or mu, with truth
+   analysers (rho: optimal polarimeter; it carries the spin information the reweighting
+   needs). Calibration half: even ``event_id``; pseudo-data half: odd (independent closure).
+2. Per method, the signal-region events with a solution: analysers from the method's tau
+   momenta and the measured visible objects (rho: ``rho`` option). The method ``truth`` uses
+   the generated tau momenta with the measured visible objects (a perfect neutrino
+   reconstruction). Events are weighted by (kappa+ kappa-)^2, the inverse variance of their
+   C_ij term, which combines channels optimally.
+3. Calibration on the calibration half; closure: the calibrated pseudo-data diag(C) against the
+   pseudo-data's truth.
+4. Systematics: each detector variation file (same events, varied response) is reconstructed
+   with the same method and calibrated with the nominal calibration; the shift of the
+   pseudo-data result per source (larger of up/down). MC statistics of the calibration:
+   spread over bootstrap replicas of the calibration half. Luminosity and background cross
+   section: through the background subtraction (shift = C x b/s x relative uncertainty).
+5. Significance of D > 1/3 and m12 > 1 versus luminosity from the signal-region yields.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from ditau.tomography.calibration import (
+    Calibration,
+    SpinSample,
+    build_calibration,
+    diag_correlation,
+)
+from ditau.tomography.significance import (
+    ChannelInput,
+    Significance,
+    impact_table,
+    significance,
+    witness_d,
+)
+
+#: Channels of the analysis (reco_channel labels).
+CHANNELS = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
+#: Relative uncertainties (ATLAS Run 2 luminosity, arXiv:2212.09379: 0.83 %; a typical
+#: background cross-section uncertainty of 5 %).
+LUMI_UNC = 0.0083
+BKG_XSEC_UNC = 0.05
+_SPIN_MODES = ("pi", "rho", "e", "mu")
+#: Fewest usable signal-region events per half (calibration / pseudo-data) for a method.
+MIN_EVENTS = 20
+
+
+class TomographyError(ValueError):
+    """Bad input to the tomography stage (message names the file/column)."""
+
+
+@dataclass
+class MethodResult:
+    """One reconstruction method's calibrated result."""
+
+    method: str
+    n_selected: int
+    efficiency: float
+    calibration: Calibration
+    raw: NDArray[np.float64]
+    raw_cov: NDArray[np.float64]
+    calibrated: NDArray[np.float64]
+    calibrated_cov: NDArray[np.float64]
+    truth: NDArray[np.float64]
+    truth_cov: NDArray[np.float64]
+    channels: list[ChannelInput]
+    systematics: dict[str, NDArray[np.float64]]
+    significance: Significance
+    impacts: list[tuple[str, float, float]]
+    #: The same without the calibration's MC-statistics term (a calibration sample much
+    #: larger than the data).
+    significance_no_mc: Significance | None = None
+
+    @property
+    def closure_pull(self) -> NDArray[np.float64]:
+        err = np.sqrt(np.diag(self.calibrated_cov) + np.diag(self.truth_cov))
+        return (self.calibrated - self.truth) / err
+
+
+@dataclass
+class TomographyResult:
+    events: Path
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+    truth_inclusive: dict[str, Any] = field(default_factory=dict)
+    yields: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _np(t: pa.Table, c: str) -> NDArray[Any]:
+    return t[c].to_numpy(zero_copy_only=False)
+
+
+def _p4(t: pa.Table, prefix: str, leg: str) -> NDArray[np.float64]:
+    return np.stack([_np(t, f"{prefix}_{c}_{leg}") for c in ("px", "py", "pz", "e")], axis=1)
+
+
+def _spin_sample(an: Any, weight: NDArray[np.float64]) -> SpinSample:
+    kp = np.asarray(an.kappa_p, dtype=float)
+    km = np.asarray(an.kappa_m, dtype=float)
+    valid = np.asarray(an.valid, bool) & np.isfinite(kp * km) & (kp * km != 0)
+    # inverse-variance weight of each event's C_ij term: (kappa+ kappa-)^2
+    w = np.where(valid, weight * (kp * km) ** 2, 0.0)
+    return SpinSample(np.asarray(an.h_p, float), np.asarray(an.h_m, float), kp, km,
+                      np.asarray(an.cos_theta, float), w, valid)
+
+
+def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_]]:
+    """Truth analysers of the produced events (rho: optimal polarimeter) and the mask of
+    events that enter (both taus in pi, rho, e, mu)."""
+    from ditau.tomography.analysers import from_truth
+
+    modes_ok = np.isin(_np(events, "decay_mode_p"), _SPIN_MODES) \
+        & np.isin(_np(events, "decay_mode_m"), _SPIN_MODES)
+    an = from_truth(events, rho="polarimeter")
+    s = _spin_sample(an, np.asarray(_np(events, "weight"), float))
+    valid = s.valid & modes_ok
+    return SpinSample(s.h_p, s.h_m, s.kappa_p, s.kappa_m, s.cos_theta,
+                      np.where(valid, s.weight, 0.0), valid), modes_ok
+
+
+def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
+                settings: Mapping[str, Any] | None = None
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """(tau+ (N,4), tau- (N,4), ok (N,)) for the rows of ``events`` from ``method``: the
+    generated taus for ``truth``, a method-output table (joined on event_id), or the method
+    run in-process."""
+    n = events.num_rows
+    if method == "truth":
+        return _p4(events, "tau", "p"), _p4(events, "tau", "m"), np.ones(n, bool)
+    if recon is None:
+        from ditau.baselines.common import inputs_from_table
+        from ditau.baselines.run import get_method
+
+        recon = get_method(method)(inputs_from_table(events), **dict(settings or {}))
+    ids = _np(events, "event_id")
+    rid = _np(recon, "event_id")
+    order = np.argsort(rid)
+    pos = np.searchsorted(rid[order], ids)
+    pos = np.clip(pos, 0, max(len(rid) - 1, 0))
+    found = (len(rid) > 0) & (rid[order][pos] == ids) if len(rid) else np.zeros(n, bool)
+    rows = order[pos]
+    ok = found & (_np(recon, "rec_status")[rows] == "ok")
+    tp = _p4(recon, "rec_tau", "p")[rows]
+    tm = _p4(recon, "rec_tau", "m")[rows]
+    return tp, tm, ok
+
+
+def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray[np.float64],
+                    ok: NDArray[np.bool_], rho: str) -> SpinSample:
+    """Analysers from reconstructed tau momenta and the measured visible objects."""
+    from ditau.tomography.analysers import from_reco
+
+    tp = np.where(ok[:, None], tau_p, np.nan)
+    tm = np.where(ok[:, None], tau_m, np.nan)
+    an = from_reco(events, tp, tm, rho=rho)
+    w = np.asarray(_np(events, "weight"), float) * np.asarray(_np(events, "reco_weight"), float)
+    return _spin_sample(an, w)
+
+
+def _read(path: Path) -> pa.Table:
+    from ditau.schema import read_events
+
+    names = set(pq.read_schema(path).names)
+    for need in ("in_sr", "reco_channel", "tau_px_p", "reco_chg_px_p"):
+        if need not in names:
+            what = "detector-level" if need.startswith("reco") or need == "in_sr" else "truth"
+            raise TomographyError(f"{path}: no {what} column '{need}' (tomography needs a "
+                                  "signal file with truth and 'ditau detector' output)")
+    cols = [c for c in pq.read_schema(path).names if not c.startswith("fs_")]
+    return read_events(path, columns=cols, require=("id",))
+
+
+def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
+    """Background SR yields per fb^-1 per reco channel (``ditau yields`` normalisation)."""
+    if not paths:
+        return dict.fromkeys(CHANNELS, 0.0)
+    from ditau.yields import compute_yields
+
+    tab = compute_yields(list(paths))
+    return {ch: float(sum(y.sum_w for y in tab.background.get(ch, {}).values()))
+            for ch in CHANNELS}
+
+
+def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64],
+                       raw: NDArray[np.float64], n_boot: int, n_hyp: int, seed: int
+                       ) -> NDArray[np.float64]:
+    rng = np.random.default_rng(seed + 1000)
+    out = []
+    for _ in range(n_boot):
+        pw = rng.poisson(1.0, len(truth)).astype(float)
+        t_b = SpinSample(truth.h_p, truth.h_m, truth.kappa_p, truth.kappa_m, truth.cos_theta,
+                         truth.weight * pw, truth.valid)
+        d_b = SpinSample(det.h_p, det.h_m, det.kappa_p, det.kappa_m, det.cos_theta,
+                         det.weight * pw[idx], det.valid)
+        cal = build_calibration(t_b, d_b, idx, n_hypotheses=n_hyp, seed=seed)
+        out.append(cal.apply(raw)[0])
+    return np.std(np.array(out), axis=0, ddof=1)
+
+
+def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "collinear",
+                                                                       "fastmtt", "mmc"),
+                   recon: Mapping[str, str | Path] | None = None,
+                   variations: Mapping[str, str | Path] | None = None,
+                   backgrounds: Sequence[str | Path] = (), rho: str = "visible",
+                   n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
+                   progress: Any = None) -> TomographyResult:
+    """Run the tomography (module docstring) and return the per-method results."""
+    start = time.perf_counter()
+    path = Path(events_path)
+    ev = _read(path)
+    ids = _np(ev, "event_id")
+    res = TomographyResult(path)
+    say = progress or (lambda msg: None)
+
+    truth, in_spin = truth_sample(ev)
+    cal_half = (ids % 2 == 0)
+    t_cal = truth.subset(np.flatnonzero(cal_half))
+    t_dat = truth.subset(np.flatnonzero(~cal_half))
+    c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
+    res.truth_inclusive = _truth_inclusive(ev, in_spin)
+
+    sr = _np(ev, "in_sr").astype(bool) & in_spin
+    sel = ev.filter(pa.array(sr))
+    sel_ids = _np(sel, "event_id")
+    sel_cal = sel_ids % 2 == 0
+    # position of each selected event in the calibration-half truth arrays
+    cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
+    chan = _np(sel, "reco_channel")
+    w_sr = np.asarray(_np(sel, "weight"), float) * np.asarray(_np(sel, "reco_weight"), float)
+    bkg = background_yields(backgrounds)
+    if not backgrounds:
+        res.notes.append("no background files given: background yields taken as 0")
+    res.yields = {ch: (float(w_sr[chan == ch].sum()), bkg[ch]) for ch in CHANNELS}
+    var_tables = {k: _read(Path(p)) for k, p in (variations or {}).items()}
+    for method in methods:
+        say(f"tomography: {method}")
+        rtab = None
+        if recon and method in recon:
+            from ditau.baselines.common import read_recon
+
+            rtab = read_recon(recon[method])
+        tp, tm, ok = method_taus(sel, method, rtab)
+        det = detector_sample(sel, tp, tm, ok, rho)
+        d_cal = det.subset(np.flatnonzero(sel_cal))
+        d_dat = det.subset(np.flatnonzero(~sel_cal))
+        n_min = min(int(d_cal.valid.sum()), int(d_dat.valid.sum()))
+        if n_min < MIN_EVENTS:
+            res.notes.append(f"{method}: only {n_min} usable signal-region events in a half "
+                             f"of the sample (need {MIN_EVENTS}): not calibrated")
+            continue
+        cal = build_calibration(t_cal, d_cal, cal_pos, n_hypotheses=n_hypotheses, seed=seed)
+        raw, raw_cov, _ = diag_correlation(d_dat)
+        c_cal, cov_cal = cal.apply(raw, raw_cov)
+        inv = np.linalg.inv(cal.response)
+        chans = []
+        for ch in CHANNELS:
+            m = ~sel_cal & (chan == ch) & det.valid
+            s_ch = res.yields[ch][0] * (np.sum(w_sr[m]) / max(np.sum(w_sr[~sel_cal & (chan == ch)]),
+                                                              1e-300))
+            if m.sum() < 10 or s_ch <= 0:
+                continue
+            _, cov_ch, _ = diag_correlation(det.subset(np.flatnonzero(m)))
+            # per-event covariance of the calibrated estimator in this channel
+            var1 = inv @ cov_ch @ inv.T * m.sum()
+            chans.append(ChannelInput(ch, s_ch, res.yields[ch][1], cal.truth_nominal, var1))
+        syst: dict[str, NDArray[np.float64]] = {}
+        for name, vt in var_tables.items():
+            src = name.removesuffix("_up").removesuffix("_down")
+            vsel = vt.filter(pa.array(np.isin(_np(vt, "event_id"), sel_ids[~sel_cal])
+                                      & _np(vt, "in_sr").astype(bool)))
+            vtp, vtm, vok = method_taus(vsel, method)
+            vdet = detector_sample(vsel, vtp, vtm, vok, rho)
+            shift = cal.apply(diag_correlation(vdet)[0])[0] - c_cal
+            if src not in syst or np.linalg.norm(shift) > np.linalg.norm(syst[src]):
+                syst[src] = shift
+        if n_boot > 1:
+            syst["MC statistics (calibration)"] = _bootstrap_mc_stat(
+                t_cal, d_cal, cal_pos, raw, n_boot, n_hypotheses, seed)
+        s_tot = sum(c.signal_per_fb for c in chans)
+        b_tot = sum(c.background_per_fb for c in chans)
+        ratio = b_tot / s_tot if s_tot > 0 else 0.0
+        syst["luminosity"] = cal.truth_nominal * ratio * LUMI_UNC
+        syst["background cross sections"] = cal.truth_nominal * ratio * BKG_XSEC_UNC
+        sig = significance(chans, syst)
+        no_mc = significance(chans, {k: v for k, v in syst.items() if not k.startswith("MC")})
+        res.methods[method] = MethodResult(
+            method, int(det.valid.sum()), float(np.mean(det.valid)) if len(det) else 0.0,
+            cal, raw, raw_cov, c_cal, cov_cal, c_truth_dat, cov_truth_dat, chans, syst, sig,
+            impact_table(chans, syst), no_mc)
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def _truth_inclusive(ev: pa.Table, in_spin: NDArray[np.bool_]) -> dict[str, Any]:
+    """Full B, C and the quantum observables of all produced events (truth analysers)."""
+    from ditau.tomography.analysers import from_truth
+    from ditau.tomography.estimators import measure
+    from ditau.tomography.quantum import quantum_observables
+
+    an = from_truth(ev, rho="polarimeter")
+    ok = np.asarray(an.valid, bool) & in_spin
+    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m,
+                  weights=np.asarray(an.kappa_p * an.kappa_m, float) ** 2, valid=ok)
+    q = quantum_observables(obs, n_toys=2000, seed=0)
+    return {"observables": obs, "quantum": q, "d": witness_d(np.diag(obs.C))}
