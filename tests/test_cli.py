@@ -84,3 +84,7 @@ def test_demo_writes_report(tmp_path):
     assert "Signal yields per fb⁻¹" in report
     assert read_events(tmp_path / "ztautau_reco.parquet",
                        require=("id", "truth", "reco")).num_rows == 40
+    # the whole chain ran: reconstruction, resolution table, tomography report
+    assert "## Resolution" in report and "## Spin tomography" in report
+    assert (tmp_path / "tomography" / "summary.md").is_file()
+    assert (tmp_path / "tomography" / "significance.png").is_file()

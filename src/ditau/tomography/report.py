@@ -65,6 +65,12 @@ def to_markdown(res: TomographyResult) -> str:
     for ch in CHANNELS:
         s, b = res.yields.get(ch, (0.0, 0.0))
         lines.append(f"| {ch} | {s:.1f} | {b:.1f} |")
+    if not res.methods:
+        lines += ["", "No reconstruction method had enough signal-region events for the "
+                  "calibration (see the notes); generate a larger sample."]
+        if res.notes:
+            lines += ["", "Notes:", *[f"- {n}" for n in res.notes]]
+        return "\n".join(lines) + "\n"
     lines += ["", "## Calibrated spin correlations (pseudo-data half vs its truth)", "",
               "| method | events | eff. | C_kk | C_rr | C_nn | truth C_kk | truth C_rr | "
               "truth C_nn | closure pulls | D | m12 |", "|---" * 12 + "|"]
@@ -133,7 +139,8 @@ def plot_significance(res: TomographyResult, path: str | os.PathLike[str],
             ax.set_ylim(0, None)
             ax.set_xlabel(r"integrated luminosity [fb$^{-1}$]")
             ax.set_ylabel(f"expected significance, {title}")
-            ax.legend(loc="upper left", fontsize=11)
+            if res.methods:
+                ax.legend(loc="upper left", fontsize=11)
             mplhep.atlas.label(text=ATLAS_TEXT, data=False, lumi=None, com=com, ax=ax, loc=4,
                                fontsize=11)
         fig.tight_layout()
