@@ -223,7 +223,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
                    variations: Mapping[str, str | Path] | None = None,
                    backgrounds: Sequence[str | Path] = (), rho: str = "visible",
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
-                   progress: Any = None) -> TomographyResult:
+                   min_events: int = MIN_EVENTS, progress: Any = None) -> TomographyResult:
     """Run the tomography (module docstring) and return the per-method results."""
     start = time.perf_counter()
     path = Path(events_path)
@@ -264,9 +264,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
         d_cal = det.subset(np.flatnonzero(sel_cal))
         d_dat = det.subset(np.flatnonzero(~sel_cal))
         n_min = min(int(d_cal.valid.sum()), int(d_dat.valid.sum()))
-        if n_min < MIN_EVENTS:
+        if n_min < min_events:
             res.notes.append(f"{method}: only {n_min} usable signal-region events in a half "
-                             f"of the sample (need {MIN_EVENTS}): not calibrated")
+                             f"of the sample (need {min_events}): not calibrated")
             continue
         cal = build_calibration(t_cal, d_cal, cal_pos, n_hypotheses=n_hypotheses, seed=seed)
         raw, raw_cov, _ = diag_correlation(d_dat)
@@ -277,7 +277,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
             m = ~sel_cal & (chan == ch) & det.valid
             s_ch = res.yields[ch][0] * (np.sum(w_sr[m]) / max(np.sum(w_sr[~sel_cal & (chan == ch)]),
                                                               1e-300))
-            if m.sum() < 10 or s_ch <= 0:
+            if m.sum() < max(2, min_events // 2) or s_ch <= 0:
                 continue
             _, cov_ch, _ = diag_correlation(det.subset(np.flatnonzero(m)))
             # per-event covariance of the calibrated estimator in this channel
@@ -290,7 +290,10 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
                                       & _np(vt, "in_sr").astype(bool)))
             vtp, vtm, vok = method_taus(vsel, method)
             vdet = detector_sample(vsel, vtp, vtm, vok, rho)
-            shift = cal.apply(diag_correlation(vdet)[0])[0] - c_cal
+            # nominal on the same events (a variation file may hold a subset of the sample)
+            same = np.isin(sel_ids[~sel_cal], _np(vsel, "event_id"))
+            nom = cal.apply(diag_correlation(d_dat.subset(np.flatnonzero(same)))[0])[0]
+            shift = cal.apply(diag_correlation(vdet)[0])[0] - nom
             if src not in syst or np.linalg.norm(shift) > np.linalg.norm(syst[src]):
                 syst[src] = shift
         if n_boot > 1:

@@ -72,8 +72,8 @@ def combine(channels: Sequence[ChannelInput], lumi: float
     vec = np.zeros(3)
     for ch in channels:
         cov = ch.stat_cov(lumi)
-        if not np.all(np.isfinite(cov)):
-            continue
+        if not np.all(np.isfinite(cov)) or np.linalg.matrix_rank(cov) < 3:
+            continue  # a channel with too few events to measure all three elements
         inv = np.linalg.inv(cov)
         inv_sum += inv
         vec += inv @ np.asarray(ch.c_diag)
@@ -137,6 +137,9 @@ def significance(channels: Sequence[ChannelInput],
         v = np.asarray(shift, dtype=float)
         syst += np.outer(v, v)
     c0, _ = combine(channels, RUN2_LUMI)
+    if not np.all(np.isfinite(c0)):  # no channel with events: nothing to test
+        nan = np.full(len(grid), np.nan)
+        return Significance(grid, float("nan"), float("nan"), nan, nan, nan, nan)
     d = witness_d(c0)
     m12, grad_m = m12_diag(c0)
     sd, sm = [], []
