@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from ditau.plots import ATLAS_TEXT
 from ditau.schema import atomic_path
 from ditau.tomography.run import CHANNELS, TomographyResult
-from ditau.tomography.significance import RUN2_LUMI, m12_diag, witness_d
+from ditau.tomography.significance import RUN2_LUMI, m12_diag, significance, witness_d
 
 _AX = ("kk", "rr", "nn")
 
@@ -98,6 +98,19 @@ def to_markdown(res: TomographyResult) -> str:
         lines.append(f"| {m} | {r.significance.d:.3f} | {_z(ze[0])} / {_z(ze[1])} | "
                      f"{_lumi(le[0])} / {_lumi(le[1])} | {r.significance.m12:.3f} | "
                      f"{_z(zb[0])} / {_z(zb[1])} | {_lumi(lb[0])} / {_lumi(lb[1])} |")
+    lines += ["", f"### Per channel at {RUN2_LUMI:.0f} fb⁻¹ (data statistics only): "
+              "Z(D > 1/3) / Z(m12 > 1)", "",
+              "| method | " + " | ".join(CHANNELS) + " |", "|---|" + "---|" * len(CHANNELS)]
+    for m, r in res.methods.items():
+        cells = []
+        for ch in CHANNELS:
+            inp = [c for c in r.channels if c.name == ch]
+            if not inp:
+                cells.append("–")
+                continue
+            z = significance(inp).at(RUN2_LUMI)
+            cells.append(f"{_z(z[0])} / {_z(z[1])}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", f"## Uncertainty on D at {RUN2_LUMI:.0f} fb⁻¹ by source "
               "(share of the variance)", ""]
     srcs: list[str] = []
