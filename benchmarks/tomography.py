@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--recon", action="append", default=[], help="METHOD=FILE")
     ap.add_argument("--boot", type=int, default=10)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--reference-yields", action="store_true")
     args = ap.parse_args()
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}")
     truth_level(args.truth)
@@ -84,6 +85,7 @@ def main() -> None:
     t0 = time.perf_counter()
     res = run_tomography(args.events, recon=recon, variations=variations,
                          backgrounds=args.background, n_boot=args.boot,
+                         reference_yields=args.reference_yields,
                          progress=lambda m: print(f"   {m} ({time.perf_counter() - t0:.0f} s)"))
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)

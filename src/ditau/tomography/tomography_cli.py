@@ -40,6 +40,9 @@ def tomography_command(
     boot: Annotated[int, typer.Option(help="bootstrap replicas for the MC-statistics "
                                            "uncertainty of the calibration")] = 10,
     seed: Annotated[int, typer.Option(help="random seed (hypotheses, bootstrap, toys)")] = 0,
+    reference_yields: Annotated[bool, typer.Option(
+        "--reference-yields", help="significance with the reference study's signal-region "
+                                   "yields instead of this sample's")] = False,
 ) -> None:
     """Calibrated spin correlations, concurrence, Bell variable, systematics and expected
     significance vs luminosity per reconstruction method -> summary.md + significance.png."""
@@ -54,6 +57,7 @@ def tomography_command(
                              recon=_pairs(recon, "--recon"),
                              variations=_pairs(variation, "--variation"),
                              backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
+                             reference_yields=reference_yields,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)
     except (TomographyError, SchemaError, ValueError, OSError) as err:

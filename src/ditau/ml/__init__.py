@@ -1,0 +1,21 @@
+"""ML neutrino reconstruction: a PET point-cloud body run once per event, a light generative
+head (flow matching or diffusion) iterated over the sampling steps, one model for the seven
+channels.
+
+Modules (torch is needed by all but :mod:`ditau.ml.features`' numpy part; install the ``ml``
+extra):
+
+- :mod:`ditau.ml.features`: event table -> point cloud, conditions, targets; normalisation,
+  frames and augmentation; the feature-set id stored with a model.
+- :mod:`ditau.ml.model`: PET body, generative head, :class:`~ditau.ml.model.NeutrinoModel`.
+- :mod:`ditau.ml.generative`: diffusion (cosine log-SNR, v-prediction, DDIM) and conditional
+  flow matching (linear path, Euler/Heun).
+- :mod:`ditau.ml.io`: model files and checkpoints (checksummed, clear errors).
+- :mod:`ditau.ml.train`: :class:`~ditau.ml.train.TrainConfig` and
+  :func:`~ditau.ml.train.train` (``ditau train``).
+- :mod:`ditau.ml.infer`: the ``ml`` reconstruction method (``ditau reconstruct --method ml``).
+- :mod:`ditau.ml.export`: ONNX export (``ditau export``).
+- :mod:`ditau.ml.synthetic`: small synthetic event tables with a known answer (tests, smoke).
+
+Importing :mod:`ditau.ml` itself does not import torch.
+"""
