@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from ditau.physics import CHANNELS, DECAY_MODES
 
@@ -424,6 +425,25 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
         raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
     validate(table, require=(), source=str(path))
     return table
+
+
+def column_array(table: Any, name: str) -> NDArray[Any]:
+    """Column ``name`` of a pyarrow table, pandas frame or mapping of arrays, as numpy."""
+    x = table[name]
+    if isinstance(x, pa.ChunkedArray | pa.Array):
+        return np.asarray(x.to_numpy(zero_copy_only=False))
+    if hasattr(x, "to_numpy"):  # pandas
+        return np.asarray(x.to_numpy())
+    return np.asarray(x)
+
+
+def column_names(table: Any) -> list[str]:
+    """Column names of a pyarrow table, pandas frame or mapping of arrays."""
+    if hasattr(table, "column_names"):
+        return list(table.column_names)
+    if hasattr(table, "columns"):
+        return [str(c) for c in table.columns]
+    return list(table)
 
 
 def describe(groups: Sequence[str] = GROUPS) -> str:

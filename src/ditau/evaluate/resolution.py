@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import pyarrow as pa
 from numpy.typing import NDArray
 
 from ditau.evaluate.hwhm import half_max
@@ -34,6 +33,7 @@ from ditau.plots import (
     draw_panels,
     split_channel,
 )
+from ditau.schema import column_array, column_names
 
 FloatArray = NDArray[np.float64]
 
@@ -90,19 +90,8 @@ class ResolutionError(ValueError):
 # Residuals
 
 
-def _col(table: Any, name: str) -> NDArray[Any]:
-    x = table[name]
-    if isinstance(x, pa.ChunkedArray | pa.Array):
-        return np.asarray(x.to_numpy(zero_copy_only=False))
-    return np.asarray(x)
-
-
-def _names(table: Any) -> list[str]:
-    return list(table.column_names) if hasattr(table, "column_names") else list(table)
-
-
 def _require(table: Any, columns: Sequence[str], source: str, hint: str = "") -> None:
-    missing = [c for c in columns if c not in set(_names(table))]
+    missing = [c for c in columns if c not in set(column_names(table))]
     if missing:
         raise ResolutionError(f"{source}: missing column(s) {', '.join(missing[:8])}"
                               f"{' ...' if len(missing) > 8 else ''}{hint}")
@@ -131,14 +120,14 @@ def residuals(events: Any, recon: Any, all_candidates: bool = False, *,
              " (an event file with the truth group is needed)")
     _require(recon, ("event_id", *RECON_COLUMNS), recon_source,
              " (not a method-output file?)")
-    ev_id = _col(events, "event_id").astype(np.int64)
+    ev_id = column_array(events, "event_id").astype(np.int64)
     order = np.argsort(ev_id, kind="stable")
     sorted_id = ev_id[order]
     dup = sorted_id[1:][sorted_id[1:] == sorted_id[:-1]]
     if len(dup):
         raise ResolutionError(f"{events_source}: event_id not unique ({len(dup)} repeated, "
                               f"e.g. {dup[0]})")
-    rec_id = _col(recon, "event_id").astype(np.int64)
+    rec_id = column_array(recon, "event_id").astype(np.int64)
     pos = np.clip(np.searchsorted(sorted_id, rec_id), 0, max(len(sorted_id) - 1, 0))
     found = (sorted_id[pos] == rec_id) if len(sorted_id) else np.zeros(len(rec_id), bool)
     if not found.all():
@@ -148,8 +137,8 @@ def residuals(events: Any, recon: Any, all_candidates: bool = False, *,
             f"{events_source} (e.g. {', '.join(str(i) for i in bad[:5])}); was the method "
             "run on another event file?")
     rows = order[pos] if len(sorted_id) else np.zeros(0, np.int64)
-    use = _col(recon, "rec_status").astype(str) == "ok"
-    candidate = _col(recon, "candidate").astype(np.int64)
+    use = column_array(recon, "rec_status").astype(str) == "ok"
+    candidate = column_array(recon, "candidate").astype(np.int64)
     if not all_candidates:
         use &= candidate == 0
     rows = rows[use]
@@ -157,11 +146,11 @@ def residuals(events: Any, recon: Any, all_candidates: bool = False, *,
                                     "row": rows}
     for leg in _LEGS:
         for c in _COMP:
-            true = _col(events, f"tau_{c}_{leg}").astype(np.float64)[rows]
-            reco = _col(recon, f"rec_tau_{c}_{leg}").astype(np.float64)[use]
+            true = column_array(events, f"tau_{c}_{leg}").astype(np.float64)[rows]
+            reco = column_array(recon, f"rec_tau_{c}_{leg}").astype(np.float64)[use]
             out[f"d{c}_{leg}"] = _relative(reco, true)
-    out["m_true"] = _col(events, "m_tautau").astype(np.float64)[rows]
-    out["m_rec"] = _col(recon, "rec_m_tautau").astype(np.float64)[use]
+    out["m_true"] = column_array(events, "m_tautau").astype(np.float64)[rows]
+    out["m_rec"] = column_array(recon, "rec_m_tautau").astype(np.float64)[use]
     out["dm_tautau"] = _relative(out["m_rec"], out["m_true"])
     return out
 
@@ -322,8 +311,8 @@ def resolution_table(events: Any, recons: Mapping[str, Any],
     if only_sr:
         _require(events, ("in_sr",), events_source,
                  " (no signal-region flag: run 'ditau detector' first, or use all events)")
-    label = _col(events, by).astype(str)
-    sr = _col(events, "in_sr").astype(bool) if only_sr else np.ones(len(label), bool)
+    label = column_array(events, by).astype(str)
+    sr = column_array(events, "in_sr").astype(bool) if only_sr else np.ones(len(label), bool)
     masks = {ch: (label == ch) & sr for ch in chans}
     srcs = dict(sources or {})
     table = ResolutionTable(chans, tuple(recons), {}, by, only_sr, masks=masks)
@@ -353,8 +342,8 @@ def resolution_table(events: Any, recons: Mapping[str, Any],
 
 def _rows_of(events: Any, recon: Any) -> NDArray[np.int64]:
     """Rows of ``events`` that ``recon`` has any row for (ids already checked)."""
-    ev_id = _col(events, "event_id").astype(np.int64)
-    return np.flatnonzero(np.isin(ev_id, _col(recon, "event_id").astype(np.int64)))
+    ev_id = column_array(events, "event_id").astype(np.int64)
+    return np.flatnonzero(np.isin(ev_id, column_array(recon, "event_id").astype(np.int64)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import vector
 from numpy.typing import ArrayLike, NDArray
 
 from ditau.physics import M_RHO, M_TAU, unit
+from ditau.schema import column_array, column_names
 from ditau.tomography.basis import analyser_components, helicity_frame
 
 #: Analysing power of each analyser relative to the tau- spin (shared/reference/tomography.md,
@@ -298,18 +299,8 @@ def analysers(tau_p: Any, tau_m: Any, vis: VisibleLegs, modes_p: ArrayLike, mode
 # --- constructors from event tables
 
 
-def _column(table: Any, name: str) -> NDArray[Any]:
-    x = table[name]
-    if hasattr(x, "to_numpy"):
-        try:
-            x = x.to_numpy(zero_copy_only=False)  # pyarrow
-        except TypeError:
-            x = x.to_numpy()  # pandas
-    return np.asarray(x)
-
-
 def _p4_columns(table: Any, prefix: str, leg: str) -> NDArray[np.float64]:
-    return np.stack([_column(table, f"{prefix}_{c}_{leg}").astype(np.float64) for c in _C],
+    return np.stack([column_array(table, f"{prefix}_{c}_{leg}").astype(np.float64) for c in _C],
                     axis=1)
 
 
@@ -324,7 +315,7 @@ def from_truth(events: Any, rho: RhoAnalyser = "visible",
     vis = VisibleLegs(_p4_columns(events, "chg", "p"), _p4_columns(events, "neu", "p"),
                       _p4_columns(events, "chg", "m"), _p4_columns(events, "neu", "m"))
     return analysers(_p4_columns(events, "tau", "p"), _p4_columns(events, "tau", "m"), vis,
-                     _column(events, "decay_mode_p"), _column(events, "decay_mode_m"),
+                     column_array(events, "decay_mode_p"), column_array(events, "decay_mode_m"),
                      rho=rho, axis=axis)
 
 
@@ -342,11 +333,12 @@ def from_reco(events: Any, tau_p: ArrayLike, tau_m: ArrayLike, rho: RhoAnalyser 
     neu_m = np.nan_to_num(_p4_columns(events, "reco_neu", "m"), nan=0.0)
     vis = VisibleLegs(_p4_columns(events, "reco_chg", "p"), neu_p,
                       _p4_columns(events, "reco_chg", "m"), neu_m)
-    out = analysers(tau_p, tau_m, vis, _column(events, "reco_mode_p"),
-                    _column(events, "reco_mode_m"), rho=rho, axis=axis)
-    names = events.column_names if hasattr(events, "column_names") else list(events)
+    out = analysers(tau_p, tau_m, vis, column_array(events, "reco_mode_p"),
+                    column_array(events, "reco_mode_m"), rho=rho, axis=axis)
+    names = column_names(events)
     if "reco_charge_p" in names and "reco_charge_m" in names:
-        opposite = (_column(events, "reco_charge_p") > 0) & (_column(events, "reco_charge_m") < 0)
+        opposite = (column_array(events, "reco_charge_p") > 0) \
+            & (column_array(events, "reco_charge_m") < 0)
         bad = out.valid & ~opposite
         if np.any(bad):
             reason = out.reason.astype(object)

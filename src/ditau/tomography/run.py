@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from ditau.schema import read_metadata
+from ditau.schema import column_array, read_metadata
 from ditau.tomography.calibration import (
     Calibration,
     SpinSample,
@@ -112,12 +112,9 @@ class TomographyResult:
 # ------------------------------------------------------------------------------------------
 
 
-def _np(t: pa.Table, c: str) -> NDArray[Any]:
-    return t[c].to_numpy(zero_copy_only=False)
-
-
 def _p4(t: pa.Table, prefix: str, leg: str) -> NDArray[np.float64]:
-    return np.stack([_np(t, f"{prefix}_{c}_{leg}") for c in ("px", "py", "pz", "e")], axis=1)
+    return np.stack([column_array(t, f"{prefix}_{c}_{leg}") for c in ("px", "py", "pz", "e")],
+                    axis=1)
 
 
 def _spin_sample(an: Any, weight: NDArray[np.float64]) -> SpinSample:
@@ -135,10 +132,10 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_]]:
     events that enter (both taus in pi, rho, e, mu)."""
     from ditau.tomography.analysers import from_truth
 
-    modes_ok = np.isin(_np(events, "decay_mode_p"), _SPIN_MODES) \
-        & np.isin(_np(events, "decay_mode_m"), _SPIN_MODES)
+    modes_ok = np.isin(column_array(events, "decay_mode_p"), _SPIN_MODES) \
+        & np.isin(column_array(events, "decay_mode_m"), _SPIN_MODES)
     an = from_truth(events, rho="polarimeter")
-    s = _spin_sample(an, np.asarray(_np(events, "weight"), float))
+    s = _spin_sample(an, np.asarray(column_array(events, "weight"), float))
     valid = s.valid & modes_ok
     return SpinSample(s.h_p, s.h_m, s.kappa_p, s.kappa_m, s.cos_theta,
                       np.where(valid, s.weight, 0.0), valid), modes_ok
@@ -158,17 +155,23 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
         from ditau.baselines.run import get_method
 
         recon = get_method(method)(inputs_from_table(events), **dict(settings or {}))
-    ids = _np(events, "event_id")
-    rid = _np(recon, "event_id")
+    ids = column_array(events, "event_id")
+    rid = column_array(recon, "event_id")
     order = np.argsort(rid)
     pos = np.searchsorted(rid[order], ids)
     pos = np.clip(pos, 0, max(len(rid) - 1, 0))
     found = (len(rid) > 0) & (rid[order][pos] == ids) if len(rid) else np.zeros(n, bool)
     rows = order[pos]
-    ok = found & (_np(recon, "rec_status")[rows] == "ok")
+    ok = found & (column_array(recon, "rec_status")[rows] == "ok")
     tp = _p4(recon, "rec_tau", "p")[rows]
     tm = _p4(recon, "rec_tau", "m")[rows]
     return tp, tm, ok
+
+
+def _event_weight(t: pa.Table) -> NDArray[np.float64]:
+    """Events per fb^-1 of each selected event, fake-rate weight included."""
+    return np.asarray(column_array(t, "weight"), float) \
+        * np.asarray(column_array(t, "reco_weight"), float)
 
 
 def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray[np.float64],
@@ -179,7 +182,7 @@ def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray
     tp = np.where(ok[:, None], tau_p, np.nan)
     tm = np.where(ok[:, None], tau_m, np.nan)
     an = from_reco(events, tp, tm, rho=rho)
-    w = np.asarray(_np(events, "weight"), float) * np.asarray(_np(events, "reco_weight"), float)
+    w = _event_weight(events)
     return _spin_sample(an, w)
 
 
@@ -240,7 +243,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     start = time.perf_counter()
     path = Path(events_path)
     ev = _read(path)
-    ids = _np(ev, "event_id")
+    ids = column_array(ev, "event_id")
     res = TomographyResult(path)
     say = progress or (lambda msg: None)
 
@@ -251,14 +254,14 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
     res.truth_inclusive = _truth_inclusive(ev, in_spin)
 
-    sr = _np(ev, "in_sr").astype(bool) & in_spin
+    sr = column_array(ev, "in_sr").astype(bool) & in_spin
     sel = ev.filter(pa.array(sr))
-    sel_ids = _np(sel, "event_id")
+    sel_ids = column_array(sel, "event_id")
     sel_cal = sel_ids % 2 == 0
     # position of each selected event in the calibration-half truth arrays
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
-    chan = _np(sel, "reco_channel")
-    w_sr = np.asarray(_np(sel, "weight"), float) * np.asarray(_np(sel, "reco_weight"), float)
+    chan = column_array(sel, "reco_channel")
+    w_sr = _event_weight(sel)
     bkg = background_yields(backgrounds)
     if not backgrounds and not reference_yields:
         res.notes.append("no background files given: background yields taken as 0")
@@ -308,12 +311,12 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
         syst: dict[str, NDArray[np.float64]] = {}
         for name, vt in var_tables.items():
             src = name.removesuffix("_up").removesuffix("_down")
-            vsel = vt.filter(pa.array(np.isin(_np(vt, "event_id"), sel_ids[~sel_cal])
-                                      & _np(vt, "in_sr").astype(bool)))
+            vsel = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), sel_ids[~sel_cal])
+                                      & column_array(vt, "in_sr").astype(bool)))
             vtp, vtm, vok = method_taus(vsel, method)
             vdet = detector_sample(vsel, vtp, vtm, vok, rho)
             # nominal on the same events (a variation file may hold a subset of the sample)
-            same = np.isin(sel_ids[~sel_cal], _np(vsel, "event_id"))
+            same = np.isin(sel_ids[~sel_cal], column_array(vsel, "event_id"))
             nom = cal.apply(diag_correlation(d_dat.subset(np.flatnonzero(same)))[0])[0]
             shift = cal.apply(diag_correlation(vdet)[0])[0] - nom
             if src not in syst or np.linalg.norm(shift) > np.linalg.norm(syst[src]):
