@@ -438,10 +438,15 @@ def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[n
                     # weight carries 1/q = k |t|^(k-1) (target uniform in phi_nu)
                     ta = -1.0 + (a + u1) * step
                     tb = -1.0 + (b + u2) * step
-                    phi1 = phi1_c + dphi * math.copysign(abs(ta) ** phi_power, ta)
-                    phi2 = phi2_c + dphi * math.copysign(abs(tb) ** phi_power, tb)
-                    wphi = phi_power * abs(ta) ** (phi_power - 1.0) \
-                        * phi_power * abs(tb) ** (phi_power - 1.0)
+                    if phi_power == 2.0:  # the default: no pow() calls
+                        phi1 = phi1_c + dphi * ta * abs(ta)
+                        phi2 = phi2_c + dphi * tb * abs(tb)
+                        wphi = 4.0 * abs(ta) * abs(tb)
+                    else:
+                        phi1 = phi1_c + dphi * math.copysign(abs(ta) ** phi_power, ta)
+                        phi2 = phi2_c + dphi * math.copysign(abs(tb) ** phi_power, tb)
+                        wphi = phi_power * abs(ta) ** (phi_power - 1.0) \
+                            * phi_power * abs(tb) ** (phi_power - 1.0)
                     # MET shift along the error-ellipse axes, Gaussian (P_MET as sampling
                     # density; MissingMassProb.cxx MetProbability / mEtAndTauProbability)
                     rad = math.sqrt(-2.0 * math.log(1.0 - u3))

@@ -40,6 +40,7 @@ METHODS: dict[str, str] = {
     "collinear": "ditau.baselines.collinear:collinear",
     "fastmtt": "ditau.baselines.fastmtt:fastmtt",
     "mmc": "ditau.baselines.mmc:mmc",
+    "ml": "ditau.ml.infer:ml",
 }
 
 
@@ -54,11 +55,19 @@ def get_method(name: str) -> Method:
         raise ValueError(f"method {name} not available ({err})") from err
 
 
+def method_columns(name: str) -> tuple[str, ...]:
+    """Event-table columns a method needs besides INPUT_COLUMNS: its module's
+    ``EXTRA_COLUMNS`` (such a method is also given the chunk's table as ``table=``)."""
+    get_method(name)
+    module = importlib.import_module(METHODS[name].split(":")[0])
+    return tuple(getattr(module, "EXTRA_COLUMNS", ()))
+
+
 def _check_settings(name: str, method: Method, settings: dict[str, Any]) -> None:
     params = inspect.signature(method).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    allowed = [p for p in params if p != "inputs"]
+    allowed = [p for p in params if p not in ("inputs", "table")]
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise ValueError(f"method {name}: unknown setting(s) {unknown}; "
@@ -80,9 +89,10 @@ class ReconstructSummary:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _chunks(inp: Path, chunk: int, only_sr: bool) -> Iterator[pa.Table]:
+def _chunks(inp: Path, chunk: int, only_sr: bool,
+            extra: tuple[str, ...] = ()) -> Iterator[pa.Table]:
     pf = pq.ParquetFile(inp)
-    cols = list(INPUT_COLUMNS) + (["in_sr"] if only_sr else [])
+    cols = list(INPUT_COLUMNS) + list(extra) + (["in_sr"] if only_sr else [])
     for batch in pf.iter_batches(batch_size=chunk, columns=cols):
         t = pa.Table.from_batches([batch])
         if only_sr:
@@ -104,17 +114,19 @@ def _start_method() -> str:
     return "spawn" if layer == "omp" else "fork"
 
 
-def _work(args: tuple[str, pa.Table, str, dict[str, Any]]) -> pa.Table:
-    name, table, source, settings = args
+def _work(args: tuple[str, pa.Table, str, dict[str, Any], bool]) -> pa.Table:
+    name, table, source, settings, with_table = args
     if table.num_rows == 0:
         return recon_schema().empty_table()
+    if with_table:  # the method declared EXTRA_COLUMNS: it gets the table too
+        settings = {**settings, "table": table}
     return get_method(name)(inputs_from_table(table, source=source), **settings)
 
 
 def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
                 chunk: int = 20000, workers: int = 1, only_sr: bool = False,
                 progress: bool = True, **settings: Any) -> ReconstructSummary:
-    """Run ``method`` (``collinear``, ``fastmtt``, ``mmc``) on every event of ``inp_path``
+    """Run ``method`` (``collinear``, ``fastmtt``, ``mmc``, ``ml``) on every event of ``inp_path``
     (only signal-region events with ``only_sr``) and write the method-output file ``out_path``.
 
     ``chunk``: events per chunk; ``workers``: processes (> 1: a forked pool over chunks, the
@@ -128,9 +140,10 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
         raise ValueError(f"workers must be >= 1, got {workers}")
     func = get_method(method)
     _check_settings(method, func, settings)
+    extra = method_columns(method)
     meta_in = read_metadata(inp)  # also checks that the file is a readable ditau file
     names = pq.ParquetFile(inp).schema_arrow.names
-    needed = list(INPUT_COLUMNS) + (["in_sr"] if only_sr else [])
+    needed = list(INPUT_COLUMNS) + list(extra) + (["in_sr"] if only_sr else [])
     missing = [c for c in needed if c not in names]
     if missing:
         raise SchemaError(f"{inp}: missing column(s) {missing[:6]} needed by the "
@@ -141,7 +154,8 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     bar = tqdm(total=n_total, unit="ev", desc=f"reconstruct {method}", disable=not progress,
                leave=False)
     tables: list[pa.Table] = []
-    tasks = ((method, t, str(inp), settings) for t in _chunks(inp, chunk, only_sr))
+    tasks = ((method, t, str(inp), settings, bool(extra))
+             for t in _chunks(inp, chunk, only_sr, extra))
 
     def done(t: pa.Table, n_read: int) -> None:
         tables.append(t)

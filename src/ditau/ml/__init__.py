@@ -2,8 +2,8 @@
 head (flow matching or diffusion) iterated over the sampling steps, one model for the seven
 channels.
 
-Modules (torch is needed by all but :mod:`ditau.ml.features`' numpy part; install the ``ml``
-extra):
+Modules (all but :mod:`ditau.ml.hashing` and :mod:`ditau.ml.synthetic` need torch; install the
+``ml`` extra):
 
 - :mod:`ditau.ml.features`: event table -> point cloud, conditions, targets; normalisation,
   frames and augmentation; the feature-set id stored with a model.
@@ -15,6 +15,7 @@ extra):
   :func:`~ditau.ml.train.train` (``ditau train``).
 - :mod:`ditau.ml.infer`: the ``ml`` reconstruction method (``ditau reconstruct --method ml``).
 - :mod:`ditau.ml.export`: ONNX export (``ditau export``).
+- :mod:`ditau.ml.hashing`: counter-based random numbers (data split, sampling noise).
 - :mod:`ditau.ml.synthetic`: small synthetic event tables with a known answer (tests, smoke).
 
 Importing :mod:`ditau.ml` itself does not import torch.
