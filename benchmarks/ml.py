@@ -1,0 +1,195 @@
+"""ML reconstruction vs the classical methods: resolution, robustness, throughput.
+
+    python benchmarks/ml.py EVENTS.parquet --model MODEL.pt [--candidates 10] [--all]
+        [--max-events N] [--skip-mmc] [--throughput-events 5000] [--threads N] [--seed 0]
+
+EVENTS: a held-out detector-level file with truth (not used in the training); MODEL: a file
+written by ``ditau train``. Signal-region events only unless --all (then every event of the 7
+reco channels). Prints, on this machine:
+
+1. the HWHM table (``ditau.evaluate``) of ML (median and constraint point estimates) vs MMC,
+   FastMTT and collinear per channel, and dm_tautau next to the reference's ML and MMC;
+2. robustness: MET shifted by +-1 GeV along its direction, and all inputs (visible objects,
+   jets, MET) scaled by +3%: peak and HWHM of dm_tautau over all selected events, and the
+   median per-event change of m_tautau against the nominal;
+3. ML inference throughput with K candidates (default 10) on CPU, and on CUDA if present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table
+from ditau.baselines.run import get_method
+from ditau.evaluate.hwhm import half_max
+from ditau.evaluate.resolution import TRUTH_COLUMNS, residuals, resolution_table
+from ditau.ml.features import CHANNELS, JET_COLUMNS
+from ditau.ml.infer import ml, resolve_model
+from ditau.ml.model import count_parameters
+
+
+def machine() -> str:
+    import platform
+
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.node()}: {cpu}, {cores} usable cores, {gpu}, torch {torch.__version__}"
+            f" ({torch.get_num_threads()} threads)")
+
+
+def read_table(path: Path, all_events: bool, max_events: int | None) -> pa.Table:
+    ids = ["event_id", "sample", "weight", "gen_weight"]
+    cols = sorted(set(ids) | set(INPUT_COLUMNS) | set(JET_COLUMNS) | set(TRUTH_COLUMNS)
+                  | {"reco_channel", "in_sr"})
+    t = pq.read_table(path, columns=cols)
+    ch = np.asarray(t["reco_channel"].to_pylist())
+    keep = np.isin(ch, CHANNELS)
+    if not all_events:
+        keep &= t["in_sr"].to_numpy(zero_copy_only=False)
+    t = t.filter(pa.array(keep))
+    if max_events is not None:
+        t = t.slice(0, max_events)
+    if t.num_rows == 0:
+        raise SystemExit(f"{path}: no selected events")
+    return t
+
+
+def run_methods(t: pa.Table, model: object, k: int, seed: int, skip_mmc: bool,
+                ml_only: bool = False) -> tuple[dict[str, pa.Table], dict[str, float]]:
+    inp = inputs_from_table(t)
+    out: dict[str, pa.Table] = {}
+    secs: dict[str, float] = {}
+    for name, point in (("ml (median)", "median"), ("ml (constraint)", "constraint")):
+        t0 = time.perf_counter()
+        out[name] = ml(inp, table=t, model=model, candidates=k, point=point, seed=seed)
+        secs[name] = time.perf_counter() - t0
+    if ml_only:
+        return out, secs
+    for name in ("mmc", "fastmtt", "collinear"):
+        if name == "mmc" and skip_mmc:
+            continue
+        t0 = time.perf_counter()
+        out[name] = get_method(name)(inp)
+        secs[name] = time.perf_counter() - t0
+    return out, secs
+
+
+def varied(t: pa.Table, kind: str) -> pa.Table:
+    """The input table with a robustness variation applied (truth columns untouched)."""
+    d = {n: t[n] for n in t.column_names}
+    mx, my = t["met_x"].to_numpy(), t["met_y"].to_numpy()
+    if kind in ("met+1", "met-1"):
+        shift = 1.0 if kind == "met+1" else -1.0
+        met = np.hypot(mx, my)
+        f = np.where(met > 0, (met + shift) / np.where(met > 0, met, 1.0), 1.0)
+        d["met_x"], d["met_y"] = pa.array(mx * f), pa.array(my * f)  # |MET| -> |MET| +- 1 GeV
+    elif kind == "scale+3%":
+        scaled = [c for c in (*INPUT_COLUMNS, *JET_COLUMNS)
+                  if c.startswith(("reco_chg_", "reco_neu_", "jet")) or c in ("met_x", "met_y")]
+        for c in scaled:
+            d[c] = pa.array(t[c].to_numpy(zero_copy_only=False) * 1.03)
+    else:
+        raise ValueError(kind)
+    return pa.table(d)
+
+
+def robustness(t: pa.Table, model: object, k: int, seed: int, skip_mmc: bool) -> None:
+    print("\n## Robustness: dm_tautau over all selected events (peak, HWHM in %), and the "
+          "median |m(varied)/m(nominal) - 1| per event (%)\n")
+    nominal, _ = run_methods(t, model, k, seed, skip_mmc)
+    print("| method | variation | peak | HWHM | median per-event change |")
+    print("|---|---|---|---|---|")
+    for kind in ("nominal", "met+1", "met-1", "scale+3%"):
+        recs = nominal if kind == "nominal" else run_methods(varied(t, kind), model, k, seed,
+                                                             skip_mmc)[0]
+        for name, rec in recs.items():
+            res = residuals(t, rec)
+            hm = half_max(res["dm_tautau"])
+            base = residuals(t, nominal[name])
+            common, ia, ib = np.intersect1d(res["event_id"], base["event_id"],
+                                            return_indices=True)
+            change = np.median(np.abs(res["m_rec"][ia] / base["m_rec"][ib] - 1)) \
+                if len(common) else math.nan
+            print(f"| {name} | {kind} | {100 * hm.peak:+.2f} | {100 * hm.hwhm:.2f} | "
+                  f"{100 * change:.2f} |")
+
+
+def throughput(t: pa.Table, model_path: Path, k: int, n: int, seed: int) -> None:
+    print(f"\n## ML inference throughput, {k} candidates per event\n")
+    reps = max(1, math.ceil(n / t.num_rows))
+    big = pa.concat_tables([t] * reps).slice(0, n)
+    ids = np.arange(big.num_rows, dtype=np.int64)
+    big = big.set_column(big.column_names.index("event_id"), "event_id", pa.array(ids))
+    inp = inputs_from_table(big)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print("| device | events | seconds | events/s | candidates/s |")
+    print("|---|---|---|---|---|")
+    for dev in devices:
+        tm = resolve_model(model_path, dev)
+        ml(big.slice(0, min(256, big.num_rows)), model=tm, candidates=k, seed=seed)  # warm-up
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        ml(inp, table=big, model=tm, candidates=k, seed=seed)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        print(f"| {dev} | {big.num_rows} | {dt:.2f} | {big.num_rows / dt:.0f} | "
+              f"{big.num_rows * k / dt:.0f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("events", type=Path)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--candidates", type=int, default=10)
+    ap.add_argument("--all", action="store_true", help="all events of the 7 reco channels")
+    ap.add_argument("--max-events", type=int, default=None)
+    ap.add_argument("--skip-mmc", action="store_true")
+    ap.add_argument("--skip-robustness", action="store_true")
+    ap.add_argument("--throughput-events", type=int, default=5000)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# ML benchmark ({time.strftime('%Y-%m-%d')})\n\n{machine()}\n")
+    tm = resolve_model(args.model, "cpu")
+    print(f"model {args.model}: {count_parameters(tm.model)} parameters, "
+          f"objective {tm.config.objective}, frame {tm.config.frame}, sampler "
+          f"{tm.config.sampler or 'default'} x {tm.config.sample_steps or 'default'} steps; "
+          f"trained on {tm.data.get('n_train', '?')} events "
+          f"({', '.join(Path(f['path']).name for f in tm.data.get('files', []))})")
+    t = read_table(args.events, args.all, args.max_events)
+    print(f"events: {args.events} ({t.num_rows} selected, "
+          f"{'all reco-channel events' if args.all else 'signal region'})\n")
+    recs, secs = run_methods(t, tm, args.candidates, args.seed, args.skip_mmc)
+    table = resolution_table(t, recs, only_sr=not args.all)
+    print(table.to_markdown("full"))
+    print()
+    print(table.to_markdown("mass", reference=True))
+    print("\nwall time per method (s): " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
+    if not args.skip_robustness:
+        robustness(t, tm, args.candidates, args.seed, args.skip_mmc)
+    throughput(t, args.model, args.candidates, args.throughput_events, args.seed)
+
+
+if __name__ == "__main__":
+    main()

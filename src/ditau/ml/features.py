@@ -1,0 +1,403 @@
+"""Event table -> point cloud, global condition and targets of the ML reconstruction.
+
+An event is a cloud of up to 7 objects in fixed slots (:data:`OBJECTS`): each leg's charged
+object (track or lepton) and neutral cluster (absent -> masked), then up to 3 jets. Objects are
+kept as Cartesian four-momenta (lab frame, GeV) until :func:`encode`, so rotations are exact
+linear maps; :func:`encode` turns them into per-object features (:data:`OBJECT_FEATURES`):
+log(pT+1) and log(E+1) standardised, eta scaled, phi as (cos, sin), charge, one-hot type
+(e, mu, charged pion, neutral, jet) and the leg flag (+1 tau+ leg, -1 tau- leg, 0 jet), plus
+the kNN coordinates (eta, phi). Global condition (:data:`COND_FEATURES`): MET x/y divided by
+one common scale, and the one-hot of the 7 channels. Targets: both legs' invisible
+3-momenta ``nu_{px,py,pz}_{p,m}``, each divided by a scale.
+
+Normalisation (:class:`NormStats`, computed on the training set and stored with the model)
+uses *scales only* for every Cartesian quantity, with one scale shared by x and y (per leg for
+the targets, one for MET), so that a rotation about the beam axis and the rotation by pi
+about the x axis commute exactly with the normalisation.
+
+Frames (a model option): ``lab`` (the reference's: the network learns the azimuthal symmetry
+from random rotations, :func:`augment`) and ``canonical`` (each event rotated about the beam
+axis so that the tau+ leg's charged object has phi = 0; the sampled neutrinos are rotated
+back, which makes the reconstruction exactly equivariant under azimuthal rotations whatever the
+weights). Optional reflection augmentation: eta -> -eta together with phi -> -phi, i.e. the
+rotation by pi about the x axis (py, pz -> -py, -pz). A pure eta mirror is a parity
+transformation, which the Z's parity-violating couplings (tau polarisation) do not respect;
+the rotation is a symmetry of the symmetric pp initial state.
+
+The feature definition is fingerprinted (:data:`FEATURE_SET_ID`); a model trained with another
+feature set is refused on loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from ditau.baselines.common import INPUT_COLUMNS, Inputs, inputs_from_table
+from ditau.physics import channel_of
+from ditau.schema import SchemaError
+
+#: Object slots of the point cloud.
+OBJECTS: Final[tuple[str, ...]] = ("chg_p", "neu_p", "chg_m", "neu_m", "jet1", "jet2", "jet3")
+N_OBJECTS: Final[int] = len(OBJECTS)
+#: Object types (one-hot).
+TYPES: Final[tuple[str, ...]] = ("e", "mu", "pi", "neutral", "jet")
+#: The channels the model is conditioned on (one-hot, this order).
+CHANNELS: Final[tuple[str, ...]] = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
+OBJECT_FEATURES: Final[tuple[str, ...]] = (
+    "log_pt", "eta", "cos_phi", "sin_phi", "log_e", "charge", *(f"is_{t}" for t in TYPES), "leg")
+COND_FEATURES: Final[tuple[str, ...]] = ("met_x", "met_y", *(f"channel_{c}" for c in CHANNELS))
+TARGETS: Final[tuple[str, ...]] = tuple(
+    f"nu_{c}_{leg}" for leg in ("p", "m") for c in ("px", "py", "pz"))
+N_FEATURES: Final[int] = len(OBJECT_FEATURES)
+N_COND: Final[int] = len(COND_FEATURES)
+N_TARGETS: Final[int] = len(TARGETS)
+
+_C: Final[tuple[str, ...]] = ("px", "py", "pz", "e")
+#: Jet columns read besides the baselines' inputs.
+JET_COLUMNS: Final[tuple[str, ...]] = tuple(f"jet{j}_{c}" for j in (1, 2, 3) for c in _C)
+#: Every event-table column :func:`extract` reads (targets: :data:`TARGETS` in addition).
+FEATURE_COLUMNS: Final[tuple[str, ...]] = (*INPUT_COLUMNS, *JET_COLUMNS)
+
+FEATURE_SET_VERSION: Final[int] = 1
+#: What the fingerprint covers: change any of it and old models are refused.
+FEATURE_SET: Final[dict[str, Any]] = {
+    "version": FEATURE_SET_VERSION,
+    "objects": OBJECTS,
+    "types": TYPES,
+    "channels": CHANNELS,
+    "object_features": OBJECT_FEATURES,
+    "cond_features": COND_FEATURES,
+    "targets": TARGETS,
+    "normalisation": "log1p(pt,e) standardised; eta, MET, nu scaled (xy shared), no shifts",
+    "energy": "E of the tau = sqrt(|p_vis + p_nu|^2 + m_tau^2)",
+}
+FEATURE_SET_ID: Final[str] = (
+    f"v{FEATURE_SET_VERSION}-"
+    + hashlib.sha256(json.dumps(FEATURE_SET, sort_keys=True).encode()).hexdigest()[:12])
+
+@dataclass
+class EventArrays:
+    """Events as numpy arrays (lab frame, GeV).
+
+    ``p4``: (n, 7, 4) object four-momenta (px, py, pz, E; 0 where absent); ``mask``: (n, 7)
+    object present; ``otype``: (n, 7) index into :data:`TYPES` (-1 absent); ``leg``: (n, 7)
+    +1/-1/0; ``met``: (n, 2); ``channel``: (n,) index into :data:`CHANNELS` (-1: none of
+    them); ``target``: (n, 6) :data:`TARGETS` or None; ``usable``: the event can be fed to the
+    model; ``reason``: why not ('' if usable).
+    """
+
+    event_id: NDArray[np.int64]
+    p4: NDArray[np.float64]
+    mask: NDArray[np.bool_]
+    otype: NDArray[np.int8]
+    leg: NDArray[np.int8]
+    met: NDArray[np.float64]
+    channel: NDArray[np.int8]
+    usable: NDArray[np.bool_]
+    reason: NDArray[np.object_]
+    target: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    def subset(self, idx: NDArray[Any]) -> EventArrays:
+        """The events ``idx`` (indices or a boolean mask)."""
+        return EventArrays(**{f.name: (None if getattr(self, f.name) is None
+                                       else getattr(self, f.name)[idx]) for f in fields(self)})
+
+    def to_batch(self, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Batch:
+        """Tensors of these events (float ``dtype``) on ``device``."""
+        def f(x: NDArray[Any]) -> Tensor:
+            return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
+
+        def i(x: NDArray[Any]) -> Tensor:
+            return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.long, device=device)
+
+        return Batch(f(self.p4), torch.as_tensor(self.mask, device=device), i(self.otype),
+                     f(self.leg), f(self.met), i(self.channel),
+                     None if self.target is None else f(self.target))
+
+
+@dataclass
+class Batch:
+    """The tensors of :class:`EventArrays` (float32 unless asked otherwise)."""
+
+    p4: Tensor
+    mask: Tensor
+    otype: Tensor
+    leg: Tensor
+    met: Tensor
+    channel: Tensor
+    target: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.p4.shape[0])
+
+    def index(self, idx: Tensor) -> Batch:
+        """The events ``idx``."""
+        return Batch(*(None if getattr(self, f.name) is None else getattr(self, f.name)[idx]
+                       for f in fields(self)))
+
+    def replace(self, **changes: Tensor) -> Batch:
+        return Batch(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+
+
+def _col(table: Any, name: str) -> NDArray[Any]:
+    x = table[name]
+    if isinstance(x, pa.ChunkedArray | pa.Array):
+        return np.asarray(x.to_numpy(zero_copy_only=False))
+    return np.asarray(x)
+
+
+def _names(table: Any) -> list[str]:
+    return list(table.column_names) if hasattr(table, "column_names") else list(table)
+
+
+def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
+            source: str = "table") -> EventArrays:
+    """:class:`EventArrays` from an event table (pyarrow or mapping of columns) with the
+    :data:`FEATURE_COLUMNS` (and :data:`TARGETS` with ``targets``).
+
+    ``inputs``: the baselines' :class:`~ditau.baselines.common.Inputs` of the same table, if
+    already built (its bad-input reasons are reused). An event is usable if its inputs are good,
+    its channel is one of :data:`CHANNELS` and (with ``targets``) its targets are finite.
+    """
+    need = list(FEATURE_COLUMNS) + (list(TARGETS) if targets else [])
+    missing = [c for c in need if c not in set(_names(table))]
+    if missing:
+        what = "truth" if set(missing) <= set(TARGETS) else "detector-level"
+        raise SchemaError(f"{source}: missing {what} column(s) {missing[:6]} needed by the ML "
+                          "reconstruction")
+    inp = inputs if inputs is not None else inputs_from_table(table, source=source)
+    n = len(inp)
+    if len(_col(table, "event_id")) != n:
+        raise ValueError(f"{source}: the inputs ({n} events) and the table "
+                         f"({len(_col(table, 'event_id'))} rows) do not match")
+
+    def p4_of(prefix: str, suffix: str) -> NDArray[np.float64]:
+        return np.stack([_col(table, f"{prefix}{c}{suffix}").astype(np.float64) for c in _C], 1)
+
+    slots = [p4_of("reco_chg_", "_p"), p4_of("reco_neu_", "_p"), p4_of("reco_chg_", "_m"),
+             p4_of("reco_neu_", "_m"), *(p4_of(f"jet{j}_", "") for j in (1, 2, 3))]
+    p4 = np.stack(slots, axis=1)
+    mask = np.all(np.isfinite(p4), axis=2) & (p4[..., 3] > 0)
+    p4 = np.where(mask[..., None], p4, 0.0)
+    otype = np.full((n, N_OBJECTS), -1, np.int8)
+    for slot, mode in ((0, inp.mode_p), (2, inp.mode_m)):
+        otype[:, slot] = np.select([mode == "e", mode == "mu"], [0, 1], TYPES.index("pi"))
+    otype[:, [1, 3]] = TYPES.index("neutral")
+    otype[:, 4:] = TYPES.index("jet")
+    otype[~mask] = -1
+    leg = np.tile(np.array([1, 1, -1, -1, 0, 0, 0], np.int8), (n, 1))
+    ch_name = channel_of(inp.mode_p, inp.mode_m)
+    channel = np.full(n, -1, np.int8)
+    for k, c in enumerate(CHANNELS):
+        channel[ch_name == c] = k
+    reason = inp.bad.copy()
+    usable = inp.good.copy()
+    no_ch = usable & (channel < 0)
+    reason[no_ch] = [f"legs {a}/{b} (channel {c}) are not one of the ML model's channels"
+                     for a, b, c in zip(inp.mode_p[no_ch], inp.mode_m[no_ch], ch_name[no_ch],
+                                        strict=True)]
+    usable &= channel >= 0
+    usable &= mask[:, 0] & mask[:, 2]
+    target = None
+    if targets:
+        target = np.stack([_col(table, c).astype(np.float64) for c in TARGETS], axis=1)
+        bad_t = usable & ~np.all(np.isfinite(target), axis=1)
+        reason[bad_t] = "invisible momenta (truth) not finite"
+        usable &= ~bad_t
+    met = np.where(np.isfinite(inp.met), inp.met, 0.0)
+    return EventArrays(inp.event_id, p4, mask, otype, leg, met, channel, usable, reason, target)
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Normalisation constants, computed on the training set (:func:`compute_stats`)."""
+
+    log_pt_mean: float
+    log_pt_std: float
+    log_e_mean: float
+    log_e_std: float
+    eta_scale: float
+    met_scale: float
+    nu_xy_scale_p: float
+    nu_z_scale_p: float
+    nu_xy_scale_m: float
+    nu_z_scale_m: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NormStats:
+        return cls(**{f.name: float(data[f.name]) for f in fields(cls)})
+
+    def target_scale(self) -> NDArray[np.float64]:
+        """(6,) divisors of :data:`TARGETS` (x and y share a scale per leg)."""
+        return np.array([self.nu_xy_scale_p, self.nu_xy_scale_p, self.nu_z_scale_p,
+                         self.nu_xy_scale_m, self.nu_xy_scale_m, self.nu_z_scale_m])
+
+
+def compute_stats(ev: EventArrays) -> NormStats:
+    """Normalisation constants from the usable events of ``ev`` (with targets)."""
+    if ev.target is None:
+        raise ValueError("normalisation statistics need the targets")
+    u = ev.usable
+    if not u.any():
+        raise ValueError("no usable events to compute the normalisation from")
+    p4, m = ev.p4[u], ev.mask[u]
+    pt = np.hypot(p4[..., 0], p4[..., 1])[m]
+    eta = np.arcsinh(p4[..., 2][m] / np.maximum(pt, 1e-9))
+    lpt, le = np.log1p(pt), np.log1p(p4[..., 3][m])
+    t = ev.target[u]
+
+    def floor(x: float) -> float:
+        return float(max(x, 1e-6))
+
+    def rms(x: NDArray[np.float64]) -> float:
+        return floor(float(np.sqrt(np.mean(x**2))))
+
+    return NormStats(
+        log_pt_mean=float(lpt.mean()), log_pt_std=floor(float(lpt.std())),
+        log_e_mean=float(le.mean()), log_e_std=floor(float(le.std())),
+        eta_scale=rms(eta), met_scale=rms(ev.met[u]),
+        nu_xy_scale_p=rms(t[:, 0:2]), nu_z_scale_p=rms(t[:, 2]),
+        nu_xy_scale_m=rms(t[:, 3:5]), nu_z_scale_m=rms(t[:, 5]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Frames and augmentation (torch; exact linear maps on the Cartesian momenta)
+
+
+def _rot_xy(v: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    """Rotate the leading (x, y) of the last axis of ``v`` by the angle with cos c, sin s."""
+    x, y = v[..., 0], v[..., 1]
+    return torch.stack([c * x - s * y, s * x + c * y, *v[..., 2:].unbind(-1)], dim=-1)
+
+
+def rotate_z(batch: Batch, angle: Tensor) -> Batch:
+    """Rotate every event of ``batch`` about the beam axis by ``angle`` (B,): objects, MET and
+    targets together (phi -> phi + angle)."""
+    c, s = torch.cos(angle).to(batch.p4.dtype), torch.sin(angle).to(batch.p4.dtype)
+    p4 = _rot_xy(batch.p4, c[:, None], s[:, None])
+    met = _rot_xy(batch.met, c, s)
+    target = None
+    if batch.target is not None:
+        t = batch.target.reshape(-1, 2, 3)
+        target = _rot_xy(t, c[:, None], s[:, None]).reshape(-1, 6)
+    return batch.replace(p4=p4, met=met, target=target)
+
+
+def rotate_x_pi(batch: Batch, flip: Tensor) -> Batch:
+    """Rotate the events with ``flip`` (B,) bool by pi about the x axis: (py, pz) -> -(py, pz),
+    i.e. eta -> -eta and phi -> -phi (a proper rotation, unlike a pure eta mirror)."""
+    sgn = 1.0 - 2.0 * flip.to(batch.p4.dtype)
+    one = torch.ones_like(sgn)
+    p4 = batch.p4 * torch.stack([one, sgn, sgn, one], -1)[:, None, :]
+    met = batch.met * torch.stack([one, sgn], -1)
+    target = None
+    if batch.target is not None:
+        target = batch.target * torch.stack([one, sgn, sgn] * 2, -1)
+    return batch.replace(p4=p4, met=met, target=target)
+
+
+def canonical_angle(p4: Tensor) -> Tensor:
+    """The rotation about the beam axis that puts the tau+ leg's charged object at phi = 0."""
+    return -torch.atan2(p4[:, 0, 1], p4[:, 0, 0])
+
+
+def augment(batch: Batch, generator: torch.Generator, *, rotate: bool = True,
+            reflect: bool = False) -> Batch:
+    """Random rotation about the beam axis (uniform angle) and, with ``reflect``, the rotation
+    by pi about x with probability 1/2; the same transformation for inputs, MET and targets.
+    Random numbers come from ``generator`` only (seeded: same seed, same batch)."""
+    n, dev = len(batch), batch.p4.device
+    if rotate:
+        angle = torch.rand(n, generator=generator, device=dev) * (2 * torch.pi)
+        batch = rotate_z(batch, angle)
+    if reflect:
+        batch = rotate_x_pi(batch, torch.rand(n, generator=generator, device=dev) < 0.5)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _wrap(x: Tensor) -> Tensor:
+    """Angle wrapped into [-pi, pi) (floor form, exportable to ONNX)."""
+    return x - 2 * torch.pi * torch.floor((x + torch.pi) / (2 * torch.pi))
+
+
+def encode(batch: Batch, stats: NormStats) -> tuple[Tensor, Tensor, Tensor]:
+    """Network inputs of ``batch``: object features (B, 7, :data:`N_FEATURES`), kNN
+    coordinates (eta, phi) (B, 7, 2) and the global condition (B, :data:`N_COND`). Masked
+    objects have all-zero features."""
+    p4, mask = batch.p4, batch.mask
+    px, py, pz, e = p4.unbind(-1)
+    pt = torch.hypot(px, py)
+    eta = torch.asinh(pz / pt.clamp_min(1e-6))  # eta = asinh(pz / pT)
+    phi = torch.atan2(py, px)
+    safe = pt.clamp_min(1e-6)
+    onehot = torch.nn.functional.one_hot(batch.otype.clamp_min(0), len(TYPES)).to(p4.dtype)
+    charged = onehot[..., :3].sum(-1)
+    x = torch.cat([
+        ((torch.log1p(pt) - stats.log_pt_mean) / stats.log_pt_std)[..., None],
+        (eta / stats.eta_scale)[..., None],
+        (px / safe)[..., None], (py / safe)[..., None],  # cos phi, sin phi
+        ((torch.log1p(e.clamp_min(0)) - stats.log_e_mean) / stats.log_e_std)[..., None],
+        (batch.leg * charged)[..., None],  # charge: the leg's sign for its charged object
+        onehot, batch.leg[..., None],
+    ], dim=-1)
+    x = x * mask[..., None].to(x.dtype)
+    coords = torch.stack([eta, phi], -1) * mask[..., None].to(x.dtype)
+    ch = torch.nn.functional.one_hot(batch.channel.clamp_min(0), len(CHANNELS)).to(p4.dtype)
+    ch = ch * (batch.channel >= 0)[:, None].to(p4.dtype)
+    cond = torch.cat([batch.met / stats.met_scale, ch], dim=-1)
+    return x, coords, cond
+
+
+def target_scale(stats: NormStats, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+    """(6,) tensor of the target divisors."""
+    return torch.as_tensor(stats.target_scale(), dtype=dtype, device=device)
+
+
+def rotate_events(ev: EventArrays, angle: NDArray[np.float64]) -> EventArrays:
+    """numpy (float64) counterpart of :func:`rotate_z`: objects, MET and targets of every
+    event rotated about the beam axis by ``angle`` (n,)."""
+    c, s = np.cos(angle), np.sin(angle)
+
+    def rot(v: NDArray[np.float64], cc: NDArray[np.float64],
+            ss: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = v.copy()
+        out[..., 0] = cc * v[..., 0] - ss * v[..., 1]  # x' = x cos a - y sin a
+        out[..., 1] = ss * v[..., 0] + cc * v[..., 1]  # y' = x sin a + y cos a
+        return out
+
+    target = None
+    if ev.target is not None:
+        target = rot(ev.target.reshape(-1, 2, 3), c[:, None], s[:, None]).reshape(-1, 6)
+    return EventArrays(ev.event_id, rot(ev.p4, c[:, None], s[:, None]), ev.mask, ev.otype,
+                       ev.leg, rot(ev.met, c, s), ev.channel, ev.usable, ev.reason, target)
+
+
+def canonical_angles(ev: EventArrays) -> NDArray[np.float64]:
+    """numpy counterpart of :func:`canonical_angle` (float64)."""
+    return -np.arctan2(ev.p4[:, 0, 1], ev.p4[:, 0, 0])

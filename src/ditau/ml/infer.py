@@ -1,0 +1,287 @@
+"""The ``ml`` reconstruction method: sample neutrino candidates with a trained model.
+
+:func:`ml` fits the baselines' interface (:mod:`ditau.baselines.run`): it takes the
+:class:`~ditau.baselines.common.Inputs` of a chunk and, since the point cloud also needs the
+jets (:data:`EXTRA_COLUMNS`, which the driver reads for methods that declare them), the
+chunk's table; it returns the method-output table. Per event with usable inputs it writes
+``candidates + 1`` rows: ``candidate`` 0 = the point estimate, 1..K = the sampled candidates
+(``ditau evaluate`` uses candidate 0, or all with ``all_candidates``). Events whose inputs are
+bad, or whose channel is not one of the 7, get one ``failed`` row with the reason.
+
+Per event: the body runs once, its output is repeated for the K candidates, and the head is
+iterated ``steps`` times (:mod:`ditau.ml.generative`). The noise of candidate k of an event
+is keyed by (seed, event_id, k) (:func:`ditau.ml.hashing.event_noise`), so results do not
+depend on batch or chunk boundaries (same seed, same output up to float rounding of
+different batch shapes).
+
+Tau four-momenta: p_tau = p_vis + p_nu, E_tau = sqrt(|p_tau|^2 + m_tau^2) (on-shell taus;
+the visible mass and the neutrino-system mass of leptonic legs are not used).
+
+Point estimates (``point``):
+
+- ``median`` (default): the component-wise median of the K candidates' neutrino momenta,
+  robust to outlying candidates and smooth in K;
+- ``constraint``: the candidate that best satisfies the physics constraints, minimising
+  chi^2 = sum_legs r_leg^2 + d^T C^-1 d, with d = MET - (p_nu+ + p_nu-)_T (C: the MET
+  covariance) and r_leg = (m(vis + nu) - m_tau)/:data:`MASS_TOLERANCE` for hadronic legs (one
+  massless neutrino), max(m(vis + nu) - m_tau, 0)/:data:`MASS_TOLERANCE` for leptonic legs
+  (two neutrinos of unknown mass: only m <= m_tau is required), with a massless neutrino
+  system.
+
+Uncertainty: :class:`Prediction` (:func:`predict`) carries the candidate spread per event
+(standard deviation of each neutrino component and of m_tautau over the K candidates);
+:func:`candidate_spread` computes the same from a method-output table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import torch
+from numpy.typing import NDArray
+
+from ditau.baselines.common import Inputs, inputs_from_table, mass, recon_table
+from ditau.ml.features import (
+    JET_COLUMNS,
+    EventArrays,
+    canonical_angles,
+    encode,
+    extract,
+    rotate_events,
+)
+from ditau.ml.generative import get_objective
+from ditau.ml.hashing import event_noise
+from ditau.ml.io import TrainedModel, load_model
+from ditau.ml.model import repeat_context
+from ditau.ml.train import resolve_device
+from ditau.physics import M_TAU
+
+#: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver).
+EXTRA_COLUMNS: Final[tuple[str, ...]] = JET_COLUMNS
+POINT_ESTIMATES: Final[tuple[str, ...]] = ("median", "constraint")
+#: Tau-mass tolerance (GeV) of the ``constraint`` point estimate.
+MASS_TOLERANCE: Final[float] = 0.25
+_HADRONIC: Final[tuple[str, ...]] = ("pi", "rho")
+
+_CACHE: dict[tuple[str, int, int, str], TrainedModel] = {}
+
+
+def resolve_model(model: str | os.PathLike[str] | TrainedModel,
+                  device: str | torch.device = "auto") -> TrainedModel:
+    """A loaded model on ``device`` (files are cached by path, mtime, size and device)."""
+    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    if isinstance(model, TrainedModel):
+        if model.device != dev:
+            model.model.to(dev)
+        return model
+    p = Path(model).resolve()
+    st = p.stat() if p.exists() else None
+    key = (str(p), st.st_mtime_ns if st else 0, st.st_size if st else 0, str(dev))
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = load_model(p, device=dev)
+    return _CACHE[key]
+
+
+@torch.no_grad()
+def sample_neutrinos(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
+                     steps: int | None = None, sampler: str | None = None, seed: int = 0,
+                     batch_size: int = 4096) -> NDArray[np.float64]:
+    """Neutrino candidates (n, K, 6) in the lab frame (GeV; :data:`~ditau.ml.features.TARGETS`
+    order) for the events ``ev`` (all assumed usable)."""
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    cfg = tm.config
+    objective = get_objective(cfg.objective)
+    steps = steps if steps is not None else cfg.sample_steps
+    sampler = sampler if sampler is not None else cfg.sampler
+    dev = tm.device
+    n = len(ev)
+    angle = canonical_angles(ev) if cfg.frame == "canonical" else np.zeros(n)
+    frame_ev = rotate_events(ev, angle) if cfg.frame == "canonical" else ev
+    scale = tm.stats.target_scale()
+    out = np.empty((n, candidates, 6))
+    for s in range(0, n, batch_size):
+        part = frame_ev.subset(np.arange(s, min(n, s + batch_size)))
+        b = part.to_batch(dev)
+        x, coords, cond = encode(b, tm.stats)
+        prepared = repeat_context(tm.model.encode(x, coords, b.mask, cond), candidates)
+        noise = torch.from_numpy(event_noise(part.event_id, seed, candidates)).to(dev)
+
+        def head(z: torch.Tensor, t: torch.Tensor, prepared: tuple = prepared) -> torch.Tensor:
+            return tm.model.step(z, t, *prepared)
+
+        z = objective.sample(head, noise.reshape(-1, 6), steps, sampler)
+        out[s:s + len(part)] = z.reshape(len(part), candidates, 6).double().cpu().numpy()
+    nu = out * scale
+    if cfg.frame == "canonical":  # back to the lab frame: rotate by -angle
+        c, sn = np.cos(-angle)[:, None, None], np.sin(-angle)[:, None, None]
+        v = nu.reshape(n, candidates, 2, 3)
+        x, y = v[..., 0].copy(), v[..., 1].copy()
+        v[..., 0], v[..., 1] = c * x - sn * y, sn * x + c * y
+        nu = v.reshape(n, candidates, 6)
+    return nu
+
+
+def tau_four_momenta(vis: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray[np.float64]:
+    """On-shell tau four-momenta from visible (..., 4) and neutrino (..., 3) momenta."""
+    p = vis[..., :3] + nu
+    e = np.sqrt(np.sum(p**2, axis=-1) + M_TAU**2)  # E = sqrt(|p|^2 + m_tau^2)
+    return np.concatenate([p, e[..., None]], axis=-1)
+
+
+def constraint_chi2(nu: NDArray[np.float64], inputs: Inputs,
+                    rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """chi^2 of each candidate (n, K) against the tau-mass and MET constraints (module doc)."""
+    chi2 = np.zeros(nu.shape[:2])
+    for k, (vis, mode) in enumerate(((inputs.vis_p, inputs.mode_p),
+                                     (inputs.vis_m, inputs.mode_m))):
+        v = vis[rows][:, None, :]
+        p_nu = nu[..., 3 * k:3 * k + 3]
+        e = v[..., 3] + np.linalg.norm(p_nu, axis=-1)  # massless neutrino system
+        p = v[..., :3] + p_nu
+        m_leg = np.sqrt(np.maximum(e**2 - np.sum(p**2, -1), 0.0))
+        dm = m_leg - M_TAU
+        hadronic = np.isin(mode[rows], _HADRONIC)[:, None]
+        r = np.where(hadronic, dm, np.maximum(dm, 0.0)) / MASS_TOLERANCE
+        chi2 += r**2
+    d = inputs.met[rows][:, None, :] - (nu[..., 0:2] + nu[..., 3:5])
+    cinv = np.linalg.inv(inputs.cov[rows])[:, None]
+    chi2 += np.einsum("nki,nkij,nkj->nk", d, np.broadcast_to(cinv, (*d.shape[:2], 2, 2)), d)
+    return chi2
+
+
+def point_estimate(nu: NDArray[np.float64], inputs: Inputs, rows: NDArray[np.int64],
+                   how: str = "median") -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The per-event point estimate (n, 6) from candidates (n, K, 6) and, for
+    ``constraint``, the index of the chosen candidate (0-based; -1 for ``median``)."""
+    if how == "median":
+        return np.median(nu, axis=1), np.full(len(nu), -1, np.int64)
+    if how == "constraint":
+        best = np.argmin(constraint_chi2(nu, inputs, rows), axis=1)
+        return nu[np.arange(len(nu)), best], best.astype(np.int64)
+    raise ValueError(f"unknown point estimate {how!r}; choose one of {POINT_ESTIMATES}")
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict` returns for the events of ``inputs``.
+
+    ``rows``: the events with usable inputs (indices into ``inputs``); for those: ``nu`` (m, K,
+    6) candidates, ``point`` (m, 6), ``chosen`` (m,) candidate of the constraint estimate (-1
+    for the median), ``nu_std`` (m, 6) and ``m_std`` (m,) the candidate spread (standard
+    deviation over candidates of each neutrino component and of m_tautau), ``m_point`` (m,).
+    ``reason``: (n,) why an event is not usable ('' if it is).
+    """
+
+    inputs: Inputs
+    rows: NDArray[np.int64]
+    reason: NDArray[np.object_]
+    nu: NDArray[np.float64]
+    point: NDArray[np.float64]
+    chosen: NDArray[np.int64]
+    nu_std: NDArray[np.float64]
+    m_std: NDArray[np.float64]
+    m_point: NDArray[np.float64]
+
+
+def _tables(inputs: Inputs | Any, table: Any) -> tuple[Inputs, Any]:
+    if isinstance(inputs, Inputs):
+        if table is None:
+            raise ValueError("the ml method needs the event table (jet columns) besides the "
+                             "Inputs: pass table=...")
+        return inputs, table
+    tbl = inputs if table is None else table
+    return inputs_from_table(tbl), tbl
+
+
+def predict(inputs: Inputs | Any, *, table: Any = None,
+            model: str | os.PathLike[str] | TrainedModel, candidates: int = 10,
+            steps: int | None = None, sampler: str | None = None, point: str = "median",
+            seed: int = 0, device: str = "auto", batch_size: int = 4096) -> Prediction:
+    """Candidates, point estimate and spread per event (see :func:`ml` for the arguments)."""
+    if point not in POINT_ESTIMATES:
+        raise ValueError(f"unknown point estimate {point!r}; choose one of {POINT_ESTIMATES}")
+    inp, tbl = _tables(inputs, table)
+    tm = resolve_model(model, device)
+    ev = extract(tbl, inputs=inp, source="ml inputs")
+    rows = np.flatnonzero(ev.usable)
+    nu = sample_neutrinos(tm, ev.subset(rows), candidates=candidates, steps=steps,
+                          sampler=sampler, seed=seed, batch_size=batch_size)
+    pt, chosen = point_estimate(nu, inp, rows, point)
+    taus = [tau_four_momenta(v[rows][:, None, :], nu[..., 3 * k:3 * k + 3])
+            for k, v in enumerate((inp.vis_p, inp.vis_m))]
+    m_cand = mass((taus[0] + taus[1]).reshape(-1, 4)).reshape(len(rows), candidates)
+    tp = tau_four_momenta(inp.vis_p[rows], pt[:, :3])
+    tmm = tau_four_momenta(inp.vis_m[rows], pt[:, 3:])
+    return Prediction(inp, rows, ev.reason, nu, pt, chosen, nu.std(axis=1), m_cand.std(axis=1),
+                      mass(tp + tmm))
+
+
+def ml(inputs: Inputs | Any, *, table: Any = None,
+       model: str | os.PathLike[str] | TrainedModel, candidates: int = 10,
+       steps: int | None = None, sampler: str | None = None, point: str = "median",
+       seed: int = 0, device: str = "auto", batch_size: int = 4096) -> pa.Table:
+    """Reconstruct events with a trained model -> the method-output table.
+
+    ``inputs``: :class:`~ditau.baselines.common.Inputs` (then ``table``, the event table with
+    the jet columns, is needed) or the event table itself; ``model``: a model file or a
+    loaded :class:`~ditau.ml.io.TrainedModel`; ``candidates``: K samples per event;
+    ``steps``/``sampler``: sampler settings (default: the model's); ``point``: ``median``
+    (default) or ``constraint`` (module doc); ``seed``: noise seed (same seed, same output);
+    ``device``: ``auto``, ``cpu``, ``cuda``; ``batch_size``: events per body pass.
+    """
+    pred = predict(inputs, table=table, model=model, candidates=candidates, steps=steps,
+                   sampler=sampler, point=point, seed=seed, device=device,
+                   batch_size=batch_size)
+    inp, rows, k = pred.inputs, pred.rows, candidates
+    n = len(inp)
+    n_rows = np.ones(n, np.int64)
+    n_rows[rows] = k + 1
+    ev_of_row = np.repeat(np.arange(n), n_rows)
+    first = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
+    candidate = (np.arange(len(ev_of_row)) - first[ev_of_row]).astype(np.int16)
+    nu_rows = np.full((len(ev_of_row), 6), np.nan)
+    pos = first[rows][:, None] + np.arange(k + 1)[None, :]  # (m, K+1) output rows
+    nu_rows[pos.ravel()] = np.concatenate([pred.point[:, None], pred.nu], axis=1).reshape(-1, 6)
+    ok = np.zeros(len(ev_of_row), bool)
+    ok[pos.ravel()] = True
+    status = np.where(ok, "ok", "failed").astype(object)
+    reason = np.where(ok, "", pred.reason[ev_of_row]).astype(object)
+    nu_safe = np.nan_to_num(nu_rows)
+    tau_p = tau_four_momenta(inp.vis_p[ev_of_row], nu_safe[:, :3])
+    tau_m = tau_four_momenta(inp.vis_m[ev_of_row], nu_safe[:, 3:])
+    return recon_table("ml", inp, tau_p, tau_m, status, reason, candidate=candidate,
+                       rows=ev_of_row)
+
+
+def candidate_spread(recon: Any) -> dict[str, NDArray[Any]]:
+    """Per-event spread of the candidates (rows with ``candidate`` >= 1 and status ok) of a
+    method-output table: ``event_id``, ``n`` candidates, ``m_std`` (GeV) and
+    ``nu_std_{px,py,pz}_{p,m}`` (standard deviations over the candidates)."""
+    def col(name: str) -> NDArray[Any]:
+        x = recon[name]
+        return np.asarray(x.to_numpy(zero_copy_only=False) if hasattr(x, "to_numpy") else x)
+
+    use = (col("candidate") >= 1) & (col("rec_status").astype(str) == "ok")
+    ids = col("event_id")[use]
+    uniq, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
+
+    def std(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        mean = np.bincount(inv, v, len(uniq)) / counts
+        return np.sqrt(np.maximum(np.bincount(inv, v**2, len(uniq)) / counts - mean**2, 0.0))
+
+    out: dict[str, NDArray[Any]] = {"event_id": uniq, "n": counts,
+                                    "m_std": std(col("rec_m_tautau")[use].astype(float))}
+    for leg in ("p", "m"):
+        for c in ("px", "py", "pz"):
+            out[f"nu_std_{c}_{leg}"] = std(col(f"rec_nu_{c}_{leg}")[use].astype(float))
+    return out

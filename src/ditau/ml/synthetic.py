@@ -1,0 +1,120 @@
+"""Small synthetic detector-level event tables with a known answer (tests, smoke runs).
+
+Z -> tau tau kinematics (Breit-Wigner-free: m = M_Z + Gaussian width, random Z momentum,
+isotropic decay), each tau decayed *collinearly*: the visible system carries the fraction
+x(mode) of the tau 3-momentum (``x_of_mode``; with ``x_spread`` > 0 a uniform spread around
+it), so the invisible momentum is nu = (1 - x)/x * vis. With ``x_spread = 0`` the answer is a
+known, channel-dependent function of the visible objects, which a model must learn exactly.
+rho legs split their visible momentum into a charged and a neutral object; each event gets
+0-3 random jets (pure noise objects); MET = sum of the neutrinos' pT (+ optional Gaussian
+noise). All columns follow the event schema (``id`` group, the reco columns the methods read,
+and the truth tau/nu momenta and m_tautau that the evaluation reads).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from ditau.physics import M_PI, M_TAU, M_Z, channel_of
+from ditau.schema import write_events
+
+#: Visible momentum fraction per mode (default).
+X_OF_MODE: dict[str, float] = {"pi": 0.5, "rho": 0.65, "e": 0.35, "mu": 0.4}
+_LEG_MODES: dict[str, tuple[str, str]] = {
+    "pipi": ("pi", "pi"), "pirho": ("pi", "rho"), "rhorho": ("rho", "rho"),
+    "epi": ("e", "pi"), "erho": ("e", "rho"), "mupi": ("mu", "pi"), "murho": ("mu", "rho")}
+_C = ("px", "py", "pz", "e")
+
+
+def _boost(p4: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Lorentz boost of (n, 4) four-momenta by velocity ``beta`` (n, 3)."""
+    b2 = np.sum(beta**2, axis=1)
+    g = 1.0 / np.sqrt(1.0 - b2)
+    bp = np.sum(beta * p4[:, :3], axis=1)
+    k = np.where(b2 > 0, (g - 1.0) / np.where(b2 > 0, b2, 1.0), 0.0)
+    p = p4[:, :3] + (k * bp + g * p4[:, 3])[:, None] * beta  # p' = p + ((g-1) b.p/b^2 + g E) b
+    return np.column_stack([p, g * (p4[:, 3] + bp)])  # E' = g (E + b.p)
+
+
+def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None = None,
+                     x_of_mode: dict[str, float] | None = None, x_spread: float = 0.0,
+                     met_noise: float = 0.0, jet_rate: float = 1.0,
+                     event_id_offset: int = 0) -> pa.Table:
+    """``n`` synthetic events (see the module doc) as a schema-conforming pyarrow table."""
+    rng = np.random.default_rng(seed)
+    xm = {**X_OF_MODE, **(x_of_mode or {})}
+    chans = tuple(channels or _LEG_MODES)
+    ch = np.asarray(chans)[rng.integers(0, len(chans), n)]
+    swap = rng.random(n) < 0.5
+    modes = np.array([_LEG_MODES[c] for c in ch]).reshape(n, 2)
+    modes = np.where(swap[:, None], modes[:, ::-1], modes)
+    m = M_Z + rng.normal(0.0, 3.0, n)
+    mom = np.column_stack([rng.normal(0, 10, (n, 2)), rng.normal(0, 80, n)])
+    beta = mom / np.sqrt(m**2 + np.sum(mom**2, 1))[:, None]
+    cth, ph = rng.uniform(-1, 1, n), rng.uniform(0, 2 * np.pi, n)
+    sth = np.sqrt(1 - cth**2)
+    pst = np.sqrt(m**2 / 4 - M_TAU**2)
+    d = np.column_stack([sth * np.cos(ph), sth * np.sin(ph), cth]) * pst[:, None]
+    out: dict[str, Any] = {"event_id": np.arange(n, dtype=np.int64) + event_id_offset,
+                           "sample": np.full(n, "synthetic"), "weight": np.ones(n),
+                           "gen_weight": np.ones(n)}
+    met = np.zeros((n, 2))
+    for k, (leg, sign) in enumerate((("p", 1.0), ("m", -1.0))):
+        tau = _boost(np.column_stack([sign * d, m / 2]), beta)
+        mode = modes[:, k]
+        x = np.vectorize(xm.__getitem__, otypes=[float])(mode)
+        x = x + rng.uniform(-x_spread, x_spread, n)
+        vis = tau[:, :3] * x[:, None]
+        nu = tau[:, :3] - vis  # collinear decay: nu = (1 - x) p_tau
+        f = np.where(mode == "rho", rng.uniform(0.3, 0.9, n), 1.0)
+        chg, neu = vis * f[:, None], vis * (1 - f)[:, None]
+        chg_e = np.sqrt(np.sum(chg**2, 1) + M_PI**2)
+        neu_e = np.where(mode == "rho", np.linalg.norm(neu, axis=1), np.nan)
+        neu = np.where((mode == "rho")[:, None], neu, np.nan)
+        for j, c in enumerate(_C[:3]):
+            out[f"reco_chg_{c}_{leg}"] = chg[:, j]
+            out[f"reco_neu_{c}_{leg}"] = neu[:, j]
+            out[f"nu_{c}_{leg}"] = nu[:, j]
+            out[f"tau_{c}_{leg}"] = tau[:, j]
+        out[f"reco_chg_e_{leg}"] = chg_e
+        out[f"reco_neu_e_{leg}"] = neu_e
+        out[f"nu_e_{leg}"] = np.linalg.norm(nu, axis=1)
+        out[f"tau_e_{leg}"] = tau[:, 3]
+        out[f"reco_mode_{leg}"] = mode.astype(object)
+        out[f"reco_charge_{leg}"] = np.full(n, int(sign), np.int8)
+        met += nu[:, :2]
+    met += rng.normal(0.0, met_noise, (n, 2)) if met_noise > 0 else 0.0
+    n_jets = rng.poisson(jet_rate, n).clip(0, 3).astype(np.int8)
+    for j in (1, 2, 3):
+        pt = rng.uniform(20, 60, n)
+        eta, phi = rng.uniform(-2.5, 2.5, n), rng.uniform(-np.pi, np.pi, n)
+        p = np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta),
+                             pt * np.cosh(eta)])
+        p[n_jets < j] = np.nan
+        for k, c in enumerate(_C):
+            out[f"jet{j}_{c}"] = p[:, k]
+    out["n_jets"] = n_jets
+    out["met_x"], out["met_y"] = met[:, 0], met[:, 1]
+    out["met_sumet"] = np.full(n, 200.0)
+    out["met_cov_xx"] = out["met_cov_yy"] = np.full(n, max(met_noise, 1.0) ** 2)
+    out["met_cov_xy"] = np.zeros(n)
+    taus = [np.column_stack([out[f"tau_{c}_{leg}"] for c in _C]) for leg in ("p", "m")]
+    s = taus[0] + taus[1]
+    out["m_tautau"] = np.sqrt(np.maximum(s[:, 3] ** 2 - np.sum(s[:, :3] ** 2, 1), 0.0))
+    out["reco_channel"] = channel_of(out["reco_mode_p"], out["reco_mode_m"]).astype(object)
+    out["in_sr"] = np.ones(n, bool)
+    return pa.table(out)
+
+
+def write_synthetic(path: str | os.PathLike[str], n: int, seed: int = 0,
+                    **kwargs: Any) -> Path:
+    """Write :func:`synthetic_events` to a validated ditau Parquet file."""
+    table = synthetic_events(n, seed, **kwargs)
+    return write_events(table, path, {"stage": "detector", "sample": "synthetic",
+                                      "synthetic": {"n": n, "seed": seed, **kwargs}})
