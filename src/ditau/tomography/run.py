@@ -95,7 +95,10 @@ class MethodResult:
 
     @property
     def closure_pull(self) -> NDArray[np.float64]:
-        err = np.sqrt(np.diag(self.calibrated_cov) + np.diag(self.truth_cov))
+        """(calibrated - truth) / error, the error including the calibration's MC statistics
+        (the bootstrap spread) when it was estimated."""
+        mc = self.systematics.get("MC statistics (calibration)", np.zeros(3))
+        err = np.sqrt(np.diag(self.calibrated_cov) + np.diag(self.truth_cov) + mc**2)
         return (self.calibrated - self.truth) / err
 
 
@@ -155,6 +158,8 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
         from ditau.baselines.run import get_method
 
         recon = get_method(method)(inputs_from_table(events), **dict(settings or {}))
+    if "candidate" in recon.column_names:  # ML outputs: row 0 of each event is its estimate
+        recon = recon.filter(pa.compute.equal(recon["candidate"], 0))
     ids = column_array(events, "event_id")
     rid = column_array(recon, "event_id")
     order = np.argsort(rid)
@@ -246,6 +251,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     ids = column_array(ev, "event_id")
     res = TomographyResult(path)
     say = progress or (lambda msg: None)
+    methods = tuple(methods) + tuple(m for m in (recon or {}) if m not in methods)
 
     truth, in_spin = truth_sample(ev)
     cal_half = (ids % 2 == 0)
