@@ -36,14 +36,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 import numpy as np
-import pyarrow as pa
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
 from ditau.baselines.common import INPUT_COLUMNS, Inputs, inputs_from_table
 from ditau.physics import channel_of
-from ditau.schema import SchemaError
+from ditau.schema import SchemaError, column_array, column_names
 
 #: Object slots of the point cloud.
 OBJECTS: Final[tuple[str, ...]] = ("chg_p", "neu_p", "chg_m", "neu_m", "jet1", "jet2", "jet3")
@@ -152,17 +151,6 @@ class Batch:
         return Batch(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
 
-def _col(table: Any, name: str) -> NDArray[Any]:
-    x = table[name]
-    if isinstance(x, pa.ChunkedArray | pa.Array):
-        return np.asarray(x.to_numpy(zero_copy_only=False))
-    return np.asarray(x)
-
-
-def _names(table: Any) -> list[str]:
-    return list(table.column_names) if hasattr(table, "column_names") else list(table)
-
-
 def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
             source: str = "table") -> EventArrays:
     """:class:`EventArrays` from an event table (pyarrow or mapping of columns) with the
@@ -173,19 +161,20 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
     its channel is one of :data:`CHANNELS` and (with ``targets``) its targets are finite.
     """
     need = list(FEATURE_COLUMNS) + (list(TARGETS) if targets else [])
-    missing = [c for c in need if c not in set(_names(table))]
+    missing = [c for c in need if c not in set(column_names(table))]
     if missing:
         what = "truth" if set(missing) <= set(TARGETS) else "detector-level"
         raise SchemaError(f"{source}: missing {what} column(s) {missing[:6]} needed by the ML "
                           "reconstruction")
     inp = inputs if inputs is not None else inputs_from_table(table, source=source)
     n = len(inp)
-    if len(_col(table, "event_id")) != n:
+    if len(column_array(table, "event_id")) != n:
         raise ValueError(f"{source}: the inputs ({n} events) and the table "
-                         f"({len(_col(table, 'event_id'))} rows) do not match")
+                         f"({len(column_array(table, 'event_id'))} rows) do not match")
 
     def p4_of(prefix: str, suffix: str) -> NDArray[np.float64]:
-        return np.stack([_col(table, f"{prefix}{c}{suffix}").astype(np.float64) for c in _C], 1)
+        return np.stack([column_array(table, f"{prefix}{c}{suffix}").astype(np.float64)
+                         for c in _C], 1)
 
     slots = [p4_of("reco_chg_", "_p"), p4_of("reco_neu_", "_p"), p4_of("reco_chg_", "_m"),
              p4_of("reco_neu_", "_m"), *(p4_of(f"jet{j}_", "") for j in (1, 2, 3))]
@@ -213,7 +202,7 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
     usable &= mask[:, 0] & mask[:, 2]
     target = None
     if targets:
-        target = np.stack([_col(table, c).astype(np.float64) for c in TARGETS], axis=1)
+        target = np.stack([column_array(table, c).astype(np.float64) for c in TARGETS], axis=1)
         bad_t = usable & ~np.all(np.isfinite(target), axis=1)
         reason[bad_t] = "invisible momenta (truth) not finite"
         usable &= ~bad_t
