@@ -95,18 +95,54 @@ def decay_density(s: SpinSample, B_p: NDArray[np.float64], B_m: NDArray[np.float
             + s.kappa_p * s.kappa_m * np.einsum("ni,nij,nj->n", hp, cc, hm))
 
 
-def hypothesis_weights(truth: SpinSample, scale: ArrayLike) -> tuple[NDArray[np.float64], int]:
-    """Weights p_new/p_gen turning the sample into one with diag(C) scaled by ``scale``
-    (3 factors for k, r, n; B unchanged). Returns (weights, number of clipped densities)."""
-    sc = np.asarray(scale, dtype=float)
+def _generated(truth: SpinSample) -> tuple[NDArray[np.float64], ...]:
+    """The generated (LO) state of every event and its decay density p_gen."""
     B_p, B_m, C = lo_state(truth.cos_theta)
-    p_gen = decay_density(truth, B_p, B_m, C)
-    C_new = C * sc[None, :, None]  # row i scaled: diag(C)_i -> scale_i diag(C)_i
+    return B_p, B_m, C, decay_density(truth, B_p, B_m, C)
+
+
+def _weights(truth: SpinSample, scale: NDArray[np.float64],
+             generated: tuple[NDArray[np.float64], ...]) -> tuple[NDArray[np.float64], int]:
+    B_p, B_m, C, p_gen = generated
+    C_new = C * scale[None, :, None]  # row i scaled: diag(C)_i -> scale_i diag(C)_i
     p_new = decay_density(truth, B_p, B_m, C_new)
     bad = (p_new < 0) & truth.valid
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(truth.valid & (p_gen > 0), np.clip(p_new, 0.0, None) / p_gen, 0.0)
     return w, int(bad.sum())
+
+
+def hypothesis_weights(truth: SpinSample, scale: ArrayLike) -> tuple[NDArray[np.float64], int]:
+    """Weights p_new/p_gen turning the sample into one with diag(C) scaled by ``scale``
+    (3 factors for k, r, n; B unchanged). Returns (weights, number of clipped densities)."""
+    return _weights(truth, np.asarray(scale, dtype=float), _generated(truth))
+
+
+@dataclass(frozen=True)
+class Hypotheses:
+    """Spin hypotheses (rows of ``scales``; the first is nominal) and the per-event weights
+    (H, N) that realise them. They depend on the analysers, not on the event weights, so
+    one set serves every bootstrap replica of a sample."""
+
+    scales: NDArray[np.float64]
+    weights: NDArray[np.float64]
+    clipped: int
+
+
+def spin_hypotheses(truth: SpinSample, n_hypotheses: int = 24, seed: int = 0,
+                    scale_range: tuple[float, float] = (0.0, 1.0)) -> Hypotheses:
+    """The nominal state and ``n_hypotheses`` - 1 random scalings of diag(C) (seeded), with
+    their weights for ``truth``."""
+    rng = np.random.default_rng(seed)
+    lo, hi = scale_range
+    scales = np.vstack([np.ones(3), rng.uniform(lo, hi, size=(max(n_hypotheses, 5) - 1, 3))])
+    gen = _generated(truth)
+    ws, clipped = [], 0
+    for sc in scales:
+        w, nclip = _weights(truth, sc, gen)
+        ws.append(w)
+        clipped += nclip
+    return Hypotheses(scales, np.array(ws), clipped)
 
 
 def diag_correlation(s: SpinSample, extra_weight: ArrayLike | None = None
@@ -159,30 +195,28 @@ class Calibration:
 
 def build_calibration(truth: SpinSample, det: SpinSample, det_index: ArrayLike,
                       n_hypotheses: int = 24, seed: int = 0,
-                      scale_range: tuple[float, float] = (0.0, 1.0)) -> Calibration:
+                      scale_range: tuple[float, float] = (0.0, 1.0),
+                      hypotheses: Hypotheses | None = None) -> Calibration:
     """Fit the detector-to-truth response of diag(C).
 
     ``truth``: truth analysers of every produced event (no selection); ``det``: analysers from
     the reconstructed tau momenta of the selected events; ``det_index``: position of each
     selected event in ``truth`` (its spin weights come from its truth analysers). Hypotheses:
-    the nominal state and ``n_hypotheses`` - 1 random scalings of diag(C) (seeded).
+    ``hypotheses`` if given (from :func:`spin_hypotheses` on the same analysers), else
+    ``spin_hypotheses(truth, n_hypotheses, seed, scale_range)``.
     """
     idx = np.asarray(det_index)
     if len(idx) != len(det):
         raise ValueError(f"det_index has {len(idx)} entries for {len(det)} selected events")
-    rng = np.random.default_rng(seed)
-    lo, hi = scale_range
-    hyps = np.vstack([np.ones(3), rng.uniform(lo, hi, size=(max(n_hypotheses, 5) - 1, 3))])
-    tp, dp = [], []
-    clipped = 0
-    for sc in hyps:
-        w, nclip = hypothesis_weights(truth, sc)
-        clipped += nclip
-        tp.append(diag_correlation(truth, w)[0])
-        dp.append(diag_correlation(det, w[idx])[0])
+    hyp = hypotheses or spin_hypotheses(truth, n_hypotheses, seed, scale_range)
+    if hyp.weights.shape[1] != len(truth):
+        raise ValueError(f"hypotheses were built for {hyp.weights.shape[1]} events, the truth "
+                         f"sample has {len(truth)}")
+    tp = [diag_correlation(truth, w)[0] for w in hyp.weights]
+    dp = [diag_correlation(det, w[idx])[0] for w in hyp.weights]
     t_arr, d_arr = np.array(tp), np.array(dp)
-    design = np.hstack([np.ones((len(hyps), 1)), t_arr])
+    design = np.hstack([np.ones((len(hyp.scales), 1)), t_arr])
     coef, *_ = np.linalg.lstsq(design, d_arr, rcond=None)
     return Calibration(offset=coef[0], response=coef[1:].T, truth_nominal=t_arr[0],
-                       det_nominal=d_arr[0], hypotheses=hyps, truth_points=t_arr,
-                       det_points=d_arr, clipped=clipped)
+                       det_nominal=d_arr[0], hypotheses=hyp.scales, truth_points=t_arr,
+                       det_points=d_arr, clipped=hyp.clipped)

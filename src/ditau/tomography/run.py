@@ -37,11 +37,14 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from ditau.schema import column_array, read_metadata
+from ditau.tomography.analysers import Analysers, from_reco, from_truth
 from ditau.tomography.calibration import (
     Calibration,
+    Hypotheses,
     SpinSample,
     build_calibration,
     diag_correlation,
+    spin_hypotheses,
 )
 from ditau.tomography.significance import (
     ChannelInput,
@@ -130,18 +133,16 @@ def _spin_sample(an: Any, weight: NDArray[np.float64]) -> SpinSample:
                       np.asarray(an.cos_theta, float), w, valid)
 
 
-def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_]]:
-    """Truth analysers of the produced events (rho: optimal polarimeter) and the mask of
-    events that enter (both taus in pi, rho, e, mu)."""
-    from ditau.tomography.analysers import from_truth
-
+def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analysers]:
+    """Truth analysers of the produced events (rho: optimal polarimeter) as a weighted sample,
+    the mask of events that enter (both taus in pi, rho, e, mu), and the analysers."""
     modes_ok = np.isin(column_array(events, "decay_mode_p"), _SPIN_MODES) \
         & np.isin(column_array(events, "decay_mode_m"), _SPIN_MODES)
     an = from_truth(events, rho="polarimeter")
     s = _spin_sample(an, np.asarray(column_array(events, "weight"), float))
     valid = s.valid & modes_ok
     return SpinSample(s.h_p, s.h_m, s.kappa_p, s.kappa_m, s.cos_theta,
-                      np.where(valid, s.weight, 0.0), valid), modes_ok
+                      np.where(valid, s.weight, 0.0), valid), modes_ok, an
 
 
 def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
@@ -162,12 +163,12 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
         recon = recon.filter(pa.compute.equal(recon["candidate"], 0))
     ids = column_array(events, "event_id")
     rid = column_array(recon, "event_id")
+    if len(rid) == 0:
+        nan = np.full((n, 4), np.nan)
+        return nan, nan.copy(), np.zeros(n, bool)
     order = np.argsort(rid)
-    pos = np.searchsorted(rid[order], ids)
-    pos = np.clip(pos, 0, max(len(rid) - 1, 0))
-    found = (len(rid) > 0) & (rid[order][pos] == ids) if len(rid) else np.zeros(n, bool)
-    rows = order[pos]
-    ok = found & (column_array(recon, "rec_status")[rows] == "ok")
+    rows = order[np.clip(np.searchsorted(rid[order], ids), 0, len(rid) - 1)]
+    ok = (rid[rows] == ids) & (column_array(recon, "rec_status")[rows] == "ok")
     tp = _p4(recon, "rec_tau", "p")[rows]
     tm = _p4(recon, "rec_tau", "m")[rows]
     return tp, tm, ok
@@ -182,8 +183,6 @@ def _event_weight(t: pa.Table) -> NDArray[np.float64]:
 def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray[np.float64],
                     ok: NDArray[np.bool_], rho: str) -> SpinSample:
     """Analysers from reconstructed tau momenta and the measured visible objects."""
-    from ditau.tomography.analysers import from_reco
-
     tp = np.where(ok[:, None], tau_p, np.nan)
     tm = np.where(ok[:, None], tau_m, np.nan)
     an = from_reco(events, tp, tm, rho=rho)
@@ -194,13 +193,14 @@ def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray
 def _read(path: Path) -> pa.Table:
     from ditau.schema import read_events
 
-    names = set(pq.read_schema(path).names)
+    schema_names = pq.read_schema(path).names
+    names = set(schema_names)
     for need in ("in_sr", "reco_channel", "tau_px_p", "reco_chg_px_p"):
         if need not in names:
             what = "detector-level" if need.startswith("reco") or need == "in_sr" else "truth"
             raise TomographyError(f"{path}: no {what} column '{need}' (tomography needs a "
                                   "signal file with truth and 'ditau detector' output)")
-    cols = [c for c in pq.read_schema(path).names if not c.startswith("fs_")]
+    cols = [c for c in schema_names if not c.startswith("fs_")]
     return read_events(path, columns=cols, require=("id",))
 
 
@@ -216,8 +216,10 @@ def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
 
 
 def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64],
-                       raw: NDArray[np.float64], n_boot: int, n_hyp: int, seed: int
+                       raw: NDArray[np.float64], n_boot: int, hyp: Hypotheses, seed: int
                        ) -> NDArray[np.float64]:
+    """Spread of the calibrated ``raw`` over Poisson bootstrap replicas of the calibration
+    sample (the hypothesis weights do not depend on the event weights: computed once)."""
     rng = np.random.default_rng(seed + 1000)
     out = []
     for _ in range(n_boot):
@@ -226,7 +228,7 @@ def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64
                          truth.weight * pw, truth.valid)
         d_b = SpinSample(det.h_p, det.h_m, det.kappa_p, det.kappa_m, det.cos_theta,
                          det.weight * pw[idx], det.valid)
-        cal = build_calibration(t_b, d_b, idx, n_hypotheses=n_hyp, seed=seed)
+        cal = build_calibration(t_b, d_b, idx, hypotheses=hyp)
         out.append(cal.apply(raw)[0])
     return np.std(np.array(out), axis=0, ddof=1)
 
@@ -253,12 +255,14 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     say = progress or (lambda msg: None)
     methods = tuple(methods) + tuple(m for m in (recon or {}) if m not in methods)
 
-    truth, in_spin = truth_sample(ev)
+    truth, in_spin, truth_an = truth_sample(ev)
     cal_half = (ids % 2 == 0)
     t_cal = truth.subset(np.flatnonzero(cal_half))
     t_dat = truth.subset(np.flatnonzero(~cal_half))
     c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
-    res.truth_inclusive = _truth_inclusive(ev, in_spin)
+    # one set of spin hypotheses (weights from the truth analysers) for every method
+    hyp = spin_hypotheses(t_cal, n_hypotheses, seed)
+    res.truth_inclusive = _truth_inclusive(truth_an, in_spin)
 
     sr = column_array(ev, "in_sr").astype(bool) & in_spin
     sel = ev.filter(pa.array(sr))
@@ -299,7 +303,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
             res.notes.append(f"{method}: only {n_min} usable signal-region events in a half "
                              f"of the sample (need {min_events}): not calibrated")
             continue
-        cal = build_calibration(t_cal, d_cal, cal_pos, n_hypotheses=n_hypotheses, seed=seed)
+        cal = build_calibration(t_cal, d_cal, cal_pos, hypotheses=hyp)
         raw, raw_cov, _ = diag_correlation(d_dat)
         c_cal, cov_cal = cal.apply(raw, raw_cov)
         inv = np.linalg.inv(cal.response)
@@ -329,7 +333,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
                 syst[src] = shift
         if n_boot > 1:
             syst["MC statistics (calibration)"] = _bootstrap_mc_stat(
-                t_cal, d_cal, cal_pos, raw, n_boot, n_hypotheses, seed)
+                t_cal, d_cal, cal_pos, raw, n_boot, hyp, seed)
         s_tot = sum(c.signal_per_fb for c in chans)
         b_tot = sum(c.background_per_fb for c in chans)
         ratio = b_tot / s_tot if s_tot > 0 else 0.0
@@ -359,13 +363,11 @@ def _find(meta: Any, key: str) -> Any:
     return None
 
 
-def _truth_inclusive(ev: pa.Table, in_spin: NDArray[np.bool_]) -> dict[str, Any]:
+def _truth_inclusive(an: Analysers, in_spin: NDArray[np.bool_]) -> dict[str, Any]:
     """Full B, C and the quantum observables of all produced events (truth analysers)."""
-    from ditau.tomography.analysers import from_truth
     from ditau.tomography.estimators import measure
     from ditau.tomography.quantum import quantum_observables
 
-    an = from_truth(ev, rho="polarimeter")
     ok = np.asarray(an.valid, bool) & in_spin
     obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m,
                   weights=np.asarray(an.kappa_p * an.kappa_m, float) ** 2, valid=ok)
