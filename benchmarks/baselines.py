@@ -19,8 +19,6 @@ EVENTS is a detector-level signal file (``ditau detector``, several seeds joined
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -37,20 +35,9 @@ from ditau.baselines.run import reconstruct
 from ditau.evaluate import evaluate_files
 from ditau.evaluate.hwhm import hwhm
 from ditau.schema import group_columns
+from machine import describe_machine  # benchmarks/machine.py
 
 TARGETS = {"mmc": 2000.0, "fastmtt": 5000.0}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.node()}: {cpu}, {cores} usable cores, Python {platform.python_version()}"
 
 
 def sr_table(path: Path, extra: tuple[str, ...] = ()) -> pa.Table:
@@ -143,7 +130,7 @@ def main() -> None:
     ap.add_argument("--skip-budget", action="store_true")
     ap.add_argument("--skip-table", action="store_true")
     args = ap.parse_args()
-    print(machine())
+    print(describe_machine())
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; events: {args.events}")
     t = sr_table(args.events)
     if not args.skip_speed:

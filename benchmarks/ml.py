@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
@@ -35,22 +34,13 @@ from ditau.evaluate.resolution import TRUTH_COLUMNS, residuals, resolution_table
 from ditau.ml.features import CHANNELS, JET_COLUMNS
 from ditau.ml.infer import ml, resolve_model
 from ditau.ml.model import count_parameters
+from machine import describe_machine  # benchmarks/machine.py
 
 
 def machine() -> str:
-    import platform
-
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()}: {cpu}, {cores} usable cores, {gpu}, torch {torch.__version__}"
-            f" ({torch.get_num_threads()} threads)")
+    return (f"{describe_machine()}, {gpu}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
 
 
 def read_table(path: Path, all_events: bool, max_events: int | None) -> pa.Table:
