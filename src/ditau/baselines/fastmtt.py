@@ -155,6 +155,16 @@ def _pt_likelihood(pp: float, p1: float, p2: float, x1min: float, x2min0: float,
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _log_met_tf(u: float, v: float, a: NDArray[np.float64], b: NDArray[np.float64],
+                ox: float, oy: float, cxx: float, cxy: float, cyy: float) -> float:
+    """log of the MET transfer function at inverse energy fractions (u, v): a Gaussian in the
+    MET residual with the inverse MET covariance (cxx, cxy, cyy) (FastMTT.cc metTF)."""
+    rx = ox - a[0] * u - b[0] * v
+    ry = oy - a[1] * u - b[1] * v
+    return -0.5 * (cxx * rx * rx + 2.0 * cxy * rx * ry + cyy * ry * ry)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _log_mass_pt(u: float, v: float, a: NDArray[np.float64], b: NDArray[np.float64],
                  ma2: float, mb2: float, ab: float, m_vis2: float, x1min: float, x2min: float,
                  lep1: bool, lep2: bool, scale2: float, half_power: float,
@@ -261,9 +271,7 @@ def _scan_impl(l1: NDArray[np.float64], l2: NDArray[np.float64], met: NDArray[np
                 v = inv_xs[k2]
                 for k1 in range(k1_0, ng):
                     u = inv_xs[k1]
-                    rx = ox - a[0] * u - b[0] * v
-                    ry = oy - a[1] * u - b[1] * v
-                    lm = -0.5 * (cxx * rx * rx + 2.0 * cxy * rx * ry + cyy * ry * ry)
+                    lm = _log_met_tf(u, v, a, b, ox, oy, cxx, cxy, cyy)
                     if lm > seed_met:
                         seed_met = lm
                         best_k = k2 * ng + k1
@@ -279,10 +287,7 @@ def _scan_impl(l1: NDArray[np.float64], l2: NDArray[np.float64], met: NDArray[np
             v = inv_xs[k2]
             for k1 in range(k1_0, ng):
                 u = inv_xs[k1]
-                # MET transfer function, Gaussian with the MET covariance (FastMTT.cc metTF)
-                rx = ox - a[0] * u - b[0] * v
-                ry = oy - a[1] * u - b[1] * v
-                log_met = -0.5 * (cxx * rx * rx + 2.0 * cxy * rx * ry + cyy * ry * ry)
+                log_met = _log_met_tf(u, v, a, b, ox, oy, cxx, cxy, cyy)
                 if log_met + slack < best:
                     continue
                 lh = log_met + _log_mass_pt(u, v, a, b, ma2, mb2, ab, m_vis2, x1min, x2min,
