@@ -186,3 +186,17 @@ def test_tau_filter_is_for_tau_pairs_and_validated():
     with pytest.raises(ConfigError, match="tau_filter"):
         GenerateConfig.from_dict({"tau_filter": {"pt_min": 30, "pt_lead_min": 20,
                                                  "abs_eta_max": 2.5}})
+
+
+def test_tau_filter_yaml_spellings():
+    """The YAML config accepts the CLI's spellings ('sr', 'a,b,c'), not only a mapping."""
+    from ditau.generate.tau_filter import SIGNAL_REGION_FILTER, TauFilter
+
+    assert GenerateConfig.from_dict({"tau_filter": "sr"}).tau_filter == SIGNAL_REGION_FILTER
+    flt = GenerateConfig.from_dict({"tau_filter": "10,20,2.5"}).tau_filter
+    assert flt == TauFilter(10, 20, 2.5)
+    assert GenerateConfig.from_dict({"tau_filter": None}).tau_filter is None
+    with pytest.raises(ConfigError, match="tau_filter: expected 'sr'"):
+        GenerateConfig.from_dict({"tau_filter": "loose"})
+    with pytest.raises(ConfigError, match="tau_filter: expected"):
+        GenerateConfig.from_dict({"tau_filter": 3})

@@ -97,17 +97,14 @@ def generate(
 
 def _parse_tau_filter(text: str) -> dict[str, float]:
     from ditau.generate.config import ConfigError
-    from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
+    from ditau.generate.tau_filter import parse_tau_filter
 
-    if text.strip().lower() == "sr":
-        f = SIGNAL_REGION_FILTER
-        return {"pt_min": f.pt_min, "pt_lead_min": f.pt_lead_min, "abs_eta_max": f.abs_eta_max}
     try:
-        a, b, c = (float(x) for x in text.split(","))
+        f = parse_tau_filter(text)
     except ValueError as err:
-        raise ConfigError(f"--tau-filter: expected 'sr' or three numbers "
-                          f"'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX', got '{text}'") from err
-    return {"pt_min": a, "pt_lead_min": b, "abs_eta_max": c}
+        raise ConfigError(f"--{err}") from err
+    assert f is not None
+    return {"pt_min": f.pt_min, "pt_lead_min": f.pt_lead_min, "abs_eta_max": f.abs_eta_max}
 
 
 @app.command()

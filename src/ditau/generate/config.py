@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ditau.generate.tau_filter import TauFilter
+from ditau.generate.tau_filter import TauFilter, parse_tau_filter
 from ditau.yaml_config import check_fields, load_mapping
 
 #: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
@@ -201,11 +201,11 @@ class GenerateConfig:
             d["force_decays"] = (fd,) if isinstance(fd, str) else tuple(fd)
         if "extra_settings" in d:
             d["extra_settings"] = tuple(d["extra_settings"] or ())
-        if isinstance(d.get("tau_filter"), dict):
+        if "tau_filter" in d:
             try:
-                d["tau_filter"] = TauFilter(**d["tau_filter"])
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"{source}: tau_filter: {err}") from err
+                d["tau_filter"] = parse_tau_filter(d["tau_filter"])
+            except ValueError as err:
+                raise ConfigError(f"{source}: {err}") from err
         try:
             return cls(**d)
         except TypeError as err:

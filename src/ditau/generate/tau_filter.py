@@ -48,6 +48,29 @@ class TauFilter:
 SIGNAL_REGION_FILTER = TauFilter(pt_min=12.0, pt_lead_min=22.0, abs_eta_max=2.7)
 
 
+def parse_tau_filter(value: object) -> TauFilter | None:
+    """A filter from its config/CLI spelling: None, 'sr', 'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX',
+    a mapping of the three fields, or a TauFilter. Raises ValueError naming what is wrong."""
+    if value is None or isinstance(value, TauFilter):
+        return value
+    if isinstance(value, dict):
+        try:
+            return TauFilter(**value)
+        except TypeError as err:
+            raise ValueError(f"tau_filter: {err}") from err
+    if isinstance(value, str):
+        if value.strip().lower() == "sr":
+            return SIGNAL_REGION_FILTER
+        try:
+            a, b, c = (float(x) for x in value.split(","))
+        except ValueError as err:
+            raise ValueError(f"tau_filter: expected 'sr' or three numbers "
+                             f"'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX', got '{value}'") from err
+        return TauFilter(pt_min=a, pt_lead_min=b, abs_eta_max=c)
+    raise ValueError(f"tau_filter: expected 'sr', 'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX' or a mapping, "
+                     f"got {type(value).__name__} {value!r}")
+
+
 def make_hook(flt: TauFilter) -> Any:
     """A pythia8mc UserHooks instance applying ``flt``; counts considered/vetoed events."""
     import pythia8mc
