@@ -1,16 +1,19 @@
 """Spin tomography: truth-level validation against LO and the calibrated result per method.
 
     python benchmarks/tomography.py --truth GEN.parquet            # part 1 only
-    python benchmarks/tomography.py --truth GEN.parquet --events RECO.parquet \\
-        [--variation NAME=FILE ...] [--background FILE ...] [--out DIR]
+    python benchmarks/tomography.py [--truth GEN.parquet] --events RECO.parquet \\
+        [--recon METHOD=FILE ...] [--variation NAME=FILE ...] [--background FILE ...] \\
+        [--model ML_MODEL] [--candidates 10] [--nu-sampling 10] [--out DIR]
 
 1. Truth level (GEN: a generated signal file, all produced events, generated taus, rho
    optimal polarimeter, events weighted by (kappa+ kappa-)^2): diag(C) and B_k in bins of
    |cos Theta| against the LO expectation averaged over the same events, and the inclusive
    concurrence, m12 and D against tomography.md's LO table.
 2. With RECO (a detector-level signal file): ``run_tomography`` for truth taus, collinear,
-   FastMTT and MMC: calibrated C with its closure on the independent half, systematics and the
-   expected significance at 140 fb^-1 (summary.md + significance.png in --out).
+   FastMTT, MMC and ML (--model, default the shipped model; on the variation files it runs
+   in-process with --candidates; --nu-sampling re-runs with other noise seeds give the
+   neutrino-sampling uncertainty): calibrated C with its closure on the independent half,
+   systematics and the expected significance at 140 fb^-1 (summary.md + significance.png in --out).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def truth_level(path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--truth", type=Path, required=True)
+    ap.add_argument("--truth", type=Path)
     ap.add_argument("--events", type=Path)
     ap.add_argument("--variation", action="append", default=[])
     ap.add_argument("--background", action="append", default=[])
@@ -75,15 +78,29 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=10)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--reference-yields", action="store_true")
+    ap.add_argument("--model", default=None, help="ML model file [default: shipped]")
+    ap.add_argument("--candidates", type=int, default=10)
+    ap.add_argument("--nu-sampling", type=int, default=5)
+    ap.add_argument("--rho", default="visible", choices=("visible", "polarimeter"),
+                    help="rho analyser at detector level")
+    ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
+    ap.add_argument("--candidate-average", action="store_true",
+                    help="ML: analyser products averaged over the candidates")
     args = ap.parse_args()
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}")
-    truth_level(args.truth)
+    if args.truth is not None:
+        truth_level(args.truth)
     if args.events is None:
         return
+    ml_settings = {"candidates": args.candidates,
+                   **({"model": args.model} if args.model else {})}
     variations = dict(v.split("=", 1) for v in args.variation)
     recon = dict(v.split("=", 1) for v in args.recon)
     t0 = time.perf_counter()
-    res = run_tomography(args.events, recon=recon, variations=variations,
+    res = run_tomography(args.events, methods=tuple(args.methods.split(",")), rho=args.rho,
+                         recon=recon, variations=variations,
+                         method_settings={"ml": ml_settings}, nu_sampling=args.nu_sampling,
+                         candidate_average=args.candidate_average,
                          backgrounds=args.background, n_boot=args.boot,
                          reference_yields=args.reference_yields,
                          progress=lambda m: print(f"   {m} ({time.perf_counter() - t0:.0f} s)"))

@@ -40,7 +40,12 @@ AXES = ("k", "r", "n")
 class SpinSample:
     """Per-event analysers (components in the {k, r, n} basis of each tau rest frame), the
     signed analysing powers (relative to each tau's spin), cos Theta, event weights and a
-    validity mask. Length N."""
+    validity mask. Length N.
+
+    ``prod`` (optional, (N, 3)): the per-event products h+_i h-_i to use in
+    :func:`diag_correlation` instead of ``h_p * h_m``, e.g. averaged over the sampled
+    neutrino candidates of a generative reconstruction (a detector-level sample only; the
+    reweighting, :func:`decay_density`, uses ``h_p`` and ``h_m``)."""
 
     h_p: NDArray[np.float64]
     h_m: NDArray[np.float64]
@@ -49,11 +54,12 @@ class SpinSample:
     cos_theta: NDArray[np.float64]
     weight: NDArray[np.float64]
     valid: NDArray[np.bool_]
+    prod: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.weight)
-        for name in ("h_p", "h_m", "kappa_p", "kappa_m", "cos_theta", "valid"):
-            if len(getattr(self, name)) != n:
+        for name in ("h_p", "h_m", "kappa_p", "kappa_m", "cos_theta", "valid", "prod"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"SpinSample: {name} has length {len(getattr(self, name))}, "
                                  f"weight has {n}")
 
@@ -63,7 +69,8 @@ class SpinSample:
     def subset(self, idx: ArrayLike) -> SpinSample:
         i = np.asarray(idx)
         return SpinSample(self.h_p[i], self.h_m[i], self.kappa_p[i], self.kappa_m[i],
-                          self.cos_theta[i], self.weight[i], self.valid[i])
+                          self.cos_theta[i], self.weight[i], self.valid[i],
+                          None if self.prod is None else self.prod[i])
 
 
 def lo_state(cos_theta: ArrayLike, sin2_theta_eff: float = SIN2_THETA_EFF
@@ -148,11 +155,13 @@ def spin_hypotheses(truth: SpinSample, n_hypotheses: int = 24, seed: int = 0,
 def diag_correlation(s: SpinSample, extra_weight: ArrayLike | None = None
                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
     """Weighted C_ii = 9 <h+_i h-_i / (k+ k-)> (tomography.md) over valid events: (C_diag,
-    its 3x3 statistical covariance, effective number of events)."""
+    its 3x3 statistical covariance, effective number of events). Uses ``s.prod`` for
+    h+_i h-_i when it is set."""
     w = s.weight * (1.0 if extra_weight is None else np.asarray(extra_weight))
-    ok = s.valid & np.all(np.isfinite(s.h_p), 1) & np.all(np.isfinite(s.h_m), 1) & (w > 0)
+    prod = s.h_p * s.h_m if s.prod is None else s.prod
+    ok = s.valid & np.all(np.isfinite(prod), 1) & (w > 0)
     w = w[ok]
-    x = 9.0 * s.h_p[ok] * s.h_m[ok] / (s.kappa_p[ok] * s.kappa_m[ok])[:, None]
+    x = 9.0 * prod[ok] / (s.kappa_p[ok] * s.kappa_m[ok])[:, None]
     sw = w.sum()
     if not sw > 0:
         nan = np.full(3, np.nan)

@@ -18,8 +18,11 @@ Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
 4. Systematics: each detector variation file (same events, varied response) is reconstructed
    with the same method and calibrated with the nominal calibration; the shift of the
    pseudo-data result per source (larger of up/down). MC statistics of the calibration:
-   spread over bootstrap replicas of the calibration half. Luminosity and background cross
-   section: through the background subtraction (shift = C x b/s x relative uncertainty).
+   spread over bootstrap replicas of the calibration half. Neutrino sampling (generative
+   methods): spread of the calibrated pseudo-data D over re-runs with other noise seeds,
+   reported as a share of the data statistics (it is per-event noise, already in them).
+   Luminosity and background cross section: through the background subtraction (shift =
+   C x b/s x relative uncertainty).
 5. Significance of D > 1/3 and m12 > 1 versus luminosity from the signal-region yields.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ from ditau.tomography.calibration import (
     spin_hypotheses,
 )
 from ditau.tomography.significance import (
+    GRAD_D,
     ChannelInput,
     Significance,
     impact_table,
@@ -95,6 +99,9 @@ class MethodResult:
     #: The same without the calibration's MC-statistics term (a calibration sample much
     #: larger than the data).
     significance_no_mc: Significance | None = None
+    #: Generative methods: (sigma of D from the neutrino sampling on the pseudo-data half,
+    #: its share of D's statistical variance there); part of the data statistics.
+    nu_sampling: tuple[float, float] | None = None
 
     @property
     def closure_pull(self) -> NDArray[np.float64]:
@@ -145,22 +152,38 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analy
                       np.where(valid, s.weight, 0.0), valid), modes_ok, an
 
 
+def run_method(events: pa.Table, method: str,
+               settings: Mapping[str, Any] | None = None) -> pa.Table:
+    """The method-output table of ``method`` run in-process on ``events``."""
+    from ditau.baselines.common import inputs_from_table
+    from ditau.baselines.run import get_method, method_columns
+
+    fn = get_method(method)
+    extra = {"table": events} if method_columns(method) else {}
+    return fn(inputs_from_table(events), **extra, **dict(settings or {}))
+
+
+def n_candidates(recon: pa.Table | None) -> int:
+    """Sampled candidates per event in a method-output table (0: a single solution)."""
+    if recon is None or "candidate" not in recon.column_names or recon.num_rows == 0:
+        return 0
+    return int(pa.compute.max(recon["candidate"]).as_py())
+
+
 def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
-                settings: Mapping[str, Any] | None = None
+                settings: Mapping[str, Any] | None = None, candidate: int = 0
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """(tau+ (N,4), tau- (N,4), ok (N,)) for the rows of ``events`` from ``method``: the
     generated taus for ``truth``, a method-output table (joined on event_id), or the method
-    run in-process."""
+    run in-process. ``candidate``: for ML outputs, 0 = the point estimate, k >= 1 = the k-th
+    sampled candidate."""
     n = events.num_rows
     if method == "truth":
         return _p4(events, "tau", "p"), _p4(events, "tau", "m"), np.ones(n, bool)
     if recon is None:
-        from ditau.baselines.common import inputs_from_table
-        from ditau.baselines.run import get_method
-
-        recon = get_method(method)(inputs_from_table(events), **dict(settings or {}))
-    if "candidate" in recon.column_names:  # ML outputs: row 0 of each event is its estimate
-        recon = recon.filter(pa.compute.equal(recon["candidate"], 0))
+        recon = run_method(events, method, settings)
+    if "candidate" in recon.column_names:
+        recon = recon.filter(pa.compute.equal(recon["candidate"], candidate))
     ids = column_array(events, "event_id")
     rid = column_array(recon, "event_id")
     if len(rid) == 0:
@@ -188,6 +211,28 @@ def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray
     an = from_reco(events, tp, tm, rho=rho)
     w = _event_weight(events)
     return _spin_sample(an, w)
+
+
+def method_sample(events: pa.Table, method: str, recon: pa.Table | None, rho: str,
+                  candidate_average: bool = False) -> SpinSample:
+    """The detector-level spin sample of ``method`` (:func:`method_taus` +
+    :func:`detector_sample`). With ``candidate_average`` and a method-output table with
+    sampled candidates (ML), the per-event products h+_i h-_i are averaged over the
+    candidates (the posterior expectation of the estimator's per-event term, which removes
+    most of the sampling noise; ``SpinSample.prod``); an event needs every candidate valid."""
+    det = detector_sample(events, *method_taus(events, method, recon), rho)
+    k = n_candidates(recon) if candidate_average else 0
+    if k < 1:
+        return det
+    prods = []
+    valid = det.valid.copy()
+    for c in range(1, k + 1):
+        s = detector_sample(events, *method_taus(events, method, recon, candidate=c), rho)
+        prods.append(s.h_p * s.h_m)
+        valid &= s.valid
+    prod = np.mean(prods, axis=0)
+    valid &= np.all(np.isfinite(prod), 1)
+    return replace(det, prod=prod, valid=valid, weight=np.where(valid, det.weight, 0.0))
 
 
 def _read(path: Path) -> pa.Table:
@@ -224,13 +269,37 @@ def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64
     out = []
     for _ in range(n_boot):
         pw = rng.poisson(1.0, len(truth)).astype(float)
-        t_b = SpinSample(truth.h_p, truth.h_m, truth.kappa_p, truth.kappa_m, truth.cos_theta,
-                         truth.weight * pw, truth.valid)
-        d_b = SpinSample(det.h_p, det.h_m, det.kappa_p, det.kappa_m, det.cos_theta,
-                         det.weight * pw[idx], det.valid)
+        t_b = replace(truth, weight=truth.weight * pw)
+        d_b = replace(det, weight=det.weight * pw[idx])
         cal = build_calibration(t_b, d_b, idx, hypotheses=hyp)
         out.append(cal.apply(raw)[0])
     return np.std(np.array(out), axis=0, ddof=1)
+
+
+def _nu_sampling(dat: pa.Table, method: str, settings: Mapping[str, Any] | None,
+                 cal: Calibration, nominal: NDArray[np.float64],
+                 nominal_cov: NDArray[np.float64], n_rep: int, rho: str,
+                 candidate_average: bool) -> tuple[float, float]:
+    """Neutrino-sampling part of the statistical uncertainty of a generative method.
+
+    The method is re-run on the pseudo-data events ``dat`` with ``n_rep`` other noise seeds
+    (new candidates, hence new point estimates, statistically identical to the nominal ones,
+    so the nominal calibration applies). Returns (standard deviation of the calibrated D over
+    the nominal and re-seeded runs, its share of D's statistical variance on the same
+    events). The sampling noise is per event, so the event-by-event spread that gives the data
+    statistics already contains it; it scales with the luminosity like the data statistics
+    and is reported, not added again as a systematic."""
+    base = dict(settings or {})
+    seed0 = int(base.pop("seed", 0))
+    d = [float(GRAD_D @ nominal)]
+    for r in range(1, n_rep + 1):
+        rtab = run_method(dat, method, {**base, "seed": seed0 + 7919 * r})
+        det = method_sample(dat, method, rtab, rho, candidate_average)
+        c = cal.apply(diag_correlation(det)[0])[0]
+        d.append(float(GRAD_D @ c))
+    sd = float(np.std(d, ddof=1))
+    var_stat = float(GRAD_D @ nominal_cov @ GRAD_D)
+    return sd, sd**2 / var_stat if var_stat > 0 else float("nan")
 
 
 def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "collinear",
@@ -240,8 +309,18 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
                    backgrounds: Sequence[str | Path] = (), rho: str = "visible",
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
+                   method_settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   nu_sampling: int = 5, candidate_average: bool = False,
                    progress: Any = None) -> TomographyResult:
     """Run the tomography (module docstring) and return the per-method results.
+
+    ``method_settings``: per method, the settings of a method run in-process (on the
+    variation files, and on the nominal file when no ``recon`` output is given), e.g.
+    ``{"ml": {"model": "m.pt", "candidates": 10}}`` (with ``recon``, give the settings the
+    file was made with). ``nu_sampling``: for methods with sampled candidates (ML), the
+    number of re-runs with other noise seeds for the neutrino-sampling uncertainty (0: none).
+    ``candidate_average``: for such methods, average each event's analyser products over
+    its candidates (:func:`method_sample`) instead of using the point estimate's.
 
     ``reference_yields``: use the reference study's signal-region yields per channel (and its
     total background shared in proportion) instead of this sample's and ``backgrounds``, to
@@ -289,13 +368,15 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     var_tables = {k: _read(Path(p)) for k, p in (variations or {}).items()}
     for method in methods:
         say(f"tomography: {method}")
+        settings = (method_settings or {}).get(method)
         rtab = None
         if recon and method in recon:
             from ditau.baselines.common import read_recon
 
             rtab = read_recon(recon[method])
-        tp, tm, ok = method_taus(sel, method, rtab)
-        det = detector_sample(sel, tp, tm, ok, rho)
+        elif method != "truth":
+            rtab = run_method(sel, method, settings)
+        det = method_sample(sel, method, rtab, rho, candidate_average)
         d_cal = det.subset(np.flatnonzero(sel_cal))
         d_dat = det.subset(np.flatnonzero(~sel_cal))
         n_min = min(int(d_cal.valid.sum()), int(d_dat.valid.sum()))
@@ -323,14 +404,18 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
             src = name.removesuffix("_up").removesuffix("_down")
             vsel = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), sel_ids[~sel_cal])
                                       & column_array(vt, "in_sr").astype(bool)))
-            vtp, vtm, vok = method_taus(vsel, method)
-            vdet = detector_sample(vsel, vtp, vtm, vok, rho)
+            vrec = None if method == "truth" else run_method(vsel, method, settings)
+            vdet = method_sample(vsel, method, vrec, rho, candidate_average)
             # nominal on the same events (a variation file may hold a subset of the sample)
             same = np.isin(sel_ids[~sel_cal], column_array(vsel, "event_id"))
             nom = cal.apply(diag_correlation(d_dat.subset(np.flatnonzero(same)))[0])[0]
             shift = cal.apply(diag_correlation(vdet)[0])[0] - nom
             if src not in syst or np.linalg.norm(shift) > np.linalg.norm(syst[src]):
                 syst[src] = shift
+        nu = None
+        if nu_sampling > 0 and n_candidates(rtab) > 0:
+            nu = _nu_sampling(sel.filter(pa.array(~sel_cal)), method, settings, cal, c_cal,
+                              cov_cal, nu_sampling, rho, candidate_average)
         if n_boot > 1:
             syst["MC statistics (calibration)"] = _bootstrap_mc_stat(
                 t_cal, d_cal, cal_pos, raw, n_boot, hyp, seed)
@@ -344,7 +429,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
         res.methods[method] = MethodResult(
             method, int(det.valid.sum()), float(np.mean(det.valid)) if len(det) else 0.0,
             cal, raw, raw_cov, c_cal, cov_cal, c_truth_dat, cov_truth_dat, chans, syst, sig,
-            impact_table(chans, syst), no_mc)
+            impact_table(chans, syst), no_mc, nu)
     res.seconds = time.perf_counter() - start
     return res
 

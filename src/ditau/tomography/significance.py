@@ -30,7 +30,7 @@ from ditau.tomography import quantum
 #: Luminosity of Run 2 (fb^-1), where the reference quotes its result.
 RUN2_LUMI = 140.0
 #: The witness D's gradient with respect to (C_kk, C_rr, C_nn).
-_GRAD_D = np.array([1.0, -1.0, 1.0]) / 3.0
+GRAD_D = np.array([1.0, -1.0, 1.0]) / 3.0
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,11 @@ def significance(channels: Sequence[ChannelInput],
     for L in grid:
         _, cov = combine(channels, L)
         tot = cov + syst
-        sd.append(np.sqrt(_GRAD_D @ tot @ _GRAD_D))
+        sd.append(np.sqrt(GRAD_D @ tot @ GRAD_D))
         sm.append(np.sqrt(grad_m @ tot @ grad_m))
     sd_a, sm_a = np.array(sd), np.array(sm)
     return Significance(grid, d, m12, sd_a, sm_a, (d - 1.0 / 3.0) / sd_a, (m12 - 1.0) / sm_a,
-                        float(np.sqrt(_GRAD_D @ syst @ _GRAD_D)),
+                        float(np.sqrt(GRAD_D @ syst @ GRAD_D)),
                         float(np.sqrt(grad_m @ syst @ grad_m)))
 
 
@@ -159,8 +159,8 @@ def impact_table(channels: Sequence[ChannelInput], systematics: Mapping[str, Arr
     """Per source: (name, uncertainty on D, share of the total variance of D in %), with
     'data statistics' first, at ``lumi``."""
     _, cov = combine(channels, lumi)
-    rows = [("data statistics", float(np.sqrt(_GRAD_D @ cov @ _GRAD_D)))]
-    rows += [(k, float(abs(_GRAD_D @ np.asarray(v, dtype=float))))
+    rows = [("data statistics", float(np.sqrt(GRAD_D @ cov @ GRAD_D)))]
+    rows += [(k, float(abs(GRAD_D @ np.asarray(v, dtype=float))))
              for k, v in systematics.items()]
     total = sum(x**2 for _, x in rows)
     return [(k, x, 100.0 * x**2 / total if total > 0 else float("nan")) for k, x in rows]

@@ -24,8 +24,8 @@ def tomography_command(
     events: Annotated[Path, typer.Argument(help="detector-level signal file (truth + reco)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="report directory")],
     method: Annotated[list[str] | None, typer.Option(
-        "--method", "-m", help="methods (repeatable): truth, collinear, fastmtt, mmc "
-                               "[default: all four]")] = None,
+        "--method", "-m", help="methods (repeatable): truth, collinear, fastmtt, mmc, ml "
+                               "[default: all five]")] = None,
     recon: Annotated[list[str] | None, typer.Option(
         "--recon", help="METHOD=FILE: use a 'ditau reconstruct' output instead of running the "
                         "method (repeatable)")] = None,
@@ -40,6 +40,18 @@ def tomography_command(
     boot: Annotated[int, typer.Option(help="bootstrap replicas for the MC-statistics "
                                            "uncertainty of the calibration")] = 10,
     seed: Annotated[int, typer.Option(help="random seed (hypotheses, bootstrap, toys)")] = 0,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="method ml run here (variations, or no --recon): trained model file "
+                        "[default: the shipped model]")] = None,
+    candidates: Annotated[int, typer.Option(
+        help="method ml run here: sampled candidates per event")] = 10,
+    nu_sampling: Annotated[int, typer.Option(
+        "--nu-sampling", help="ML: re-runs with other noise seeds for the neutrino-sampling "
+                              "uncertainty (0: none)")] = 5,
+    candidate_average: Annotated[bool, typer.Option(
+        "--candidate-average", help="ML: average each event's analyser products over its "
+                                    "sampled candidates instead of using the point "
+                                    "estimate's")] = False,
     reference_yields: Annotated[bool, typer.Option(
         "--reference-yields", help="significance with the reference study's signal-region "
                                    "yields instead of this sample's")] = False,
@@ -52,12 +64,17 @@ def tomography_command(
     if rho not in ("visible", "polarimeter"):
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
     try:
+        ml_settings: dict[str, object] = {"candidates": candidates}
+        if model is not None:
+            ml_settings["model"] = str(model)
         res = run_tomography(events, methods=tuple(method or ("truth", "collinear", "fastmtt",
-                                                              "mmc")),
+                                                              "mmc", "ml")),
                              recon=_pairs(recon, "--recon"),
                              variations=_pairs(variation, "--variation"),
                              backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
                              reference_yields=reference_yields,
+                             method_settings={"ml": ml_settings}, nu_sampling=nu_sampling,
+                             candidate_average=candidate_average,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)
     except (TomographyError, SchemaError, ValueError, OSError) as err:
