@@ -12,7 +12,14 @@ reco channels). Prints, on this machine:
 2. robustness: MET shifted by +-1 GeV along its direction, and all inputs (visible objects,
    jets, MET) scaled by +3%: peak and HWHM of dm_tautau over all selected events, and the
    median per-event change of m_tautau against the nominal;
-3. ML inference throughput with K candidates (default 10) on CPU, and on CUDA if present.
+3. the calibration of the per-event uncertainty (candidate spread): pulls (point estimate -
+   truth)/spread of each neutrino component and of m_tautau, the coverage of the candidates'
+   range and the rank of the truth among the K candidates (uniform for a calibrated
+   posterior), next to the same numbers for an exactly calibrated Gaussian posterior;
+4. the tau direction, which the spin analysers need at the scale of the boost's opening angle
+   1/gamma: the median angle between each method's and the true tau, and the fraction of taus
+   reconstructed within 0.3/gamma;
+5. ML inference throughput with K candidates (default 10) on CPU, and on CUDA if present.
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table
+from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table, mass
 from ditau.baselines.run import get_method
 from ditau.evaluate.hwhm import half_max
 from ditau.evaluate.resolution import TRUTH_COLUMNS, residuals, resolution_table
-from ditau.ml.features import CHANNELS, JET_COLUMNS
-from ditau.ml.infer import ml, resolve_model
+from ditau.ml.features import CHANNELS, JET_COLUMNS, TARGETS
+from ditau.ml.infer import ml, predict, resolve_model, tau_four_momenta
 from ditau.ml.model import count_parameters
+from ditau.physics import M_TAU
 from machine import describe_machine  # benchmarks/machine.py
 
 
@@ -46,7 +54,7 @@ def machine() -> str:
 def read_table(path: Path, all_events: bool, max_events: int | None) -> pa.Table:
     ids = ["event_id", "sample", "weight", "gen_weight"]
     cols = sorted(set(ids) | set(INPUT_COLUMNS) | set(JET_COLUMNS) | set(TRUTH_COLUMNS)
-                  | {"reco_channel", "in_sr"})
+                  | set(TARGETS) | {"reco_channel", "in_sr", "tau_e_p", "tau_e_m"})
     t = pq.read_table(path, columns=cols)
     ch = np.asarray(t["reco_channel"].to_pylist())
     keep = np.isin(ch, CHANNELS)
@@ -120,7 +128,81 @@ def robustness(t: pa.Table, model: object, k: int, seed: int, skip_mmc: bool) ->
                   f"{100 * change:.2f} |")
 
 
-def throughput(t: pa.Table, model_path: Path, k: int, n: int, seed: int) -> None:
+def _calib_stats(point: np.ndarray, spread: np.ndarray, cands: np.ndarray,
+                 truth: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(median pull, 68 % half-width of the pulls, fraction |pull| < 1, fraction of truths
+    inside the candidates' range, chi2/ndf of the truth's rank histogram vs uniform)."""
+    ok = np.isfinite(truth) & (spread > 0)
+    pull = (point[ok] - truth[ok]) / spread[ok]
+    q16, q50, q84 = np.percentile(pull, [16, 50, 84])
+    inside = np.mean((truth[ok] >= cands[ok].min(1)) & (truth[ok] <= cands[ok].max(1)))
+    k = cands.shape[1]
+    rank = np.sum(cands[ok] < truth[ok][:, None], axis=1)
+    h = np.bincount(rank, minlength=k + 1).astype(float)
+    expect = len(rank) / (k + 1)
+    chi2 = float(np.sum((h - expect) ** 2 / expect)) / k
+    return float(q50), float((q84 - q16) / 2), float(np.mean(np.abs(pull) < 1)), \
+        float(inside), chi2
+
+
+def uncertainty_calibration(t: pa.Table, model: object, k: int, seed: int) -> None:
+    print(f"\n## Per-event uncertainty: candidate spread of {k} candidates (point estimate: "
+          "median)\n")
+    pred = predict(inputs_from_table(t), table=t, model=model, candidates=k, seed=seed)
+    rows, inp = pred.rows, pred.inputs
+    truth = np.stack([t[c].to_numpy(zero_copy_only=False) for c in TARGETS], 1)[rows]
+    taus = [tau_four_momenta(v[rows][:, None, :], pred.nu[..., 3 * j:3 * j + 3])
+            for j, v in enumerate((inp.vis_p, inp.vis_m))]
+    m_cand = mass((taus[0] + taus[1]).reshape(-1, 4)).reshape(len(rows), k)
+    m_true = t["m_tautau"].to_numpy(zero_copy_only=False)[rows]
+    # the same statistics for an exactly calibrated Gaussian posterior (truth and the K
+    # candidates drawn from one distribution), as the reference of this run
+    rng = np.random.default_rng(seed)
+    g_c = rng.standard_normal((200_000, k))
+    g_t = rng.standard_normal(200_000)
+    ref = _calib_stats(np.median(g_c, 1), g_c.std(1), g_c, g_t)
+    print("| quantity | median pull | pull 68% half-width | abs(pull) < 1 | truth inside the "
+          "candidates' range | rank chi2/ndf |")
+    print("|---|---|---|---|---|---|")
+    rows_out = [(name, pred.point[:, j], pred.nu_std[:, j], pred.nu[:, :, j], truth[:, j])
+                for j, name in enumerate(TARGETS)]
+    rows_out.append(("m_tautau", pred.m_point, pred.m_std, m_cand, m_true))
+    for name, pt, sd, cands, tr in rows_out:
+        r = _calib_stats(pt, sd, cands, tr)
+        print(f"| {name} | {r[0]:+.2f} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f} |")
+    print(f"| calibrated Gaussian posterior | {ref[0]:+.2f} | {ref[1]:.2f} | {ref[2]:.2f} | "
+          f"{ref[3]:.2f} ({(k - 1) / (k + 1):.2f} exactly) | ~1 |")
+
+
+def tau_direction(t: pa.Table, recs: dict[str, pa.Table]) -> None:
+    print("\n## Tau direction: angle between the reconstructed and the true tau\n")
+    ids = t["event_id"].to_numpy()
+    true = {leg: np.stack([t[f"tau_{c}_{leg}"].to_numpy() for c in ("px", "py", "pz")], 1)
+            for leg in ("p", "m")}
+    inv_gamma = np.concatenate([M_TAU / t[f"tau_e_{leg}"].to_numpy() for leg in ("p", "m")])
+    print(f"median 1/gamma of the taus: {1000 * np.median(inv_gamma):.1f} mrad\n")
+    print("| method | median angle (mrad) | median angle x gamma | angle < 0.3/gamma |")
+    print("|---|---|---|---|")
+    for name, rec in recs.items():
+        r = rec.filter(pa.compute.equal(rec["candidate"], 0))
+        order = np.argsort(ids)
+        rows = order[np.searchsorted(ids[order], r["event_id"].to_numpy())]
+        ok = (r["rec_status"].to_numpy(zero_copy_only=False) == "ok")
+        ang = []
+        for leg in ("p", "m"):
+            a = np.stack([r[f"rec_tau_{c}_{leg}"].to_numpy() for c in ("px", "py", "pz")], 1)
+            b = true[leg][rows]
+            cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+            ang.append(np.where(ok, np.arccos(np.clip(cos, -1, 1)), np.nan))
+        ang_all = np.concatenate(ang)
+        g = np.concatenate([inv_gamma[: len(ids)][rows], inv_gamma[len(ids):][rows]])
+        fin = np.isfinite(ang_all)
+        print(f"| {name} | {1000 * np.median(ang_all[fin]):.1f} | "
+              f"{np.median(ang_all[fin] / g[fin]):.2f} | "
+              f"{np.mean(ang_all[fin] < 0.3 * g[fin]):.3f} |")
+
+
+def throughput(t: pa.Table, model_path: Path | None, k: int, n: int, seed: int) -> None:
     print(f"\n## ML inference throughput, {k} candidates per event\n")
     reps = max(1, math.ceil(n / t.num_rows))
     big = pa.concat_tables([t] * reps).slice(0, n)
@@ -148,7 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("events", type=Path)
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="trained model file [default: the shipped model]")
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--all", action="store_true", help="all events of the 7 reco channels")
     ap.add_argument("--max-events", type=int, default=None)
@@ -162,7 +245,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"# ML benchmark ({time.strftime('%Y-%m-%d')})\n\n{machine()}\n")
     tm = resolve_model(args.model, "cpu")
-    print(f"model {args.model}: {count_parameters(tm.model)} parameters, "
+    print(f"model {args.model or 'shipped default'}: {count_parameters(tm.model)} parameters, "
           f"objective {tm.config.objective}, frame {tm.config.frame}, sampler "
           f"{tm.config.sampler or 'default'} x {tm.config.sample_steps or 'default'} steps; "
           f"trained on {tm.data.get('n_train', '?')} events "
@@ -178,6 +261,8 @@ def main() -> None:
     print("\nwall time per method (s): " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
     if not args.skip_robustness:
         robustness(t, tm, args.candidates, args.seed, args.skip_mmc)
+    uncertainty_calibration(t, tm, args.candidates, args.seed)
+    tau_direction(t, recs)
     throughput(t, args.model, args.candidates, args.throughput_events, args.seed)
 
 

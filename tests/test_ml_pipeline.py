@@ -137,8 +137,10 @@ def test_help_lists_the_ml_commands():
 
 def test_cli_errors(events, model, tmp_path):
     out = tmp_path / "x.parquet"
-    r = runner.invoke(app, ["reconstruct", str(events), "-o", str(out), "--method", "ml"])
-    assert r.exit_code == 2 and "needs a trained model" in r.output
+    missing = tmp_path / "missing.pt"
+    r = runner.invoke(app, ["reconstruct", str(events), "-o", str(out), "--method", "ml",
+                            "--model", str(missing), "-q"])
+    assert r.exit_code == 2 and str(missing) in r.output and "cannot read" in r.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(model.read_bytes()[:1000])
     r = runner.invoke(app, ["reconstruct", str(events), "-o", str(out), "--method", "ml",

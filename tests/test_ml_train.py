@@ -242,3 +242,21 @@ def test_two_cpu_processes_with_gloo_end_with_identical_parameters(tmp_path, sma
     single = train(tiny_config(small_file, tmp_path / "one", max_steps=6, eval_every=3),
                    progress=False).final_state
     assert not _same_state(single, s0)  # two shards of a 2x larger global batch: another path
+
+
+def test_channels_restrict_the_training_data(small_file, tmp_path):
+    """A per-channel model sees only its channel's events; the recipe records it."""
+    from ditau.ml.features import CHANNELS
+    from ditau.ml.train import load_data
+
+    all_tr, all_va, _ = load_data(tiny_config(small_file, tmp_path / "a"))
+    present = sorted({CHANNELS[c] for c in np.concatenate([all_tr.channel, all_va.channel])})
+    one = present[0]
+    tr, va, recipe = load_data(tiny_config(small_file, tmp_path / "b", channels=[one]))
+    assert set(np.concatenate([tr.channel, va.channel]).tolist()) == {CHANNELS.index(one)}
+    n_one = int(np.sum(all_tr.channel == CHANNELS.index(one))
+                + np.sum(all_va.channel == CHANNELS.index(one)))
+    assert len(tr) + len(va) == n_one < len(all_tr) + len(all_va)
+    assert recipe["channels"] == [one]
+    with pytest.raises(ValueError, match="not among"):
+        tiny_config(small_file, tmp_path / "c", channels=["tautau"])

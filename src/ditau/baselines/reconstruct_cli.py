@@ -25,7 +25,8 @@ def reconstruct_command(
     chunk: Annotated[int, typer.Option(help="events per chunk")] = 20000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     model: Annotated[Path | None, typer.Option(
-        "--model", help="trained model file (method ml; 'ditau train')")] = None,
+        "--model", help="trained model file (method ml; 'ditau train') [default: the "
+        "model shipped with ditau]")] = None,
     candidates: Annotated[int | None, typer.Option(
         "--candidates", help="method ml: sampled candidates per event [default: 10]")] = None,
     device: Annotated[str | None, typer.Option(
@@ -42,11 +43,9 @@ def reconstruct_command(
         if val is not None:
             settings[key] = val
     try:
-        if method == "ml" and model is None:
-            raise ValueError("--method ml needs a trained model: --model MODEL")
         summary = reconstruct(inp, out, method, chunk=chunk, workers=workers,
                               only_sr=only_sr, progress=not quiet, **settings)
-    except (SchemaError, ValueError, OSError) as err:
+    except (SchemaError, ValueError, OSError) as err:  # OSError: FileNotFoundError too
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())

@@ -180,9 +180,12 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     finally:
         bar.close()
     table = pa.concat_tables(tables) if tables else recon_schema().empty_table()
-    status = table["rec_status"].to_numpy(zero_copy_only=False)
+    # one row per event with candidate 0 (the point estimate); methods that sample (ml) add
+    # rows 1..K per event: events and status counts are those of the candidate-0 rows
+    first = table.filter(pc.equal(table["candidate"], 0))
+    status = first["rec_status"].to_numpy(zero_copy_only=False)
     counts = {s: int(np.sum(status == s)) for s in RECO_STATUS}
-    not_ok = table.filter(pc.not_equal(table["rec_status"], "ok"))
+    not_ok = first.filter(pc.not_equal(first["rec_status"], "ok"))
     reasons = Counter(not_ok["rec_reason"].to_pylist())
     metadata = {
         "method": method,
@@ -190,9 +193,10 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
         "input": str(inp),
         "input_stage": meta_in.get("stage"),
         "only_sr": only_sr,
-        "n_events": table.num_rows,
+        "n_events": first.num_rows,
+        "n_rows": table.num_rows,
         "status_counts": counts,
         "reason_counts": dict(reasons.most_common(20)),
     }
     write_recon(table, out, metadata)
-    return ReconstructSummary(out, method, table.num_rows, time.perf_counter() - start, counts)
+    return ReconstructSummary(out, method, first.num_rows, time.perf_counter() - start, counts)

@@ -58,6 +58,7 @@ from ditau.ml.generative import get_objective
 from ditau.ml.hashing import event_noise
 from ditau.ml.io import TrainedModel, load_model
 from ditau.ml.model import repeat_context
+from ditau.ml.shipped import shipped_model_path
 from ditau.ml.train import resolve_device
 from ditau.physics import M_TAU
 
@@ -71,15 +72,16 @@ _HADRONIC: Final[tuple[str, ...]] = ("pi", "rho")
 _CACHE: dict[tuple[str, int, int, str], TrainedModel] = {}
 
 
-def resolve_model(model: str | os.PathLike[str] | TrainedModel,
+def resolve_model(model: str | os.PathLike[str] | TrainedModel | None = None,
                   device: str | torch.device = "auto") -> TrainedModel:
-    """A loaded model on ``device`` (files are cached by path, mtime, size and device)."""
+    """A loaded model on ``device`` (files are cached by path, mtime, size and device).
+    ``None``: the shipped default model (:data:`ditau.ml.shipped.DEFAULT_MODEL`)."""
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     if isinstance(model, TrainedModel):
         if model.device != dev:
             model.model.to(dev)
         return model
-    p = Path(model).resolve()
+    p = (shipped_model_path() if model is None else Path(model)).resolve()
     st = p.stat() if p.exists() else None
     key = (str(p), st.st_mtime_ns if st else 0, st.st_size if st else 0, str(dev))
     if key not in _CACHE:
@@ -204,7 +206,7 @@ def _tables(inputs: Inputs | Any, table: Any) -> tuple[Inputs, Any]:
 
 
 def predict(inputs: Inputs | Any, *, table: Any = None,
-            model: str | os.PathLike[str] | TrainedModel, candidates: int = 10,
+            model: str | os.PathLike[str] | TrainedModel | None = None, candidates: int = 10,
             steps: int | None = None, sampler: str | None = None, point: str = "median",
             seed: int = 0, device: str = "auto", batch_size: int = 4096) -> Prediction:
     """Candidates, point estimate and spread per event (see :func:`ml` for the arguments)."""
@@ -227,14 +229,15 @@ def predict(inputs: Inputs | Any, *, table: Any = None,
 
 
 def ml(inputs: Inputs | Any, *, table: Any = None,
-       model: str | os.PathLike[str] | TrainedModel, candidates: int = 10,
+       model: str | os.PathLike[str] | TrainedModel | None = None, candidates: int = 10,
        steps: int | None = None, sampler: str | None = None, point: str = "median",
        seed: int = 0, device: str = "auto", batch_size: int = 4096) -> pa.Table:
     """Reconstruct events with a trained model -> the method-output table.
 
     ``inputs``: :class:`~ditau.baselines.common.Inputs` (then ``table``, the event table with
-    the jet columns, is needed) or the event table itself; ``model``: a model file or a
-    loaded :class:`~ditau.ml.io.TrainedModel`; ``candidates``: K samples per event;
+    the jet columns, is needed) or the event table itself; ``model``: a model file, a
+    loaded :class:`~ditau.ml.io.TrainedModel`, or None for the shipped default model
+    (:mod:`ditau.ml.shipped`); ``candidates``: K samples per event;
     ``steps``/``sampler``: sampler settings (default: the model's); ``point``: ``median``
     (default) or ``constraint`` (module doc); ``seed``: noise seed (same seed, same output);
     ``device``: ``auto``, ``cpu``, ``cuda``; ``batch_size``: events per body pass.

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ditau.ml.features import (
+    CHANNELS,
     FEATURE_COLUMNS,
     TARGETS,
     Batch,
@@ -80,7 +81,8 @@ class TrainConfig:
 
     ``data``: Parquet event files with reco and truth columns; ``selection``: ``sr`` (events
     in the signal region) or ``channels`` (every event of the 7 reco channels);
-    ``max_events``: keep only the first N selected events (smoke runs); ``batch_size``: per
+    ``max_events``: keep only the first N selected events (smoke runs); ``channels``: train
+    on these reco channels only (None: all 7; a per-channel model); ``batch_size``: per
     process; ``patience``: evaluations without a validation-loss improvement larger than
     ``min_delta`` before stopping (None: never); ``amp``: bf16 autocast, on CUDA only;
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``; ``threads``: CPU
@@ -92,6 +94,7 @@ class TrainConfig:
     selection: str = "sr"
     val_fraction: float = 0.1
     max_events: int | None = None
+    channels: list[str] | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     rotate: bool = True
     reflect: bool = True
@@ -139,6 +142,12 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.max_events is not None and self.max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {self.max_events}")
+        if self.channels is not None:
+            self.channels = [self.channels] if isinstance(self.channels, str) \
+                else list(self.channels)
+            bad = [c for c in self.channels if c not in CHANNELS]
+            if bad or not self.channels:
+                raise ValueError(f"channels: {bad or 'empty'} not among {list(CHANNELS)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -263,6 +272,8 @@ def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any
         keep = ev.usable.copy()
         if cfg.selection == "sr":
             keep &= table["in_sr"].to_numpy(zero_copy_only=False).astype(bool)
+        if cfg.channels is not None:
+            keep &= np.isin(ev.channel, [CHANNELS.index(c) for c in cfg.channels])
         parts.append(ev.subset(keep))
         files.append({"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
                       "rows": table.num_rows, "selected": int(keep.sum()),
@@ -275,7 +286,8 @@ def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any
     if len(train) == 0:
         raise ValueError(f"no training events left after the selection ({cfg.selection}) in "
                          f"{', '.join(cfg.data)}")
-    recipe = {"files": files, "selection": cfg.selection, "val_fraction": cfg.val_fraction,
+    recipe = {"files": files, "selection": cfg.selection, "channels": cfg.channels,
+              "val_fraction": cfg.val_fraction,
               "max_events": cfg.max_events, "n_train": len(train), "n_val": len(valid),
               "split": f"uniform_hash(event_id, {_SPLIT_SALT:#x}) <= val_fraction"}
     return train, valid, recipe

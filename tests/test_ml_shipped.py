@@ -1,0 +1,110 @@
+"""The model shipped in the package: present, small, loadable, better than the classical
+methods on independent Pythia events, reproducible, and used by the tomography (with the
+neutrino-sampling uncertainty from its candidates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from ditau.baselines.common import inputs_from_table  # noqa: E402
+from ditau.baselines.run import get_method  # noqa: E402
+from ditau.cli import app  # noqa: E402
+from ditau.detector.run import run_detector  # noqa: E402
+from ditau.evaluate.hwhm import half_max  # noqa: E402
+from ditau.evaluate.resolution import residuals  # noqa: E402
+from ditau.ml import shipped  # noqa: E402
+from ditau.ml.infer import ml, resolve_model  # noqa: E402
+from ditau.schema import read_events  # noqa: E402
+from ditau.tomography.report import to_markdown  # noqa: E402
+from ditau.tomography.run import run_tomography  # noqa: E402
+
+torch.set_num_threads(1)
+runner = CliRunner()
+CHANNELS = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
+
+
+@pytest.fixture(scope="module")
+def reco(signal_particles, tmp_path_factory):
+    """Independent events (exact tau ME, no generator filter, another seed than the training
+    sample) through the detector, nominal and with the tau energy scale up."""
+    d = tmp_path_factory.mktemp("shipped")
+    nom = run_detector(signal_particles, d / "nom.parquet", keep_particles=False,
+                       progress=False).path
+    up = run_detector(signal_particles, d / "tes_up.parquet", systematic="tes_up",
+                      keep_particles=False, progress=False).path
+    return nom, up
+
+
+def _channel_events(path):
+    t = read_events(path, require=("id", "truth"))
+    ch = np.asarray(t["reco_channel"].to_pylist())
+    return t.filter(pa.array(np.isin(ch, CHANNELS)))
+
+
+def test_default_model_is_shipped_small_and_loads():
+    path = shipped.shipped_model_path()
+    assert path.name == f"{shipped.DEFAULT_MODEL}.pt"
+    assert 0 < path.stat().st_size <= shipped.MAX_BYTES
+    assert (path.parent / f"{shipped.DEFAULT_MODEL}.md").is_file()  # the model card
+    tm = resolve_model(None, "cpu")
+    assert tm.data["n_train"] > 10_000 and tm.data["files"]  # the data recipe travels along
+    assert shipped.DEFAULT_MODEL in shipped.shipped_models()
+
+
+def test_missing_shipped_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "models_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="no shipped ML model 'ditau-cpu-v1'"):
+        shipped.shipped_model_path()
+
+
+def test_shipped_model_beats_the_classical_methods_on_independent_events(reco):
+    """On Pythia events it never saw, the shipped model's m_tautau and tau-momentum
+    resolutions are better than FastMTT's (the best classical method here)."""
+    t = _channel_events(reco[0])
+    assert t.num_rows >= 60
+    inp = inputs_from_table(t)
+    res_ml = residuals(t, ml(inp, table=t, device="cpu"))
+    res_fm = residuals(t, get_method("fastmtt")(inp))
+    assert len(res_ml["dm_tautau"]) == t.num_rows  # every channel event reconstructed
+    for q in ("dm_tautau", "dpx_p", "dpz_m"):
+        h_ml, h_fm = half_max(res_ml[q]).hwhm, half_max(res_fm[q]).hwhm
+        assert h_ml < 0.8 * h_fm, (q, h_ml, h_fm)
+    assert abs(np.median(res_ml["dm_tautau"])) < 0.05
+
+
+def test_cli_uses_the_shipped_model_and_is_reproducible(reco, tmp_path):
+    n_sr = int(np.sum(pq.read_table(reco[0], columns=["in_sr"])["in_sr"].to_numpy()))
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.parquet"
+        r = runner.invoke(app, ["reconstruct", str(reco[0]), "-o", str(out), "--method", "ml",
+                                "--sr-only", "--candidates", "3", "--device", "cpu", "-q"])
+        assert r.exit_code == 0, r.output
+        assert f"wrote {n_sr} events (ml)" in r.output  # events, not rows (4 per event)
+        outs.append(pq.read_table(out))
+    assert outs[0].num_rows > 0
+    assert outs[0].equals(outs[1])  # same seed, same output
+    assert set(outs[0]["candidate"].to_pylist()) == {0, 1, 2, 3}
+
+
+def test_tomography_runs_ml_with_nu_sampling_uncertainty(reco):
+    nom, up = reco
+    kw = dict(methods=("truth", "ml"), variations={"tes_up": up}, n_boot=2, seed=1,
+              min_events=5, method_settings={"ml": {"candidates": 4}})
+    res = run_tomography(nom, nu_sampling=4, **kw)
+    assert "ml" in res.methods, res.notes
+    r = res.methods["ml"]
+    sd, share = r.nu_sampling
+    assert sd > 0 and 0 < share < 1  # sampling noise: a part of the statistical variance
+    assert np.all(np.isfinite(r.systematics["tes"])) and np.all(np.isfinite(r.calibrated))
+    assert res.methods["truth"].nu_sampling is None  # no candidates
+    assert "Neutrino sampling (ml)" in to_markdown(res)
+    avg = run_tomography(nom, nu_sampling=0, candidate_average=True, **kw).methods["ml"]
+    assert avg.nu_sampling is None
+    assert np.all(np.isfinite(avg.calibrated)) and not np.allclose(avg.raw, r.raw)
