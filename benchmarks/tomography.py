@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="ML model file [default: shipped]")
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--nu-sampling", type=int, default=5)
-    ap.add_argument("--rho", default="visible", choices=("visible", "polarimeter"),
+    ap.add_argument("--rho", default="polarimeter", choices=("visible", "polarimeter"),
                     help="rho analyser at detector level")
     ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
     ap.add_argument("--candidate-average", action="store_true",

@@ -9,7 +9,9 @@ Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
    analysers (rho: optimal polarimeter; it carries the spin information the reweighting
    needs). Calibration half: even ``event_id``; pseudo-data half: odd (independent closure).
 2. Per method, the signal-region events with a solution: analysers from the method's tau
-   momenta and the measured visible objects (rho: ``rho`` option). The method ``truth`` uses
+   momenta and the measured visible objects (rho: ``rho`` option; default the optimal
+   polarimeter from the method's tau momentum, which gives 2x (truth taus) to 10x (ML) the
+   significance of the visible direction: benchmarks/RESULTS.md). The method ``truth`` uses
    the generated tau momenta with the measured visible objects (a perfect neutrino
    reconstruction). Events are weighted by (kappa+ kappa-)^2, the inverse variance of their
    C_ij term, which combines channels optimally.
@@ -306,7 +308,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
                                                                        "fastmtt", "mmc"),
                    recon: Mapping[str, str | Path] | None = None,
                    variations: Mapping[str, str | Path] | None = None,
-                   backgrounds: Sequence[str | Path] = (), rho: str = "visible",
+                   backgrounds: Sequence[str | Path] = (), rho: str = "polarimeter",
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
                    method_settings: Mapping[str, Mapping[str, Any]] | None = None,

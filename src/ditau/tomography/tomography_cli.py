@@ -36,7 +36,7 @@ def tomography_command(
         "--background", "-b", help="detector-level background file (repeatable)")] = None,
     rho: Annotated[str, typer.Option(
         help="rho analyser at detector level: visible (direction of pi+pi0) or polarimeter "
-             "(optimal, needs the neutrino: uses each method's tau momentum)")] = "visible",
+             "(optimal, needs the neutrino: uses each method's tau momentum)")] = "polarimeter",
     boot: Annotated[int, typer.Option(help="bootstrap replicas for the MC-statistics "
                                            "uncertainty of the calibration")] = 10,
     seed: Annotated[int, typer.Option(help="random seed (hypotheses, bootstrap, toys)")] = 0,
