@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("events", type=Path)
     ap.add_argument("--model", action="append", required=True, help="NAME=FILE (repeatable)")
     ap.add_argument("--steps", default="1,2,4,8,16,32")
-    ap.add_argument("--sweep", default=None, help="models to sweep (default: all)")
+    ap.add_argument("--sweep", default=None, help="models to sweep, comma-separated "
+                    "(default: all; '' for none)")
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--all", action="store_true", help="all events of the 7 reco channels")
     ap.add_argument("--threads", type=int, default=None)
@@ -101,7 +102,12 @@ def main() -> None:
             m, p = summary(res, rows)
             cells.append(f"{m:.1f} / {p:.1f}")
         print(f"| {ch} | {int(np.sum(chan == ch))} | " + " | ".join(cells) + " |")
-    sweep = args.sweep.split(",") if args.sweep else list(models)
+    sweep = [m for m in args.sweep.split(",") if m] if args.sweep is not None else list(models)
+    unknown = [m for m in sweep if m not in models]
+    if unknown:
+        raise SystemExit(f"--sweep: {unknown} not among the --model names {list(models)}")
+    if not sweep:
+        return
     steps = [int(s) for s in args.steps.split(",")]
     print(f"\n## Resolution vs sampler steps ({args.candidates} candidates, median point "
           "estimate; all selected events pooled)\n")
