@@ -60,6 +60,19 @@ def signal_particles(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def signal_reco_tes(signal_particles, tmp_path_factory):
+    """``signal_particles`` through the detector: (nominal, tau energy scale up) paths."""
+    from ditau.detector.run import run_detector
+
+    d = tmp_path_factory.mktemp("sigreco")
+    nom = run_detector(signal_particles, d / "nom.parquet", keep_particles=False,
+                       progress=False).path
+    up = run_detector(signal_particles, d / "tes_up.parquet", systematic="tes_up",
+                      keep_particles=False, progress=False).path
+    return nom, up
+
+
+@pytest.fixture(scope="session")
 def wtaunu_particles(tmp_path_factory):
     """A small W -> tau nu + jet background sample with particles (path)."""
     path = tmp_path_factory.mktemp("wtaunu") / "wtaunu.parquet"

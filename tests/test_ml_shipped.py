@@ -15,7 +15,6 @@ torch = pytest.importorskip("torch")
 from ditau.baselines.common import inputs_from_table  # noqa: E402
 from ditau.baselines.run import get_method  # noqa: E402
 from ditau.cli import app  # noqa: E402
-from ditau.detector.run import run_detector  # noqa: E402
 from ditau.evaluate.hwhm import half_max  # noqa: E402
 from ditau.evaluate.resolution import residuals  # noqa: E402
 from ditau.ml import shipped  # noqa: E402
@@ -30,15 +29,10 @@ CHANNELS = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
 
 
 @pytest.fixture(scope="module")
-def reco(signal_particles, tmp_path_factory):
+def reco(signal_reco_tes):
     """Independent events (exact tau ME, no generator filter, another seed than the training
     sample) through the detector, nominal and with the tau energy scale up."""
-    d = tmp_path_factory.mktemp("shipped")
-    nom = run_detector(signal_particles, d / "nom.parquet", keep_particles=False,
-                       progress=False).path
-    up = run_detector(signal_particles, d / "tes_up.parquet", systematic="tes_up",
-                      keep_particles=False, progress=False).path
-    return nom, up
+    return signal_reco_tes
 
 
 def _channel_events(path):

@@ -3,20 +3,14 @@
 import numpy as np
 import pytest
 
-from ditau.detector.run import run_detector
 from ditau.schema import read_events, write_events
 from ditau.tomography.report import to_markdown, write_report
 from ditau.tomography.run import TomographyError, run_tomography
 
 
 @pytest.fixture(scope="module")
-def reco_files(signal_particles, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tomo")
-    nom = run_detector(signal_particles, d / "nom.parquet", keep_particles=False,
-                       progress=False).path
-    up = run_detector(signal_particles, d / "tes_up.parquet", systematic="tes_up",
-                      keep_particles=False, progress=False).path
-    return nom, up
+def reco_files(signal_reco_tes):
+    return signal_reco_tes
 
 
 def test_pipeline_calibrates_and_reports(reco_files, tmp_path):
