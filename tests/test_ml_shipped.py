@@ -18,6 +18,7 @@ from ditau.cli import app  # noqa: E402
 from ditau.evaluate.hwhm import half_max  # noqa: E402
 from ditau.evaluate.resolution import residuals  # noqa: E402
 from ditau.ml import shipped  # noqa: E402
+from ditau.ml.features import CHANNELS  # noqa: E402
 from ditau.ml.infer import ml, resolve_model  # noqa: E402
 from ditau.schema import read_events  # noqa: E402
 from ditau.tomography.report import to_markdown  # noqa: E402
@@ -25,7 +26,6 @@ from ditau.tomography.run import run_tomography  # noqa: E402
 
 torch.set_num_threads(1)
 runner = CliRunner()
-CHANNELS = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def generate(
         if no_particles:
             changes["keep_particles"] = False
         if tau_filter is not None:
-            changes["tau_filter"] = _parse_tau_filter(tau_filter)
+            changes["tau_filter"] = tau_filter  # parsed by GenerateConfig.from_dict
         cfg = GenerateConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
         summary = run(cfg, out, workers=workers, scheduler=scheduler, progress=not quiet)
     except _USER_ERRORS as err:
@@ -93,18 +93,6 @@ def generate(
     typer.echo(f"cross section sigma({PROCESSES[cfg.process].doc}) = "
                f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
                f"truth channels: {summary.channels}")
-
-
-def _parse_tau_filter(text: str) -> dict[str, float]:
-    from ditau.generate.config import ConfigError
-    from ditau.generate.tau_filter import parse_tau_filter
-
-    try:
-        f = parse_tau_filter(text)
-    except ValueError as err:
-        raise ConfigError(f"--{err}") from err
-    assert f is not None
-    return {"pt_min": f.pt_min, "pt_lead_min": f.pt_lead_min, "abs_eta_max": f.abs_eta_max}
 
 
 @app.command()

@@ -14,7 +14,7 @@ import inspect
 import multiprocessing as mp
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +114,21 @@ def _start_method() -> str:
     return "spawn" if layer == "omp" else "fork"
 
 
-def _work(args: tuple[str, pa.Table, str, dict[str, Any], bool]) -> pa.Table:
-    name, table, source, settings, with_table = args
+def run_on_table(name: str, table: pa.Table, settings: Mapping[str, Any] | None = None,
+                 source: str = "table") -> pa.Table:
+    """The method-output table of method ``name`` run in-process on the event table
+    ``table`` (a method that declared EXTRA_COLUMNS gets the table too, as ``table=``)."""
     if table.num_rows == 0:
         return recon_schema().empty_table()
-    if with_table:  # the method declared EXTRA_COLUMNS: it gets the table too
-        settings = {**settings, "table": table}
-    return get_method(name)(inputs_from_table(table, source=source), **settings)
+    kw = dict(settings or {})
+    if method_columns(name):
+        kw["table"] = table
+    return get_method(name)(inputs_from_table(table, source=source), **kw)
+
+
+def _work(args: tuple[str, pa.Table, str, dict[str, Any]]) -> pa.Table:
+    name, table, source, settings = args
+    return run_on_table(name, table, settings, source)
 
 
 def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
@@ -154,7 +162,7 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     bar = tqdm(total=n_total, unit="ev", desc=f"reconstruct {method}", disable=not progress,
                leave=False)
     tables: list[pa.Table] = []
-    tasks = ((method, t, str(inp), settings, bool(extra))
+    tasks = ((method, t, str(inp), settings)
              for t in _chunks(inp, chunk, only_sr, extra))
 
     def done(t: pa.Table, n_read: int) -> None:

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from ditau.baselines.run import run_on_table
 from ditau.schema import column_array, read_metadata
 from ditau.tomography.analysers import Analysers, from_reco, from_truth
 from ditau.tomography.calibration import (
@@ -154,17 +155,6 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analy
                       np.where(valid, s.weight, 0.0), valid), modes_ok, an
 
 
-def run_method(events: pa.Table, method: str,
-               settings: Mapping[str, Any] | None = None) -> pa.Table:
-    """The method-output table of ``method`` run in-process on ``events``."""
-    from ditau.baselines.common import inputs_from_table
-    from ditau.baselines.run import get_method, method_columns
-
-    fn = get_method(method)
-    extra = {"table": events} if method_columns(method) else {}
-    return fn(inputs_from_table(events), **extra, **dict(settings or {}))
-
-
 def n_candidates(recon: pa.Table | None) -> int:
     """Sampled candidates per event in a method-output table (0: a single solution)."""
     if recon is None or "candidate" not in recon.column_names or recon.num_rows == 0:
@@ -183,7 +173,7 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
     if method == "truth":
         return _p4(events, "tau", "p"), _p4(events, "tau", "m"), np.ones(n, bool)
     if recon is None:
-        recon = run_method(events, method, settings)
+        recon = run_on_table(method, events, settings)
     if "candidate" in recon.column_names:
         recon = recon.filter(pa.compute.equal(recon["candidate"], candidate))
     ids = column_array(events, "event_id")
@@ -295,7 +285,7 @@ def _nu_sampling(dat: pa.Table, method: str, settings: Mapping[str, Any] | None,
     seed0 = int(base.pop("seed", 0))
     d = [float(GRAD_D @ nominal)]
     for r in range(1, n_rep + 1):
-        rtab = run_method(dat, method, {**base, "seed": seed0 + 7919 * r})
+        rtab = run_on_table(method, dat, {**base, "seed": seed0 + 7919 * r})
         det = method_sample(dat, method, rtab, rho, candidate_average)
         c = cal.apply(diag_correlation(det)[0])[0]
         d.append(float(GRAD_D @ c))
@@ -377,7 +367,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
 
             rtab = read_recon(recon[method])
         elif method != "truth":
-            rtab = run_method(sel, method, settings)
+            rtab = run_on_table(method, sel, settings)
         det = method_sample(sel, method, rtab, rho, candidate_average)
         d_cal = det.subset(np.flatnonzero(sel_cal))
         d_dat = det.subset(np.flatnonzero(~sel_cal))
@@ -406,7 +396,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
             src = name.removesuffix("_up").removesuffix("_down")
             vsel = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), sel_ids[~sel_cal])
                                       & column_array(vt, "in_sr").astype(bool)))
-            vrec = None if method == "truth" else run_method(vsel, method, settings)
+            vrec = None if method == "truth" else run_on_table(method, vsel, settings)
             vdet = method_sample(vsel, method, vrec, rho, candidate_average)
             # nominal on the same events (a variation file may hold a subset of the sample)
             same = np.isin(sel_ids[~sel_cal], column_array(vsel, "event_id"))
