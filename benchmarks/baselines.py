@@ -27,13 +27,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ditau.baselines.collinear import collinear
-from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table
-from ditau.baselines.fastmtt import fastmtt
-from ditau.baselines.mmc import DEFAULT_N_MET, mmc
-from ditau.baselines.run import reconstruct
 from ditau.evaluate import evaluate_files
 from ditau.evaluate.hwhm import hwhm
+from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table, reconstruct
+from ditau.reconstruct.collinear import collinear
+from ditau.reconstruct.fastmtt import fastmtt
+from ditau.reconstruct.mmc import DEFAULT_N_MET, mmc
 from ditau.schema import group_columns
 from machine import describe_machine  # benchmarks/machine.py
 

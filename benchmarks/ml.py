@@ -34,14 +34,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table, mass
-from ditau.baselines.run import get_method
 from ditau.evaluate.hwhm import half_max
 from ditau.evaluate.resolution import TRUTH_COLUMNS, residuals, resolution_table
 from ditau.ml.features import CHANNELS, JET_COLUMNS, TARGETS
-from ditau.ml.infer import ml, predict, resolve_model, tau_four_momenta
+from ditau.ml.infer import predict, resolve_model, tau_four_momenta
 from ditau.ml.model import count_parameters
-from ditau.physics import M_TAU
+from ditau.physics import M_TAU, mass
+from ditau.reconstruct import INPUT_COLUMNS, get_method, inputs_from_table
+from ditau.reconstruct.ml import ml
 from machine import describe_machine  # benchmarks/machine.py
 
 

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ditau.baselines.common import inputs_from_table
 from ditau.evaluate.hwhm import half_max
 from ditau.evaluate.resolution import residuals
 from ditau.ml.features import CHANNELS, TARGETS
 from ditau.ml.generative import head_evaluations
-from ditau.ml.infer import ml, predict, resolve_model
+from ditau.ml.infer import predict, resolve_model
 from ditau.ml.model import count_parameters
+from ditau.reconstruct import inputs_from_table
+from ditau.reconstruct.ml import ml
 from machine import describe_machine  # benchmarks/machine.py
 from ml import read_table  # benchmarks/ml.py
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ditau.baselines.common import (
+from ditau.reconstruct import (
     INPUT_COLUMNS,
     inputs_from_table,
     read_recon,

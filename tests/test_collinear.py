@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ditau.baselines.collinear import collinear, collinear_x
-from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table, mass
-from ditau.baselines.fastmtt import fastmtt
-from ditau.physics import M_TAU, M_Z
+from ditau.physics import M_TAU, M_Z, mass
+from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table
+from ditau.reconstruct.collinear import collinear, collinear_x
+from ditau.reconstruct.fastmtt import fastmtt
 
 VIS_MASS = {"pi": 0.13957, "rho": 0.775, "e": 0.000511, "mu": 0.10566}
 

@@ -20,13 +20,13 @@ import typer
 import uproot
 from typer.testing import CliRunner
 
+from ditau.cli.delphes import import_delphes_command
 from ditau.detector.delphes import (
     MET_RESOLUTION_K,
     DelphesError,
     import_delphes,
     read_delphes,
 )
-from ditau.detector.delphes_cli import import_delphes_command
 from ditau.physics import M_PI
 from ditau.schema import read_events, read_metadata
 

@@ -11,7 +11,7 @@ import typer
 from scipy.optimize import brentq
 from typer.testing import CliRunner
 
-from ditau.baselines.common import INPUT_COLUMNS, inputs_from_table, recon_table, write_recon
+from ditau.cli.evaluate import evaluate_command
 from ditau.evaluate import (
     GAUSS_HWHM_PER_SIGMA,
     REFERENCE_CHANNELS,
@@ -23,7 +23,7 @@ from ditau.evaluate import (
     residuals,
     resolution_table,
 )
-from ditau.evaluate.evaluate_cli import evaluate_command
+from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table, recon_table, write_recon
 from ditau.schema import write_events
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

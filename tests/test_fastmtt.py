@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ditau.baselines.common import inputs_from_table
-from ditau.baselines.fastmtt import _pt_likelihood, fastmtt
 from ditau.physics import M_Z
+from ditau.reconstruct import inputs_from_table
+from ditau.reconstruct.fastmtt import _pt_likelihood, fastmtt
 from test_collinear import col, taus_of, ztautau_events
 
 

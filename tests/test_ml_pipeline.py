@@ -17,12 +17,16 @@ from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from ditau.baselines.common import inputs_from_table, read_recon  # noqa: E402
-from ditau.baselines.run import reconstruct  # noqa: E402
 from ditau.cli import app  # noqa: E402
 from ditau.evaluate import evaluate_files, residuals  # noqa: E402
-from ditau.ml.infer import candidate_spread, constraint_chi2, ml, predict  # noqa: E402
+from ditau.ml.infer import candidate_spread, constraint_chi2, predict  # noqa: E402
 from ditau.ml.synthetic import synthetic_events  # noqa: E402
+from ditau.reconstruct import (  # noqa: E402
+    inputs_from_table,
+    read_recon,
+    reconstruct,
+)
+from ditau.reconstruct.ml import ml  # noqa: E402
 from ditau.schema import read_metadata, write_events  # noqa: E402
 
 torch.set_num_threads(1)
@@ -76,7 +80,8 @@ def test_reconstruct_cli_writes_candidates_and_evaluate_accepts_them(events, mod
     assert np.all(np.isfinite(t["rec_m_tautau"].to_numpy()[ok]))
     meta = read_metadata(out)
     assert meta["method"] == "ml" and meta["settings"] == {
-        "model": str(model), "candidates": K, "device": "cpu"}
+        "model": str(model), "candidates": K, "device": "cpu", "steps": None, "sampler": None,
+        "point": "median", "seed": 0, "batch_size": 4096}
     r = runner.invoke(app, ["evaluate", str(events), "-r", str(out), "-q"])
     assert r.exit_code == 0, r.output
     assert "ml" in r.output and "dm_tautau" in r.output

@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from ditau.baselines.common import inputs_from_table  # noqa: E402
-from ditau.baselines.run import get_method  # noqa: E402
 from ditau.cli import app  # noqa: E402
 from ditau.evaluate.hwhm import half_max  # noqa: E402
 from ditau.evaluate.resolution import residuals  # noqa: E402
 from ditau.ml import shipped  # noqa: E402
 from ditau.ml.features import CHANNELS  # noqa: E402
-from ditau.ml.infer import ml, resolve_model  # noqa: E402
+from ditau.ml.infer import resolve_model  # noqa: E402
+from ditau.reconstruct import get_method, inputs_from_table  # noqa: E402
+from ditau.reconstruct.ml import ml  # noqa: E402
 from ditau.schema import read_events  # noqa: E402
 from ditau.tomography.report import to_markdown  # noqa: E402
 from ditau.tomography.run import run_tomography  # noqa: E402

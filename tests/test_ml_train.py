@@ -13,11 +13,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ditau.ml.features import TARGETS  # noqa: E402
-from ditau.ml.infer import ml, predict  # noqa: E402
+from ditau.ml.infer import predict  # noqa: E402
 from ditau.ml.io import ModelFileError, load_model, read_blob, write_blob  # noqa: E402
 from ditau.ml.model import ModelConfig  # noqa: E402
 from ditau.ml.synthetic import write_synthetic  # noqa: E402
 from ditau.ml.train import TrainConfig, split_mask, train  # noqa: E402
+from ditau.reconstruct.ml import ml  # noqa: E402
 from test_ml_core import rotate_table  # noqa: E402
 
 torch.set_num_threads(1)

@@ -1,13 +1,14 @@
-"""Tests of the Missing Mass Calculator (ditau.baselines.mmc, ditau.baselines.mmc_pdfs)."""
+"""Tests of the Missing Mass Calculator (ditau.reconstruct.mmc, ditau.reconstruct.mmc_pdfs)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ditau.baselines.common import inputs_from_table
-from ditau.baselines.mmc import budget_study, mmc, solve_neutrinos
-from ditau.baselines.mmc_pdfs import (
+from ditau.inputs import inputs_from_table
+from ditau.physics import M_TAU
+from ditau.reconstruct.mmc import budget_study, mmc, solve_neutrinos
+from ditau.reconstruct.mmc_pdfs import (
     ATLAS2012,
     angle_pdf,
     angle_pdf_exact,
@@ -16,7 +17,6 @@ from ditau.baselines.mmc_pdfs import (
     landau_pdf,
     param_table,
 )
-from ditau.physics import M_TAU
 
 M_VIS = {"pi": 0.13957, "rho": 0.775, "e": 0.000511, "mu": 0.10566}
 M_Z = 91.19

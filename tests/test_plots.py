@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ditau.cli.plots import plot_inputs_command
 from ditau.physics import M_PI, M_PI0
 from ditau.plots import (
     PLOT_CHANNELS,
@@ -33,7 +34,6 @@ from ditau.plots import (
     visible_p4,
     weighted_quantiles,
 )
-from ditau.plots_cli import plot_inputs_command
 from ditau.schema import arrow_schema, write_events
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

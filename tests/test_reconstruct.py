@@ -10,11 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ditau.baselines.collinear import collinear
-from ditau.baselines.common import inputs_from_table, read_recon
-from ditau.baselines.fastmtt import fastmtt
-from ditau.baselines.reconstruct_cli import reconstruct_command
-from ditau.baselines.run import get_method, reconstruct
+from ditau.cli.reconstruct import reconstruct_command
+from ditau.reconstruct import get_method, inputs_from_table, read_recon, reconstruct
+from ditau.reconstruct.collinear import collinear
+from ditau.reconstruct.fastmtt import fastmtt
 from ditau.schema import SchemaError, read_metadata, write_events
 from test_collinear import col, ztautau_events
 
@@ -84,7 +83,8 @@ def test_signal_region_only_and_settings_are_recorded(event_file, tmp_path):
     assert s.events == t.num_rows == sr.sum()
     assert np.array_equal(col(t, "event_id"), np.arange(N)[sr] + 1000)
     meta = read_metadata(out)
-    assert meta["settings"] == {"grid": 50, "mass_correction": False}
+    assert {k: meta["settings"][k] for k in ("grid", "mass_correction", "mass_power")} == {
+        "grid": 50, "mass_correction": False, "mass_power": 6.0}  # the defaults recorded too
     assert meta["only_sr"] is True
     x = col(t, "rec_tau_px_p") / col(t, "rec_tau_px_p")  # finite where ok
     assert np.isfinite(x).sum() == s.counts["ok"]
@@ -105,7 +105,7 @@ def test_user_errors(event_file, tmp_path):
 
 
 def test_mmc_is_dispatched_by_name_or_reported_missing():
-    if importlib.util.find_spec("ditau.baselines.mmc") is None:
+    if importlib.util.find_spec("ditau.reconstruct.mmc") is None:
         with pytest.raises(ValueError, match="method mmc not available"):
             get_method("mmc")
     else:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ditau.baselines.run import reconstruct
 from ditau.detector.run import run_detector
 from ditau.evaluate import evaluate_files
 from ditau.generate import GenerateConfig, run
 from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
 from ditau.physics import BR_PDG, CHANNELS, expected_channel_fractions
+from ditau.reconstruct import reconstruct
 from ditau.schema import read_events
 from ditau.tomography.report import to_markdown as tomography_markdown
 from ditau.tomography.report import write_report

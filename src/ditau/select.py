@@ -9,18 +9,16 @@ the offline threshold: a labelled simplification).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
+from ditau.config import StageConfig
 from ditau.detector.candidates import Candidates
 from ditau.physics import channel_of, delta_r, pt_eta
-from ditau.yaml_config import check_fields, load_mapping
 
 #: Channels with one lepton and one tau_had, and with two tau_had.
 LEPHAD: Final[tuple[str, ...]] = ("epi", "mupi", "erho", "murho")
@@ -28,8 +26,10 @@ HADHAD: Final[tuple[str, ...]] = ("pipi", "pirho", "rhorho")
 
 
 @dataclass(frozen=True)
-class SelectConfig:
+class SelectConfig(StageConfig):
     """Object and event selection (GeV, radians). Defaults: the reference analysis."""
+
+    config_name = "select config"
 
     #: Offline lepton thresholds (ATLAS Z -> tau tau, PRD 84 (2011) 112006, Sec. IV): leptons
     #: above them count (and veto) in the channel assignment.
@@ -64,19 +64,6 @@ class SelectConfig:
     #: m_vis spectrum, so it is off by default (the reference lists no such cut).
     lephad_mvis_window: tuple[float, float] | None = None
     opposite_charge: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "select config") -> SelectConfig:
-        check_fields(cls, data, source)
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> SelectConfig:
-        return cls.from_dict(load_mapping(path), source=str(path))
 
 
 def _not_in_crack(eta: Any, crack: tuple[float, float]) -> Any:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from ditau.yaml_config import check_fields, load_mapping
+from ditau.config import StageConfig
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(StageConfig):
     """Settings of the parametric ATLAS-like detector (GeV, radians).
 
     ``smear`` / ``efficiencies`` switch all resolutions / all efficiencies off (closure tests).
@@ -20,6 +18,8 @@ class DetectorConfig:
     resolution. Varying them re-uses the same random numbers, so a variation changes only what
     it should.
     """
+
+    config_name = "detector config"
 
     seed: int = 1
     smear: bool = True
@@ -74,18 +74,6 @@ class DetectorConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"detector config: seed must be a non-negative integer, "
                              f"got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "detector config") -> DetectorConfig:
-        check_fields(cls, data, source)
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> DetectorConfig:
-        return cls.from_dict(load_mapping(path), source=str(path))
 
     def vary(self, systematic: str | None) -> DetectorConfig:
         """This configuration with a named systematic variation applied."""

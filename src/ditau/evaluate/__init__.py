@@ -69,7 +69,7 @@ def read_methods(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, pa.
     A file holding several methods is split by its ``method`` column; a name seen in an
     earlier file gets the file's stem appended.
     """
-    from ditau.baselines.common import read_recon
+    from ditau.reconstruct import read_recon
 
     tables: dict[str, pa.Table] = {}
     sources: dict[str, str] = {}

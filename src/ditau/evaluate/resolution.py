@@ -1,6 +1,6 @@
 """Resolution of reconstruction methods: relative residuals, HWHM tables and plots.
 
-A method-output table (:func:`ditau.baselines.common.read_recon`) is joined to its event file
+A method-output table (:func:`ditau.reconstruct.output.read_recon`) is joined to its event file
 on ``event_id``. The relative residual of a quantity is (reco - true) / true, with the truth
 of the event file: ``tau_{px,py,pz}_{p,m}`` (the taus just before decay) and ``m_tautau``; the
 reconstructed values are ``rec_tau_{px,py,pz}_{p,m}`` and ``rec_m_tautau``. Only rows with

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ditau.config import StageConfig
 from ditau.generate.tau_filter import TauFilter, parse_tau_filter
-from ditau.yaml_config import check_fields, load_mapping
 
 #: tau- decay channels (Pythia 8 product lists, in Pythia's ordering) for each forced mode;
 #: applied with ``15:onIfMatch`` (Pythia conjugates for the tau+). Note the rho mode is the
@@ -71,7 +70,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(StageConfig):
     """Everything that defines a generated sample (recorded in the output file's metadata).
 
     Defaults are the reference analysis: pp at 13 TeV, Z/gamma* -> tau tau with
@@ -183,16 +182,11 @@ class GenerateConfig:
 
     # ---------------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["mass_window"] = list(self.mass_window)
-        d["force_decays"] = list(self.force_decays) if self.force_decays is not None else None
-        d["extra_settings"] = list(self.extra_settings)
-        return d
+    config_name: ClassVar[str] = "config"
+    config_error: ClassVar[type[Exception]] = ConfigError
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> GenerateConfig:
-        check_fields(cls, data, source, ConfigError)
+    def _convert(cls, data: dict[str, Any], source: str) -> dict[str, Any]:
         d = dict(data)
         if "mass_window" in d:
             d["mass_window"] = tuple(float(x) for x in d["mass_window"])
@@ -206,14 +200,7 @@ class GenerateConfig:
                 d["tau_filter"] = parse_tau_filter(d["tau_filter"])
             except ValueError as err:
                 raise ConfigError(f"{source}: {err}") from err
-        try:
-            return cls(**d)
-        except TypeError as err:
-            raise ConfigError(f"{source}: {err}") from err
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> GenerateConfig:
-        return cls.from_dict(load_mapping(path, ConfigError), source=str(path))
+        return d
 
     def replace(self, **changes: Any) -> GenerateConfig:
         return dataclasses.replace(self, **changes)

@@ -40,7 +40,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from ditau.baselines.common import INPUT_COLUMNS, Inputs, inputs_from_table
+from ditau.inputs import INPUT_COLUMNS, Inputs, inputs_from_table
 from ditau.physics import channel_of
 from ditau.schema import SchemaError, column_array, column_names
 
@@ -156,7 +156,7 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
     """:class:`EventArrays` from an event table (pyarrow or mapping of columns) with the
     :data:`FEATURE_COLUMNS` (and :data:`TARGETS` with ``targets``).
 
-    ``inputs``: the baselines' :class:`~ditau.baselines.common.Inputs` of the same table, if
+    ``inputs``: the baselines' :class:`~ditau.reconstruct.output.Inputs` of the same table, if
     already built (its bad-input reasons are reused). An event is usable if its inputs are good,
     its channel is one of :data:`CHANNELS` and (with ``targets``) its targets are finite.
     """

@@ -1,12 +1,9 @@
-"""The ``ml`` reconstruction method: sample neutrino candidates with a trained model.
+"""ML inference: sample neutrino candidates with a trained model (:func:`predict`).
 
-:func:`ml` fits the baselines' interface (:mod:`ditau.baselines.run`): it takes the
-:class:`~ditau.baselines.common.Inputs` of a chunk and, since the point cloud also needs the
-jets (:data:`EXTRA_COLUMNS`, which the driver reads for methods that declare them), the
-chunk's table; it returns the method-output table. Per event with usable inputs it writes
-``candidates + 1`` rows: ``candidate`` 0 = the point estimate, 1..K = the sampled candidates
-(``ditau evaluate`` uses candidate 0, or all with ``all_candidates``). Events whose inputs are
-bad, or whose channel is not one of the 7, get one ``failed`` row with the reason.
+The reconstruction method ``ml`` (:mod:`ditau.reconstruct.ml`) wraps :func:`predict` into the
+method-output table; this module imports no reconstruction module. :func:`predict` takes the
+:class:`~ditau.inputs.Inputs` of a chunk and the chunk's table (the point cloud also needs
+the jets, :data:`EXTRA_COLUMNS`).
 
 Per event: the body runs once, its output is repeated for the K candidates, and the head is
 iterated ``steps`` times (:mod:`ditau.ml.generative`). The noise of candidate k of an event
@@ -41,11 +38,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import pyarrow as pa
 import torch
 from numpy.typing import NDArray
 
-from ditau.baselines.common import Inputs, inputs_from_table, mass, recon_table
+from ditau.inputs import Inputs, inputs_from_table
 from ditau.ml.features import (
     JET_COLUMNS,
     EventArrays,
@@ -60,7 +56,7 @@ from ditau.ml.io import TrainedModel, load_model
 from ditau.ml.model import repeat_context
 from ditau.ml.shipped import shipped_model_path
 from ditau.ml.train import resolve_device
-from ditau.physics import M_TAU
+from ditau.physics import M_TAU, mass
 
 #: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver).
 EXTRA_COLUMNS: Final[tuple[str, ...]] = JET_COLUMNS
@@ -226,44 +222,6 @@ def predict(inputs: Inputs | Any, *, table: Any = None,
     tmm = tau_four_momenta(inp.vis_m[rows], pt[:, 3:])
     return Prediction(inp, rows, ev.reason, nu, pt, chosen, nu.std(axis=1), m_cand.std(axis=1),
                       mass(tp + tmm))
-
-
-def ml(inputs: Inputs | Any, *, table: Any = None,
-       model: str | os.PathLike[str] | TrainedModel | None = None, candidates: int = 10,
-       steps: int | None = None, sampler: str | None = None, point: str = "median",
-       seed: int = 0, device: str = "auto", batch_size: int = 4096) -> pa.Table:
-    """Reconstruct events with a trained model -> the method-output table.
-
-    ``inputs``: :class:`~ditau.baselines.common.Inputs` (then ``table``, the event table with
-    the jet columns, is needed) or the event table itself; ``model``: a model file, a
-    loaded :class:`~ditau.ml.io.TrainedModel`, or None for the shipped default model
-    (:mod:`ditau.ml.shipped`); ``candidates``: K samples per event;
-    ``steps``/``sampler``: sampler settings (default: the model's); ``point``: ``median``
-    (default) or ``constraint`` (module doc); ``seed``: noise seed (same seed, same output);
-    ``device``: ``auto``, ``cpu``, ``cuda``; ``batch_size``: events per body pass.
-    """
-    pred = predict(inputs, table=table, model=model, candidates=candidates, steps=steps,
-                   sampler=sampler, point=point, seed=seed, device=device,
-                   batch_size=batch_size)
-    inp, rows, k = pred.inputs, pred.rows, candidates
-    n = len(inp)
-    n_rows = np.ones(n, np.int64)
-    n_rows[rows] = k + 1
-    ev_of_row = np.repeat(np.arange(n), n_rows)
-    first = np.concatenate([[0], np.cumsum(n_rows)[:-1]])
-    candidate = (np.arange(len(ev_of_row)) - first[ev_of_row]).astype(np.int16)
-    nu_rows = np.full((len(ev_of_row), 6), np.nan)
-    pos = first[rows][:, None] + np.arange(k + 1)[None, :]  # (m, K+1) output rows
-    nu_rows[pos.ravel()] = np.concatenate([pred.point[:, None], pred.nu], axis=1).reshape(-1, 6)
-    ok = np.zeros(len(ev_of_row), bool)
-    ok[pos.ravel()] = True
-    status = np.where(ok, "ok", "failed").astype(object)
-    reason = np.where(ok, "", pred.reason[ev_of_row]).astype(object)
-    nu_safe = np.nan_to_num(nu_rows)
-    tau_p = tau_four_momenta(inp.vis_p[ev_of_row], nu_safe[:, :3])
-    tau_m = tau_four_momenta(inp.vis_m[ev_of_row], nu_safe[:, 3:])
-    return recon_table("ml", inp, tau_p, tau_m, status, reason, candidate=candidate,
-                       rows=ev_of_row)
 
 
 def candidate_spread(recon: Any) -> dict[str, NDArray[Any]]:

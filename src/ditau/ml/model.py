@@ -21,12 +21,12 @@ deterministic on CPU.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ditau.config import StageConfig
 from ditau.ml.features import N_COND, N_FEATURES, N_TARGETS, _wrap
 
 OBJECTIVES = ("fm", "diffusion")
@@ -34,7 +34,7 @@ FRAMES = ("canonical", "lab")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(StageConfig):
     """Architecture and sampling defaults of a model (stored in the model file).
 
     ``objective``: ``fm`` (conditional flow matching) or ``diffusion`` (v-prediction);
@@ -79,15 +79,7 @@ class ModelConfig:
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValueError(f"sample_steps must be >= 1, got {self.sample_steps}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
-        from ditau.yaml_config import check_fields
-
-        check_fields(cls, data, source)
-        return cls(**data)
+    config_name = "model config"
 
 
 def _mlp(d_in: int, hidden: int, d_out: int, dropout: float = 0.0) -> nn.Sequential:

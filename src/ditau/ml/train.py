@@ -37,7 +37,7 @@ import os
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ditau.config import StageConfig
 from ditau.ml.features import (
     CHANNELS,
     FEATURE_COLUMNS,
@@ -66,7 +67,6 @@ from ditau.ml.hashing import mix_seeds, uniform_hash
 from ditau.ml.io import ModelFileError, read_blob, save_model, write_blob
 from ditau.ml.model import ModelConfig, NeutrinoModel, count_parameters
 from ditau.schema import SchemaError, read_events, read_metadata
-from ditau.yaml_config import check_fields, load_mapping
 
 SELECTIONS = ("sr", "channels")
 OPTIMIZERS = ("adamw", "lion")
@@ -76,7 +76,7 @@ _SPLIT_SALT = 0x5D1A_7A0E_D17A_0001
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(StageConfig):
     """Everything a training run needs (defaults: a small CPU-friendly model).
 
     ``data``: Parquet event files with reco and truth columns; ``selection``: ``sr`` (events
@@ -88,6 +88,8 @@ class TrainConfig:
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``; ``threads``: CPU
     threads of torch (None: torch's default; on a loaded machine 1 is often fastest).
     """
+
+    config_name = "train config"
 
     data: list[str] = field(default_factory=list)
     out_dir: str = "ml-run"
@@ -149,28 +151,16 @@ class TrainConfig:
             if bad or not self.channels:
                 raise ValueError(f"channels: {bad or 'empty'} not among {list(CHANNELS)}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "train config") -> TrainConfig:
-        """A config from a mapping; unknown keys (also under ``model``) raise ValueError."""
-        check_fields(cls, data, source)
+    def _convert(cls, data: dict[str, Any], source: str) -> dict[str, Any]:
         d = dict(data)
         if "model" in d:
             if not isinstance(d["model"], dict):
                 raise ValueError(f"{source}: 'model' must be a mapping of ModelConfig fields")
             d["model"] = ModelConfig.from_dict(dict(d["model"]), source=f"{source}: model")
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{source}: {err}") from err
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> TrainConfig:
-        return cls.from_dict(load_mapping(path), source=str(path))
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return d
 
 
 # --------------------------------------------------------------------------------------------

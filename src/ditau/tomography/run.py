@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from ditau.baselines.run import run_on_table
+from ditau.reconstruct import run_on_table
 from ditau.schema import column_array, read_metadata
 from ditau.tomography.analysers import Analysers, from_reco, from_truth
 from ditau.tomography.calibration import (
@@ -363,7 +363,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
         settings = (method_settings or {}).get(method)
         rtab = None
         if recon and method in recon:
-            from ditau.baselines.common import read_recon
+            from ditau.reconstruct import read_recon
 
             rtab = read_recon(recon[method])
         elif method != "truth":

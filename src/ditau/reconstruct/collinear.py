@@ -8,14 +8,25 @@ plane the 2x2 system is singular and the method reports ``no_solution``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ditau.baselines.common import Inputs, recon_table
+from ditau.config import StageConfig
+from ditau.inputs import Inputs
+from ditau.reconstruct.output import recon_table
 
 #: |sin(dphi)| between the visible legs below which the system is considered singular.
 MIN_SIN_DPHI = 1e-3
+
+
+@dataclass(frozen=True)
+class CollinearSettings(StageConfig):
+    """Settings of the collinear approximation (it has none: the method is parameter-free)."""
+
+    config_name = "method collinear"
 
 
 def collinear_x(inputs: Inputs) -> tuple[NDArray[np.float64], NDArray[np.float64],

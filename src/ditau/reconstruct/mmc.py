@@ -9,7 +9,7 @@ the MET along the axes of its error ellipse (from the event's MET covariance). F
 point the neutrino momenta follow analytically (:func:`solve_leg`: pT from the MET and both
 azimuths, pz from the tau-mass constraint, up to two roots per leg), and each combination of
 roots is weighted by P = P_MET * P_theta(leg 1) * P_theta(leg 2) with the ATLAS 2012 angle
-pdfs (:mod:`ditau.baselines.mmc_pdfs`).
+pdfs (:mod:`ditau.reconstruct.mmc_pdfs`).
 
 Sampling (deterministic for a given seed, independent of threads and of batch composition):
 stratified importance sampling, not a Markov chain. Each neutrino azimuth is written as
@@ -59,7 +59,7 @@ Estimators (documented choice):
   is therefore close to, not equal to, the MLM mass, which is what ``rec_m_tautau`` holds.)
 
 Status: ``no_solution`` when no point of the scan has a solution; ``failed`` for bad inputs
-(from :class:`~ditau.baselines.common.Inputs`).
+(from :class:`~ditau.reconstruct.output.Inputs`).
 
 Not implemented (ATLAS options off here): the tau-energy scan, the P_ratio ("TauProbability")
 and m_nunu probability terms, the MHT-based MET tunes and the tail clean-up (off in ATLAS for
@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -77,9 +78,11 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ditau.baselines.common import Inputs, recon_table
-from ditau.baselines.mmc_pdfs import ATLAS2012, MODE_KIND, angle_pdf_table, param_table
+from ditau.config import StageConfig
+from ditau.inputs import Inputs
 from ditau.physics import M_TAU
+from ditau.reconstruct.mmc_pdfs import ATLAS2012, MODE_KIND, angle_pdf_table, param_table
+from ditau.reconstruct.output import recon_table
 
 #: Half-width of the neutrino azimuth window around the visible azimuth (DiTauMassTools
 #: m_dRmax_tau = 0.4).
@@ -553,6 +556,34 @@ def _pdf_coef(pdfs: str | NDArray[np.float64]) -> NDArray[np.float64]:
     return coef
 
 
+@dataclass(frozen=True)
+class MMCSettings(StageConfig):
+    """Settings of :func:`mmc` (meanings in its docstring)."""
+
+    config_name = "method mmc"
+
+    n_phi: int = DEFAULT_N_PHI
+    n_met: int = DEFAULT_N_MET
+    n_mnu: int = DEFAULT_N_MNU
+    seed: int = 0
+    pdfs: Any = "atlas2012"
+    dphi: float = DPHI
+    smooth: float = DEFAULT_SMOOTH
+    phi_power: float = DEFAULT_PHI_POWER
+
+    def __post_init__(self) -> None:
+        for name in ("n_phi", "n_met", "n_mnu"):
+            val = getattr(self, name)
+            if not isinstance(val, int | np.integer) or int(val) < 1:
+                raise ValueError(f"mmc: {name} must be an integer >= 1, got {val!r}")
+        if not self.phi_power >= 1.0:
+            raise ValueError(f"mmc: phi_power must be >= 1, got {self.phi_power}")
+        if not 0.0 < self.dphi <= math.pi:
+            raise ValueError(f"mmc: dphi must be in (0, pi], got {self.dphi}")
+        if not self.smooth >= 0.0:
+            raise ValueError(f"mmc: smooth must be >= 0, got {self.smooth}")
+
+
 def mmc(inputs: Inputs, *, n_phi: int = DEFAULT_N_PHI, n_met: int = DEFAULT_N_MET,
         n_mnu: int = DEFAULT_N_MNU, seed: int = 0,
         pdfs: str | NDArray[np.float64] = "atlas2012", dphi: float = DPHI,
@@ -565,20 +596,12 @@ def mmc(inputs: Inputs, *, n_phi: int = DEFAULT_N_PHI, n_met: int = DEFAULT_N_ME
     ``n_phi`` x ``n_phi`` azimuth cells x ``n_met`` MET samples (x ``n_mnu`` per leptonic
     leg). ``seed``: random-number seed (results are reproducible and do not depend on the
     batch or the number of threads); ``pdfs``: ``"atlas2012"`` or a (3, 6, 5) coefficient
-    array (:func:`ditau.baselines.mmc_pdfs.fit_pdfs`); ``dphi``: half-width of the azimuth
+    array (:func:`ditau.reconstruct.mmc_pdfs.fit_pdfs`); ``dphi``: half-width of the azimuth
     window; ``smooth``: Gaussian smoothing (GeV) of the m_tautau histogram before the MLM peak
     search (0 = the ATLAS raw histogram). ``rec_m_tautau`` is the MLM mass, the tau momenta
     the weighted mean of the solutions in the MLM peak window.
     """
-    for name, val in (("n_phi", n_phi), ("n_met", n_met), ("n_mnu", n_mnu)):
-        if int(val) < 1:
-            raise ValueError(f"mmc: {name} must be >= 1, got {val}")
-    if not phi_power >= 1.0:
-        raise ValueError(f"mmc: phi_power must be >= 1, got {phi_power}")
-    if not 0.0 < dphi <= math.pi:
-        raise ValueError(f"mmc: dphi must be in (0, pi], got {dphi}")
-    if not smooth >= 0.0:
-        raise ValueError(f"mmc: smooth must be >= 0, got {smooth}")
+    MMCSettings(n_phi, n_met, n_mnu, seed, pdfs, dphi, smooth, phi_power)  # validates
     coef = _pdf_coef(pdfs)
     table = _TABLES.get(id(coef)) if coef is ATLAS2012 else None
     if table is None:

@@ -10,7 +10,7 @@ shared/reference/baselines.md §2.
 Kinds (index of :data:`KINDS`): 0 leptonic (e, mu), 1 one-prong hadronic (pi, rho),
 2 three-prong hadronic (not produced by this project's detector, kept for completeness).
 
-Everything scalar is a numba function so the MMC scan (``ditau.baselines.mmc``) can call it in
+Everything scalar is a numba function so the MMC scan (``ditau.reconstruct.mmc``) can call it in
 compiled code; the numpy-facing wrappers (:func:`landau_pdf`, :func:`angle_pdf_params`,
 :func:`angle_pdf`) are for tests and studies. :func:`fit_pdfs` refits the same functional
 forms on this project's simulation.

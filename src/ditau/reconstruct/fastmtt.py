@@ -38,14 +38,17 @@ import concurrent.futures as cf
 import math
 import multiprocessing as mp
 import os
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ditau.baselines.common import Inputs, mass, recon_table
-from ditau.physics import M_PI, M_TAU
+from ditau.config import StageConfig
+from ditau.inputs import Inputs
+from ditau.physics import M_PI, M_TAU, mass
+from ditau.reconstruct.output import recon_table
 
 #: |P| (GeV) of a di-tau momentum component below which its p_T term is zero (FastMTT.cc).
 MIN_PT_COMPONENT = 0.5
@@ -339,6 +342,29 @@ def _scan(l1: NDArray[np.float64], l2: NDArray[np.float64], *rest: object,
     return x1, x2
 
 
+@dataclass(frozen=True)
+class FastMTTSettings(StageConfig):
+    """Settings of :func:`fastmtt` (defaults: CMS FastMTT master; meanings in its docstring)."""
+
+    config_name = "method fastmtt"
+
+    grid: int = 100
+    mass_power: float = 6.0
+    mass_scale: float = 1.0 / 1.15
+    pt_terms: bool = True
+    mass_correction: bool = True
+    pt_fallback: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, int) or self.grid < 2:
+            raise ValueError(f"fastmtt: grid must be an integer >= 2, got {self.grid!r}")
+        if not self.mass_scale > 0:
+            raise ValueError(f"fastmtt: mass_scale must be positive, got {self.mass_scale!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"fastmtt: threads must be a positive integer, got {self.threads!r}")
+
+
 def fastmtt(inputs: Inputs, grid: int = 100, *, mass_power: float = 6.0,
             mass_scale: float = 1.0 / 1.15, pt_terms: bool = True,
             mass_correction: bool = True, pt_fallback: bool = True,
@@ -355,8 +381,8 @@ def fastmtt(inputs: Inputs, grid: int = 100, *, mass_power: float = 6.0,
     1.03 / 0.98 as CMS does; ``threads``: threads over events (default
     :func:`default_threads`).
     """
-    if grid < 2:
-        raise ValueError(f"fastmtt: grid must be >= 2, got {grid}")
+    FastMTTSettings(grid, mass_power, mass_scale, pt_terms, mass_correction, pt_fallback,
+                    threads)  # validates
     lep_p = np.isin(inputs.mode_p, LEPTONIC)
     lep_m = np.isin(inputs.mode_m, LEPTONIC)
     pt_p = np.hypot(inputs.vis_p[:, 0], inputs.vis_p[:, 1])

@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from ditau.baselines.reconstruct_cli import reconstruct_command
-from ditau.detector.delphes_cli import import_delphes_command
-from ditau.evaluate.evaluate_cli import evaluate_command
+from ditau.cli.delphes import import_delphes_command
+from ditau.cli.evaluate import evaluate_command
+from ditau.cli.plots import plot_inputs_command
+from ditau.cli.reconstruct import reconstruct_command
+from ditau.cli.tomography import tomography_command
 from ditau.generate.config import ConfigError, GenerateConfig
 from ditau.generate.runner import GenerationError
-from ditau.plots_cli import plot_inputs_command
 from ditau.schema import SchemaError
-from ditau.tomography.tomography_cli import tomography_command
 
 app = typer.Typer(
     name="ditau",

@@ -1,4 +1,4 @@
-"""``ditau reconstruct``: CLI over :func:`~ditau.baselines.run.reconstruct`.
+"""``ditau reconstruct``: CLI over :func:`~ditau.reconstruct.runner.reconstruct`.
 
 Registered in :mod:`ditau.cli` with ``app.command("reconstruct")(reconstruct_command)``.
 """
@@ -35,7 +35,7 @@ def reconstruct_command(
     """Reconstruct the tau momenta and m_tautau of every event with a classical method
     (collinear approximation, CMS FastMTT, ATLAS MMC) or a trained ML model (ml: candidate 0
     is the point estimate, 1..K the sampled candidates) -> one method-output file."""
-    from ditau.baselines.run import reconstruct
+    from ditau.reconstruct import reconstruct
 
     settings: dict[str, object] = {}
     for key, val in (("model", None if model is None else str(model)),

@@ -1,0 +1,185 @@
+"""The ``reconstruct`` stage: run one registered method over an event file, in chunks.
+
+Reads the input file in chunks of the columns the method needs, runs the method on each chunk
+(:func:`ditau.stage.run_chunked`: this process, local processes, or a Dask cluster) and writes
+one method-output file with the rows in input order, so the output does not depend on the chunk
+size, the number of workers or the back-end. The input may be a ditau event file or any Parquet
+file (or ROOT TTree) that has the input columns, with ``column_map`` renaming the user's
+columns to the schema's names.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ditau.config import StageConfig
+from ditau.inputs import INPUT_COLUMNS
+from ditau.reconstruct.method import Batch, Method, make_method
+from ditau.reconstruct.output import recon_schema
+from ditau.schema import RECO_STATUS, SchemaError, check_writable, read_metadata
+from ditau.stage import read_chunks, run_chunked
+
+
+@dataclass
+class ReconstructSummary:
+    """What :func:`reconstruct` did."""
+
+    path: Path
+    method: str
+    events: int
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+def run_on_table(method: str | Method, table: pa.Table,
+                 settings: StageConfig | Mapping[str, Any] | None = None,
+                 source: str = "table") -> pa.Table:
+    """The method-output table of ``method`` (a name, with ``settings``, or a built
+    :class:`~ditau.reconstruct.method.Method`) run in this process on the event table
+    ``table`` (INPUT_COLUMNS plus the method's columns)."""
+    m = make_method(method, settings) if isinstance(method, str) else method
+    if table.num_rows == 0:
+        return recon_schema().empty_table()
+    return m(Batch.from_table(table, source=source))
+
+
+def _chunk(table: pa.Table, method: Method, only_sr: bool, source: str) -> pa.Table:
+    if only_sr:
+        table = table.filter(table["in_sr"]).drop_columns(["in_sr"])
+    return run_on_table(method, table, source=source)
+
+
+def _input_names(inp: Path, tree: str | None) -> tuple[list[str], int, dict[str, Any]]:
+    """Column names, row count and ditau metadata ({} for a foreign file) of the input."""
+    if inp.suffix == ".root":
+        import uproot
+
+        with uproot.open(inp) as f:
+            keys = [k.split(";")[0] for k, cls in f.classnames().items() if cls == "TTree"]
+            name = tree or (keys[0] if len(keys) == 1 else None)
+            if name is None:
+                raise SchemaError(f"{inp}: {len(keys)} TTrees ({', '.join(keys) or 'none'}); "
+                                  "name one with --tree")
+            t = f[name]
+            return list(t.keys()), int(t.num_entries), {"tree": name}
+    try:
+        meta = read_metadata(inp)
+    except SchemaError as err:
+        if "no ditau metadata" not in str(err):
+            raise
+        meta = {}
+    pf = pq.ParquetFile(inp)
+    return pf.schema_arrow.names, pf.metadata.num_rows, meta
+
+
+def _root_chunks(inp: Path, tree: str, columns: list[str], chunk: int) -> Iterator[pa.Table]:
+    import awkward as ak
+    import uproot
+
+    with uproot.open(inp) as f:
+        for arrays in f[tree].iterate(columns, step_size=chunk, library="ak"):
+            yield ak.to_arrow_table(arrays, extensionarray=False)
+
+
+def _renamed(chunks: Iterator[pa.Table], rename: dict[str, str]) -> Iterator[pa.Table]:
+    for t in chunks:
+        yield t.rename_columns([rename.get(c, c) for c in t.column_names])
+
+
+def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
+                chunk: int = 20000, workers: int = 1, only_sr: bool = False,
+                progress: bool = True, scheduler: str | Any | None = None,
+                column_map: Mapping[str, str] | None = None, tree: str | None = None,
+                **settings: Any) -> ReconstructSummary:
+    """Run ``method`` (``collinear``, ``fastmtt``, ``mmc``, ``ml``) on every event of ``inp_path``
+    (only signal-region events with ``only_sr``) and write the method-output file ``out_path``.
+
+    ``inp_path``: a ditau event file, or any Parquet file / ROOT TTree (``tree``) with the
+    input columns (:data:`~ditau.inputs.INPUT_COLUMNS` plus the method's);
+    ``column_map``: schema name -> the file's column name, for files that name them otherwise.
+    ``chunk``: events per chunk; ``workers``: local processes; ``scheduler``: a Dask scheduler
+    address or client (overrides ``workers``); ``settings``: the method's settings (its settings
+    dataclass fields), recorded in the file's metadata with the input path and the number of
+    rows per status. Raises SchemaError naming the missing columns, ValueError for bad
+    settings.
+    """
+    inp = Path(inp_path)
+    if not inp.exists():
+        raise FileNotFoundError(f"{inp}: no such file")
+    m = make_method(method, settings)
+    names, n_in, meta_in = _input_names(inp, tree)
+    rename = {v: k for k, v in (column_map or {}).items()}  # file name -> schema name
+    unknown = [v for v in rename if v not in names]
+    if unknown:
+        raise SchemaError(f"{inp}: --columns names column(s) {unknown} that the file does not "
+                          "have")
+    needed = list(INPUT_COLUMNS) + list(m.columns) + (["in_sr"] if only_sr else [])
+    available = {rename.get(c, c) for c in names}
+    missing = [c for c in needed if c not in available]
+    if missing:
+        hint = ("run 'ditau detector' first" if meta_in.get("stage") else
+                "map your column names with --columns SCHEMA=YOURS (ditau schema lists them)")
+        raise SchemaError(f"{inp}: missing column(s) {missing[:8]}"
+                          f"{' ...' if len(missing) > 8 else ''} needed by method {method}; "
+                          f"{hint}")
+    back = {rename.get(c, c): c for c in names}  # schema name -> file name
+    file_cols = [back[c] for c in needed]
+    out = check_writable(out_path)
+    if inp.suffix == ".root":
+        chunks: Iterator[pa.Table] = _root_chunks(inp, meta_in["tree"], file_cols, chunk)
+    else:
+        chunks = read_chunks(inp, file_cols, chunk)
+    chunks = _renamed(chunks, rename) if rename else chunks
+    start = time.perf_counter()
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    n_events = n_rows = 0
+
+    def count(t: pa.Table) -> None:
+        # one row per event with candidate 0 (the point estimate); methods that sample (ml)
+        # add rows 1..K per event: events and status counts are those of the candidate-0 rows
+        nonlocal n_events, n_rows
+        first = t.filter(pc.equal(t["candidate"], 0))
+        status = first["rec_status"].to_numpy(zero_copy_only=False)
+        counts.update({s: int(np.sum(status == s)) for s in RECO_STATUS})
+        not_ok = first.filter(pc.not_equal(first["rec_status"], "ok"))
+        reasons.update(not_ok["rec_reason"].to_pylist())
+        n_events += first.num_rows
+        n_rows += t.num_rows
+
+    metadata = {
+        "stage": "reconstruct",
+        "method": method,
+        "settings": m.settings.to_dict(),
+        "input": str(inp),
+        "input_stage": meta_in.get("stage"),
+        "input_rows": n_in,
+        "column_map": dict(column_map or {}),
+        "only_sr": only_sr,
+    }
+    run_chunked(inp, out, functools.partial(_chunk, method=m, only_sr=only_sr, source=str(inp)),
+                columns=file_cols, schema=recon_schema(), metadata=metadata,
+                require=("method",), chunk=chunk, workers=workers, scheduler=scheduler,
+                progress=progress, desc=f"reconstruct {method}", on_chunk=count,
+                final_metadata=lambda: {
+                    "n_events": n_events, "n_rows": n_rows,
+                    "status_counts": {s: counts[s] for s in RECO_STATUS},
+                    "reason_counts": dict(reasons.most_common(20))},
+                chunks=chunks, total=n_in)
+    return ReconstructSummary(out, method, n_events, time.perf_counter() - start,
+                              {s: counts[s] for s in RECO_STATUS})
