@@ -8,9 +8,11 @@ EVENTS is a detector-level signal file (``ditau detector``, several seeds joined
 
 1. events/s of each method in-process with its default settings (signal-region events
    replicated up to --speed-events), next to the issue's targets (MMC 2 000, FastMTT 5 000);
-2. the MMC budget study: the default budget and 2x, 4x, 16x (n_met scaled) on the first
-   --budget-events events: per-event median |delta m|/m against 16x, and the m_tautau and
-   tau+ p_x resolution (HWHM, with a bootstrap error) at each budget;
+2. the MMC budget study: fixed budgets 1x, 2x, 4x, 16x (n_met scaled, one round) and the
+   adaptive default on the first --budget-events events: per-event median |delta m|/m against
+   16x, and the m_tautau and tau+ p_x resolution (HWHM, with a bootstrap error) at each
+   budget; then the convergence figure: median |delta m|/m of the default (adaptive) and of
+   the fixed 1x budget against 16x in bins of |dphi| of the visible legs;
 3. ``ditau reconstruct`` (driver, 2 workers) for collinear / FastMTT / MMC on every
    signal-region event, then ``ditau evaluate``: the per-channel HWHM tables with the
    reference's MMC column. Written to --out (default: a temporary directory).
@@ -19,6 +21,7 @@ EVENTS is a detector-level signal file (``ditau detector``, several seeds joined
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +35,7 @@ from ditau.evaluate.hwhm import hwhm
 from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table, reconstruct
 from ditau.reconstruct.collinear import collinear
 from ditau.reconstruct.fastmtt import fastmtt
-from ditau.reconstruct.mmc import DEFAULT_N_MET, mmc
+from ditau.reconstruct.mmc import DEFAULT_N_MET, LAST_RUN, mmc
 from ditau.schema import group_columns
 from machine import describe_machine  # benchmarks/machine.py
 
@@ -80,28 +83,54 @@ def _boot_hwhm(x: np.ndarray, n_boot: int = 200, seed: int = 1) -> tuple[float, 
 def budget(t: pa.Table, path: Path, n: int) -> None:
     t = t.slice(0, n)
     inp = inputs_from_table(t)
-    truth = pq.read_table(path, columns=["event_id", "m_tautau", "tau_px_p"]).to_pandas()
-    truth = truth.set_index("event_id").loc[inp.event_id]
-    factors = (1, 2, 4, 16)
+    tt = pq.read_table(path, columns=["event_id", "m_tautau", "tau_px_p"])
+    ids = tt["event_id"].to_numpy()
+    row = np.searchsorted(ids, inp.event_id, sorter=np.argsort(ids))
+    row = np.argsort(ids)[row]
+    true_m = tt["m_tautau"].to_numpy()[row]
+    true_px = tt["tau_px_p"].to_numpy()[row]
     runs = {}
     print(f"\n2. MMC sampling budget, {len(inp)} signal-region events "
-          f"(n_met = {DEFAULT_N_MET} x factor)")
-    for f in factors:
+          f"(n_met = {DEFAULT_N_MET} x factor, one round; 'adaptive' = the default)")
+    for f in (1, 2, 4, 16, "adaptive"):
+        kw = {} if f == "adaptive" else {"n_met": DEFAULT_N_MET * int(f), "max_rounds": 1}
         t0 = time.perf_counter()
-        res = mmc(inp, n_met=DEFAULT_N_MET * f)
+        res = mmc(inp, **kw)
         dt = time.perf_counter() - t0
         runs[f] = (res["rec_m_tautau"].to_numpy(), res["rec_tau_px_p"].to_numpy(), dt)
+        if f == "adaptive":
+            rounds = float(np.mean(LAST_RUN["rounds"][LAST_RUN["todo"]]))
     ref = runs[16][0]
-    print("   budget  events/s  median|dm|/m vs 16x  q90      HWHM dm/m (%)     HWHM dpx+/px+ (%)")
-    for f in factors:
-        m, px, dt = runs[f]
+    print("   budget    events/s  median|dm|/m vs 16x  q90      HWHM dm/m (%)     "
+          "HWHM dpx+/px+ (%)")
+    for f, (m, px, dt) in runs.items():
         ok = np.isfinite(m) & np.isfinite(ref)
         d = np.abs(m[ok] - ref[ok]) / ref[ok]
-        hm, em = _boot_hwhm((m[ok] - truth.m_tautau.values[ok]) / truth.m_tautau.values[ok])
-        tp = truth.tau_px_p.values[ok]
+        hm, em = _boot_hwhm((m[ok] - true_m[ok]) / true_m[ok])
+        tp = true_px[ok]
         hp, ep = _boot_hwhm((px[ok] - tp) / tp)
-        print(f"   x{f:<5d} {len(inp) / dt:9.0f}  {np.median(d):19.4f}  {np.quantile(d, 0.9):.3f}"
-              f"   {100 * hm:6.2f} +- {100 * em:4.2f}    {100 * hp:6.2f} +- {100 * ep:4.2f}")
+        label = f"x{f}" if f != "adaptive" else "adaptive"
+        print(f"   {label:8s} {len(inp) / dt:9.0f}  {np.median(d):19.4f}  "
+              f"{np.quantile(d, 0.9):.3f}   {100 * hm:6.2f} +- {100 * em:4.2f}    "
+              f"{100 * hp:6.2f} +- {100 * ep:4.2f}")
+    print(f"   adaptive: {rounds:.2f} rounds per event on average")
+    # convergence figure: default vs 16x in |dphi| bins
+    dphi = np.abs(np.angle(np.exp(1j * (np.arctan2(inp.vis_p[:, 1], inp.vis_p[:, 0])
+                                        - np.arctan2(inp.vis_m[:, 1], inp.vis_m[:, 0])))))
+    edges = (0.0, 2.0, 2.5, 2.8, 3.0, np.pi + 1e-9)
+    print("\n   convergence: median |dm|/m vs 16x (%) per |dphi| bin (events)")
+    print("   |dphi|       " + "  ".join(f"[{lo:.1f},{hi:.1f})" for lo, hi in
+                                       itertools.pairwise(edges)))
+    for f in (1, "adaptive"):
+        m = runs[f][0]
+        cells = []
+        for lo, hi in itertools.pairwise(edges):
+            sel = np.isfinite(m) & np.isfinite(ref) & (dphi >= lo) & (dphi < hi)
+            med = 100 * np.median(np.abs(m[sel] - ref[sel]) / ref[sel]) if sel.any() \
+                else float("nan")
+            cells.append(f"{med:4.1f} ({sel.sum():4d})")
+        label = "fixed 1x" if f == 1 else "adaptive"
+        print(f"   {label:12s} " + "  ".join(cells))
 
 
 def table(path: Path, out: Path) -> None:

@@ -36,10 +36,11 @@ import torch
 
 from ditau.evaluate.hwhm import half_max
 from ditau.evaluate.resolution import TRUTH_COLUMNS, residuals, resolution_table
-from ditau.ml.features import CHANNELS, JET_COLUMNS, TARGETS
+from ditau.ml.features import JET_COLUMNS, TARGETS
 from ditau.ml.infer import predict, resolve_model, tau_four_momenta
 from ditau.ml.model import count_parameters
-from ditau.physics import M_TAU, mass
+from ditau.physics import ANALYSIS_CHANNELS, M_TAU, mass
+from ditau.physics import pt as pt_of
 from ditau.reconstruct import INPUT_COLUMNS, get_method, inputs_from_table
 from ditau.reconstruct.ml import ml
 from machine import describe_machine  # benchmarks/machine.py
@@ -57,7 +58,7 @@ def read_table(path: Path, all_events: bool, max_events: int | None) -> pa.Table
                   | set(TARGETS) | {"reco_channel", "in_sr", "tau_e_p", "tau_e_m"})
     t = pq.read_table(path, columns=cols)
     ch = np.asarray(t["reco_channel"].to_pylist())
-    keep = np.isin(ch, CHANNELS)
+    keep = np.isin(ch, ANALYSIS_CHANNELS)
     if not all_events:
         keep &= t["in_sr"].to_numpy(zero_copy_only=False)
     t = t.filter(pa.array(keep))
@@ -94,7 +95,7 @@ def varied(t: pa.Table, kind: str) -> pa.Table:
     mx, my = t["met_x"].to_numpy(), t["met_y"].to_numpy()
     if kind in ("met+1", "met-1"):
         shift = 1.0 if kind == "met+1" else -1.0
-        met = np.hypot(mx, my)
+        met = pt_of(mx, my)
         f = np.where(met > 0, (met + shift) / np.where(met > 0, met, 1.0), 1.0)
         d["met_x"], d["met_y"] = pa.array(mx * f), pa.array(my * f)  # |MET| -> |MET| +- 1 GeV
     elif kind == "scale+3%":

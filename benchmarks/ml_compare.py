@@ -30,10 +30,11 @@ import torch
 
 from ditau.evaluate.hwhm import half_max
 from ditau.evaluate.resolution import residuals
-from ditau.ml.features import CHANNELS, TARGETS
+from ditau.ml.features import TARGETS
 from ditau.ml.generative import head_evaluations
 from ditau.ml.infer import predict, resolve_model
 from ditau.ml.model import count_parameters
+from ditau.physics import REFERENCE_ORDER
 from ditau.reconstruct import inputs_from_table
 from ditau.reconstruct.ml import ml
 from machine import describe_machine  # benchmarks/machine.py
@@ -92,7 +93,7 @@ def main() -> None:
     for name, tm in loaded.items():
         rec = ml(inp, table=t, model=tm, candidates=args.candidates, seed=args.seed)
         per_model[name] = residuals(t, rec)
-    for ch in CHANNELS:
+    for ch in REFERENCE_ORDER:
         cells = []
         for name, res in per_model.items():
             chans = loaded[name].data.get("channels")

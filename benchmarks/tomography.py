@@ -2,18 +2,21 @@
 
     python benchmarks/tomography.py --truth GEN.parquet            # part 1 only
     python benchmarks/tomography.py [--truth GEN.parquet] --events RECO.parquet \\
-        [--recon METHOD=FILE ...] [--variation NAME=FILE ...] [--background FILE ...] \\
-        [--model ML_MODEL] [--candidates 10] [--nu-sampling 10] [--out DIR]
+        [--recon METHOD=FILE ...] [--variation NAME=FILE ...] \\
+        [--variation-recon VARIATION:METHOD=FILE ...] [--background FILE ...] \\
+        [--model ML_MODEL] [--candidates 10] [--nu-sampling 10] [--workdir DIR] [--out DIR]
 
 1. Truth level (GEN: a generated signal file, all produced events, generated taus, rho
    optimal polarimeter, events weighted by (kappa+ kappa-)^2): diag(C) and B_k in bins of
    |cos Theta| against the LO expectation averaged over the same events, and the inclusive
    concurrence, m12 and D against tomography.md's LO table.
-2. With RECO (a detector-level signal file): ``run_tomography`` for truth taus, collinear,
-   FastMTT, MMC and ML (--model, default the shipped model; on the variation files it runs
-   in-process with --candidates; --nu-sampling re-runs with other noise seeds give the
-   neutrino-sampling uncertainty): calibrated C with its closure on the independent half,
-   systematics and the expected significance at 140 fb^-1 (summary.md + significance.png in --out).
+2. With RECO (a detector-level signal file): the reconstruct stage for every method without
+   a --recon file (ML: --model, default the shipped model, --candidates), for every variation
+   and method without a --variation-recon file, and ML with --nu-sampling other noise seeds
+   (7919 r, r = 1..N: the neutrino-sampling uncertainty), into --workdir; then
+   ``run_tomography`` on those method outputs for truth taus, collinear, FastMTT, MMC and ML:
+   calibrated C with its closure on the independent half, systematics and the expected
+   significance at 140 fb^-1 (summary.md + significance.png in --out).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from ditau.reconstruct import reconstruct
 from ditau.schema import read_events
 from ditau.tomography import from_truth, lo_expectation, lo_inclusive, measure, quantum_observables
 from ditau.tomography.report import to_markdown, write_report
@@ -75,12 +79,18 @@ def main() -> None:
     ap.add_argument("--variation", action="append", default=[])
     ap.add_argument("--background", action="append", default=[])
     ap.add_argument("--recon", action="append", default=[], help="METHOD=FILE")
+    ap.add_argument("--variation-recon", action="append", default=[],
+                    help="VARIATION:METHOD=FILE (else the method is run on the variation)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="where the method outputs made here go [default: a temporary folder]")
+    ap.add_argument("--workers", type=int, default=1, help="reconstruct-stage processes")
     ap.add_argument("--boot", type=int, default=10)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--reference-yields", action="store_true")
     ap.add_argument("--model", default=None, help="ML model file [default: shipped]")
     ap.add_argument("--candidates", type=int, default=10)
-    ap.add_argument("--nu-sampling", type=int, default=5)
+    ap.add_argument("--nu-sampling", type=int, default=5,
+                    help="ML re-runs with other noise seeds (0: none)")
     ap.add_argument("--rho", default="polarimeter", choices=("visible", "polarimeter"),
                     help="rho analyser at detector level")
     ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
@@ -94,18 +104,46 @@ def main() -> None:
         return
     ml_settings = {"candidates": args.candidates,
                    **({"model": args.model} if args.model else {})}
+    methods = tuple(args.methods.split(","))
     variations = dict(v.split("=", 1) for v in args.variation)
     recon = dict(v.split("=", 1) for v in args.recon)
+    variation_recon: dict[str, dict[str, str]] = {}
+    for v in args.variation_recon:
+        key, path = v.split("=", 1)
+        var, method = key.split(":", 1)
+        variation_recon.setdefault(var, {})[method] = path
     t0 = time.perf_counter()
-    res = run_tomography(args.events, methods=tuple(args.methods.split(",")), rho=args.rho,
-                         recon=recon, variations=variations,
-                         method_settings={"ml": ml_settings}, nu_sampling=args.nu_sampling,
-                         candidate_average=args.candidate_average,
-                         backgrounds=args.background, n_boot=args.boot,
-                         reference_yields=args.reference_yields,
-                         progress=lambda m: print(f"   {m} ({time.perf_counter() - t0:.0f} s)"))
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+
+        def make(inp: str | Path, name: str, method: str, **extra: object) -> str:
+            # the reconstruct stage (this driver runs it; the tomography only reads its output)
+            settings = {**(ml_settings if method == "ml" else {}), **extra}
+            rs = reconstruct(inp, work / f"{name}.parquet", method, only_sr=True,
+                             workers=args.workers, progress=False, **settings)
+            print(f"   reconstruct {name}: {rs.events} events in {rs.seconds:.0f} s")
+            return str(rs.path)
+
+        for m in methods:
+            if m != "truth" and m not in recon:
+                recon[m] = make(args.events, f"recon_{m}", m)
+        for var, vpath in variations.items():
+            per = variation_recon.setdefault(var, {})
+            for m in recon:
+                if m not in per:
+                    per[m] = make(vpath, f"recon_{m}_{var}", m)
+        nu = {}
+        if "ml" in recon and args.nu_sampling > 0:
+            nu["ml"] = [make(args.events, f"recon_ml_seed{7919 * r}", "ml", seed=7919 * r)
+                        for r in range(1, args.nu_sampling + 1)]
+        res = run_tomography(args.events, methods=methods, rho=args.rho, recon=recon,
+                             variations=variations, variation_recon=variation_recon,
+                             nu_sampling_recon=nu, candidate_average=args.candidate_average,
+                             backgrounds=args.background, n_boot=args.boot,
+                             reference_yields=args.reference_yields,
+                             progress=lambda m: print(f"   {m} ({time.perf_counter() - t0:.0f} s)"))
+        out = args.out or Path(tmp) / "report"
         write_report(res, out)
         print(f"\n2. tomography on {args.events} ({res.seconds:.0f} s)\n")
         print(to_markdown(res))

@@ -10,7 +10,7 @@ import pytest
 
 from ditau.physics import M_TAU, M_Z, mass
 from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table
-from ditau.reconstruct.collinear import collinear, collinear_x
+from ditau.reconstruct.collinear import collinear, collinear_inv_x_unc, collinear_x
 from ditau.reconstruct.fastmtt import fastmtt
 
 VIS_MASS = {"pi": 0.13957, "rho": 0.775, "e": 0.000511, "mu": 0.10566}
@@ -81,7 +81,7 @@ def test_recovers_taus_and_mass_of_exactly_collinear_decays():
     x1, x2, _ = collinear_x(inp)
     assert np.allclose(x1, xs[0], rtol=1e-9)
     assert np.allclose(x2, xs[1], rtol=1e-9)
-    t = collinear(inp)
+    t = collinear(inp, max_inv_x_unc=None)  # exact inputs: no event is flagged as undetermined
     assert set(col(t, "rec_status")) == {"ok"}
     assert np.allclose(taus_of(t, "p"), taus[0], rtol=1e-9, atol=1e-9)
     assert np.allclose(taus_of(t, "m"), taus[1], rtol=1e-9, atol=1e-9)
@@ -93,7 +93,7 @@ def test_recovers_taus_and_mass_of_exactly_collinear_decays():
 def test_mass_is_m_vis_over_sqrt_x1_x2_for_massless_legs():
     d, _, xs = ztautau_events(200, seed=3, exact=True, m_tau=0.0)
     inp = inputs_from_table(d)
-    t = collinear(inp)
+    t = collinear(inp, max_inv_x_unc=None)
     m_vis = mass(inp.vis_p + inp.vis_m)
     # m_coll = m_vis / sqrt(x1 x2) (baselines.md §1)
     assert np.allclose(col(t, "rec_m_tautau"), m_vis / np.sqrt(xs[0] * xs[1]), rtol=1e-9)
@@ -113,7 +113,7 @@ def test_back_to_back_legs_have_no_solution_but_fastmtt_answers():
     d["met_y"][2] = 12.0 * np.sin(phi) - 0.3
     d["met_cov_xx"][:] = d["met_cov_yy"][:] = 50.0
     inp = inputs_from_table(d)
-    t = collinear(inp)
+    t = collinear(inp, max_inv_x_unc=None)  # the |sin dphi| check alone
     status = list(col(t, "rec_status"))
     assert status[2] == "no_solution"
     assert col(t, "rec_reason")[2].startswith("back-to-back legs")
@@ -129,7 +129,7 @@ def test_unphysical_x_is_no_solution_with_the_reason():
     d["met_x"][1], d["met_y"][1] = -d["met_x"][1] * 3, -d["met_y"][1] * 3  # x > 1 somewhere
     inp = inputs_from_table(d)
     x1, _, _ = collinear_x(inp)
-    t = collinear(inp)
+    t = collinear(inp, max_inv_x_unc=None)
     assert col(t, "rec_status")[1] == "no_solution"
     which = "x1" if not 0 < x1[1] <= 1 else "x2"
     assert col(t, "rec_reason")[1] == f"{which} outside (0, 1]"
@@ -138,7 +138,6 @@ def test_unphysical_x_is_no_solution_with_the_reason():
 
 @pytest.mark.parametrize(("column", "value", "reason"), [
     ("met_x", np.nan, "MET is not finite"),
-    ("met_cov_yy", -1.0, "MET covariance"),
     ("reco_mode_m", "other", "tau- leg: decay mode"),
     ("reco_chg_px_p", 0.0, "tau+ leg: visible momentum missing or zero pT"),
 ])
@@ -155,3 +154,89 @@ def test_bad_inputs_fail_without_touching_other_events(column, value, reason):
     keep = [0, 1, 2, 4]
     assert np.array_equal(col(t, "rec_m_tautau")[keep], col(ref, "rec_m_tautau")[keep])
     assert list(col(t, "rec_status")[keep]) == ["ok"] * 4
+
+
+def _pipi_event_at_sin_dphi_0p013(cov: float) -> dict:
+    """The event of issue #13: Z -> pi pi, visible legs at |sin dphi| = 0.013 (pT 25 and
+    20.8 GeV), true x1 = x2 = 0.5 (true m_tautau = 93.3 GeV), and the MET mismeasured by
+    3.0 GeV (direction 2.2394 rad) so that the collinear solution is x = (0.0946, 0.0810),
+    m_tautau = 533 GeV, inside (0, 1]."""
+    dphi = np.pi - np.arcsin(0.013)
+    d, _, _ = ztautau_events(1, seed=30)
+    met = np.zeros(2)
+    for leg, pt, phi, pz in (("p", 25.0, 0.3, 6.0), ("m", 20.8, 0.3 + dphi, -4.0)):
+        p = np.array([pt * np.cos(phi), pt * np.sin(phi), pz])
+        d[f"reco_chg_px_{leg}"][0], d[f"reco_chg_py_{leg}"][0] = p[0], p[1]
+        d[f"reco_chg_pz_{leg}"][0] = pz
+        d[f"reco_chg_e_{leg}"][0] = np.sqrt(p @ p + VIS_MASS["pi"] ** 2)
+        met += p[:2]  # nu = vis (1/x - 1) = vis for x = 0.5
+    met += 3.0 * np.array([np.cos(2.239432), np.sin(2.239432)])
+    d["met_x"][0], d["met_y"][0] = met
+    d["met_cov_xx"][0] = d["met_cov_yy"][0] = cov
+    return d
+
+
+def test_issue13_event_at_sin_dphi_0p013_is_flagged_not_ok():
+    # sigma_MET = 5 GeV (our detector's median is 7.2 GeV): sigma(1/x_i) = 15.4, 18.5
+    inp = inputs_from_table(_pipi_event_at_sin_dphi_0p013(25.0))
+    x1, x2, sin_dphi = collinear_x(inp)
+    assert sin_dphi[0] == pytest.approx(0.013, rel=1e-6)
+    assert (x1[0], x2[0]) == pytest.approx((0.0946, 0.0810), abs=2e-4)
+    # without the uncertainty check it is "ok" at 533 GeV: the failure the issue reports
+    loose = collinear(inp, max_inv_x_unc=None)
+    assert col(loose, "rec_status")[0] == "ok"
+    assert col(loose, "rec_m_tautau")[0] == pytest.approx(533.0, abs=0.5)
+    u1, u2 = collinear_inv_x_unc(inp)
+    # independent propagation: 1/x1 = 1 + (METx py2 - METy px2)/D -> gradient (py2, -px2)/D
+    p1, p2 = inp.vis_p[0], inp.vis_m[0]
+    dd = p1[0] * p2[1] - p1[1] * p2[0]
+    assert u1[0] == pytest.approx(5.0 * np.hypot(p2[0], p2[1]) / abs(dd), rel=1e-9)
+    assert u2[0] == pytest.approx(5.0 * np.hypot(p1[0], p1[1]) / abs(dd), rel=1e-9)
+    assert (u1[0], u2[0]) == pytest.approx((15.4, 18.5), abs=0.1)
+    t = collinear(inp)
+    assert col(t, "rec_status")[0] == "no_solution"
+    assert col(t, "rec_reason")[0].startswith("fractions not determined by the MET")
+    assert np.isnan(col(t, "rec_m_tautau")[0])
+    # the threshold is a setting: a looser one lets it through
+    assert col(collinear(inp, max_inv_x_unc=20.0), "rec_status")[0] == "ok"
+
+
+def test_uncertainty_check_is_sigma_met_over_pt_sin_dphi():
+    d, _, _ = ztautau_events(300, seed=31, exact=True, cov=1.0)
+    inp = inputs_from_table(d)
+    t = collinear(inp)
+    ok = col(t, "rec_status") == "ok"
+    assert np.mean(ok) > 0.9
+    # sigma_MET = 1 GeV, isotropic: sigma(1/x_i) = 1 / (pT_i |sin dphi|), flagged above 1.5
+    _, _, sin_dphi = collinear_x(inp)
+    pt = np.hypot(inp.vis_p[:, 0], inp.vis_p[:, 1]), np.hypot(inp.vis_m[:, 0], inp.vis_m[:, 1])
+    expect = np.maximum(1 / (pt[0] * sin_dphi), 1 / (pt[1] * sin_dphi)) > 1.5
+    np.testing.assert_array_equal(~ok, expect)
+    assert set(col(t, "rec_reason")[~ok]) == {
+        "fractions not determined by the MET: sigma(1/x) > 1.5 from the MET covariance"}
+
+
+def test_missing_covariance_does_not_fail_collinear():
+    d = _pipi_event_at_sin_dphi_0p013(25.0)
+    d["met_cov_xx"][0] = np.nan
+    inp = inputs_from_table(d)
+    assert inp.bad[0].startswith("MET covariance")  # fails for every other method
+    t = collinear(inp)
+    # reconstructed; the uncertainty check cannot apply without the covariance
+    assert col(t, "rec_status")[0] == "ok"
+    assert col(t, "rec_m_tautau")[0] == pytest.approx(533.0, abs=0.5)
+    d2, _, _ = ztautau_events(5, seed=6, exact=True)
+    d2["met_cov_yy"][3] = -1.0
+    t2 = collinear(inputs_from_table(d2))
+    assert list(col(t2, "rec_status")) == ["ok"] * 5
+
+
+def test_settings_validate_the_threshold():
+    from ditau.reconstruct.collinear import CollinearSettings
+    from ditau.reconstruct.method import make_method
+
+    assert make_method("collinear").settings == CollinearSettings(max_inv_x_unc=1.5)
+    with pytest.raises(ValueError, match="max_inv_x_unc"):
+        CollinearSettings(max_inv_x_unc=0.0)
+    with pytest.raises(ValueError, match="max_inv_x_unc"):
+        make_method("collinear", {"max_inv_x_unc": -1})

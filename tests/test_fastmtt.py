@@ -122,3 +122,32 @@ def test_bad_grid_is_rejected():
     d, _, _ = ztautau_events(3, seed=17)
     with pytest.raises(ValueError, match="grid"):
         fastmtt(inputs_from_table(d), grid=1)
+
+
+def test_heavy_hadronic_leg_is_clamped_to_1p5_gev_and_keeps_x_min_0p71():
+    """A rho leg with a 2 GeV visible mass: clamped to 1.5 GeV (ClassicSVfit
+    MeasuredTauLepton), so x_min = (1.5 / m_tau)^2 = 0.7125 for that leg. Recomputing the mass
+    from the clamped four-vector used to land ~1e-10 above 1.5 in a third of the events, which
+    fired the "> 1.5 GeV -> 0.3 GeV" rule and dropped x_min to (0.3 / m_tau)^2 = 0.029."""
+    from ditau.physics import M_TAU
+    from ditau.reconstruct.fastmtt import _clamp_mass
+
+    n = 60
+    d, _, _ = ztautau_events(n, seed=21, modes=("rho", "pi"), cov=1.0, x_range=(0.2, 0.5))
+    p2 = sum(d[f"reco_chg_{c}_p"] ** 2 for c in ("px", "py", "pz"))
+    d["reco_chg_e_p"] = np.sqrt(p2 + 2.0**2)  # visible mass 2 GeV
+    inp = inputs_from_table(d)
+    vis, m = _clamp_mass(inp.vis_p, inp.mode_p)
+    assert np.all(m == 1.5)  # the clamp value itself, exactly
+    recomputed = np.sqrt(vis[:, 3] ** 2 - np.sum(vis[:, :3] ** 2, axis=1))
+    assert np.any(recomputed > 1.5)  # the rounding the scan must not see
+    t = fastmtt(inp, mass_correction=False)
+    ok = col(t, "rec_status") == "ok"
+    assert ok.all()
+    # x of the heavy leg = |p_vis| / |p_tau| (the tau is the clamped visible leg / x)
+    x = np.sqrt(p2) / np.linalg.norm(taus_of(t, "p")[:, :3], axis=1)
+    x_min = (1.5 / M_TAU) ** 2
+    assert x_min == pytest.approx(0.7125, abs=1e-4)
+    assert np.all(x >= x_min - 1e-9)  # never the 0.03 of the 0.3 GeV rule
+    # the true x (0.2 - 0.5) is below x_min: most events sit at the first grid point above it
+    assert np.median(x) == pytest.approx(0.72, abs=1e-9)

@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ditau.ml.features import (  # noqa: E402
-    CHANNELS,
     FEATURE_SET_ID,
     N_FEATURES,
+    ONE_HOT_CHANNELS,
     TYPES,
     compute_stats,
     encode,
@@ -27,8 +27,8 @@ from ditau.ml.hashing import event_noise, uniform_hash  # noqa: E402
 from ditau.ml.infer import predict, sample_neutrinos  # noqa: E402
 from ditau.ml.io import TrainedModel  # noqa: E402
 from ditau.ml.model import ModelConfig, NeutrinoModel  # noqa: E402
+from ditau.ml.optim import Lion, lr_factor  # noqa: E402
 from ditau.ml.synthetic import synthetic_events  # noqa: E402
-from ditau.ml.train import Lion, lr_factor  # noqa: E402
 
 torch.set_num_threads(1)  # the test machine's cores are shared: one thread is fastest
 
@@ -75,7 +75,7 @@ def test_point_cloud_slots_types_masks_and_channels():
     assert np.array_equal(ev.mask[:, 4:].sum(1), n_jets)
     assert np.all(ev.p4[~ev.mask] == 0.0)
     ch = t["reco_channel"].to_numpy(zero_copy_only=False)
-    assert [CHANNELS[i] for i in ev.channel] == list(ch)
+    assert [ONE_HOT_CHANNELS[i] for i in ev.channel] == list(ch)
     assert np.allclose(ev.target[:, 0], t["nu_px_p"].to_numpy())
 
 
@@ -96,7 +96,7 @@ def test_encoding_is_zero_for_padded_objects_and_standardised():
     ev = extract(t, targets=True)
     stats = compute_stats(ev)
     x, coords, cond = encode(ev.to_batch(), stats)
-    assert x.shape == (200, 7, N_FEATURES) and cond.shape == (200, 2 + len(CHANNELS))
+    assert x.shape == (200, 7, N_FEATURES) and cond.shape == (200, 2 + len(ONE_HOT_CHANNELS))
     m = torch.as_tensor(ev.mask)
     assert torch.all(x[~m] == 0) and torch.all(coords[~m] == 0)
     assert abs(float(x[..., 0][m].mean())) < 1e-4 and abs(float(x[..., 0][m].std()) - 1) < 0.01

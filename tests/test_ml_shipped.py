@@ -16,13 +16,11 @@ from ditau.cli import app  # noqa: E402
 from ditau.evaluate.hwhm import half_max  # noqa: E402
 from ditau.evaluate.resolution import residuals  # noqa: E402
 from ditau.ml import shipped  # noqa: E402
-from ditau.ml.features import CHANNELS  # noqa: E402
 from ditau.ml.infer import resolve_model  # noqa: E402
+from ditau.physics import ANALYSIS_CHANNELS  # noqa: E402
 from ditau.reconstruct import get_method, inputs_from_table  # noqa: E402
 from ditau.reconstruct.ml import ml  # noqa: E402
 from ditau.schema import read_events  # noqa: E402
-from ditau.tomography.report import to_markdown  # noqa: E402
-from ditau.tomography.run import run_tomography  # noqa: E402
 
 torch.set_num_threads(1)
 runner = CliRunner()
@@ -38,7 +36,7 @@ def reco(signal_reco_tes):
 def _channel_events(path):
     t = read_events(path, require=("id", "truth"))
     ch = np.asarray(t["reco_channel"].to_pylist())
-    return t.filter(pa.array(np.isin(ch, CHANNELS)))
+    return t.filter(pa.array(np.isin(ch, ANALYSIS_CHANNELS)))
 
 
 def test_default_model_is_shipped_small_and_loads():
@@ -85,20 +83,3 @@ def test_cli_uses_the_shipped_model_and_is_reproducible(reco, tmp_path):
     assert outs[0].num_rows > 0
     assert outs[0].equals(outs[1])  # same seed, same output
     assert set(outs[0]["candidate"].to_pylist()) == {0, 1, 2, 3}
-
-
-def test_tomography_runs_ml_with_nu_sampling_uncertainty(reco):
-    nom, up = reco
-    kw = dict(methods=("truth", "ml"), variations={"tes_up": up}, n_boot=2, seed=1,
-              min_events=5, method_settings={"ml": {"candidates": 4}})
-    res = run_tomography(nom, nu_sampling=4, **kw)
-    assert "ml" in res.methods, res.notes
-    r = res.methods["ml"]
-    sd, share = r.nu_sampling
-    assert sd > 0 and 0 < share < 1  # sampling noise: a part of the statistical variance
-    assert np.all(np.isfinite(r.systematics["tes"])) and np.all(np.isfinite(r.calibrated))
-    assert res.methods["truth"].nu_sampling is None  # no candidates
-    assert "Neutrino sampling (ml)" in to_markdown(res)
-    avg = run_tomography(nom, nu_sampling=0, candidate_average=True, **kw).methods["ml"]
-    assert avg.nu_sampling is None
-    assert np.all(np.isfinite(avg.calibrated)) and not np.allclose(avg.raw, r.raw)

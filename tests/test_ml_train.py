@@ -12,12 +12,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from ditau.ml.data import split_mask  # noqa: E402
 from ditau.ml.features import TARGETS  # noqa: E402
 from ditau.ml.infer import predict  # noqa: E402
 from ditau.ml.io import ModelFileError, load_model, read_blob, write_blob  # noqa: E402
 from ditau.ml.model import ModelConfig  # noqa: E402
 from ditau.ml.synthetic import write_synthetic  # noqa: E402
-from ditau.ml.train import TrainConfig, split_mask, train  # noqa: E402
+from ditau.ml.train import TrainConfig, train  # noqa: E402
 from ditau.reconstruct.ml import ml  # noqa: E402
 from test_ml_core import rotate_table  # noqa: E402
 
@@ -247,8 +248,8 @@ def test_two_cpu_processes_with_gloo_end_with_identical_parameters(tmp_path, sma
 
 def test_channels_restrict_the_training_data(small_file, tmp_path):
     """A per-channel model sees only its channel's events; the recipe records it."""
-    from ditau.ml.features import CHANNELS
-    from ditau.ml.train import load_data
+    from ditau.ml.data import load_data
+    from ditau.ml.features import ONE_HOT_CHANNELS as CHANNELS
 
     all_tr, all_va, _ = load_data(tiny_config(small_file, tmp_path / "a"))
     present = sorted({CHANNELS[c] for c in np.concatenate([all_tr.channel, all_va.channel])})

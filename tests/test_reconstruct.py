@@ -20,20 +20,29 @@ from test_collinear import col, ztautau_events
 N = 230
 
 
+def write_event_file(path, d: dict, jets: bool = False):
+    """A detector-level file of the synthetic events ``d`` (every third event outside the
+    signal region; with ``jets``, empty jet slots as the ml method reads them)."""
+    n = len(d["event_id"])
+    cols = dict(d)
+    if jets:
+        cols.update({f"jet{j}_{c}": np.full(n, np.nan) for j in (1, 2, 3)
+                     for c in ("px", "py", "pz", "e")})
+    cols["sample"] = np.full(n, "ztautau")
+    cols["weight"] = np.ones(n)
+    cols["gen_weight"] = np.ones(n)
+    cols["in_sr"] = np.arange(n) % 3 != 0
+    write_events(pa.table(cols), path, {"stage": "detector"})
+    return path
+
+
 @pytest.fixture(scope="module")
 def event_file(tmp_path_factory):
     d, _, _ = ztautau_events(N, seed=30, modes=("rho", "mu"), cov=40.0)
     d["reco_mode_p"] = d["reco_mode_p"].astype(object)
     d["reco_mode_p"][5] = "other"  # a bad event: failed, the rest goes on
     d["event_id"] = d["event_id"] + 1000
-    cols = dict(d)
-    cols["sample"] = np.full(N, "ztautau")
-    cols["weight"] = np.ones(N)
-    cols["gen_weight"] = np.ones(N)
-    cols["in_sr"] = np.arange(N) % 3 != 0
-    path = tmp_path_factory.mktemp("recon") / "events.parquet"
-    write_events(pa.table(cols), path, {"stage": "detector"})
-    return path, d
+    return write_event_file(tmp_path_factory.mktemp("recon") / "events.parquet", d), d
 
 
 @pytest.mark.parametrize("method", ["collinear", "fastmtt"])

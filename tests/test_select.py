@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from ditau.detector.candidates import LEPTON_FIELDS, TAU_FIELDS, Candidates
+from ditau.objects import LEPTON_FIELDS, TAU_FIELDS, Candidates
 from ditau.select import SelectConfig, lephad_variables, select
 
 M_PI = 0.13957

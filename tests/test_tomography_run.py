@@ -1,23 +1,57 @@
-"""The tomography stage end to end on a small generated sample."""
+"""The tomography stage end to end on a small generated sample: it reads the method outputs
+of the reconstruct stage (never runs a method) and refuses files that are missing or belong
+to other events."""
+
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+from ditau.cli import app
+from ditau.reconstruct import read_recon, reconstruct, write_recon
 from ditau.schema import read_events, write_events
 from ditau.tomography.report import to_markdown, write_report
 from ditau.tomography.run import TomographyError, run_tomography
 
+runner = CliRunner()
+
 
 @pytest.fixture(scope="module")
-def reco_files(signal_reco_tes):
-    return signal_reco_tes
+def reco_files(signal_reco_tes, tmp_path_factory):
+    """Nominal and tes_up event files with the FastMTT (and collinear) outputs on them."""
+    nom, up = signal_reco_tes
+    d = tmp_path_factory.mktemp("tomo_recon")
+
+    def make(inp, name, method, **settings):
+        return reconstruct(inp, d / f"{name}.parquet", method, only_sr=True, progress=False,
+                           **settings).path
+
+    return SimpleNamespace(nom=nom, up=up, dir=d, fastmtt=make(nom, "fastmtt", "fastmtt"),
+                           fastmtt_up=make(up, "fastmtt_tes_up", "fastmtt"),
+                           collinear=make(nom, "collinear", "collinear"), make=make)
 
 
-def test_pipeline_calibrates_and_reports(reco_files, tmp_path):
-    nom, up = reco_files
-    kw = dict(methods=("truth", "fastmtt"), variations={"tes_up": up}, n_boot=3, seed=1,
-              min_events=5)
-    res = run_tomography(nom, **kw)
+def _no_method(*args, **kwargs):
+    raise AssertionError("the tomography ran a reconstruction method")
+
+
+def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
+    import ditau.reconstruct.method
+    import ditau.reconstruct.runner
+
+    # the tomography reads method outputs: running a method here fails the test
+    for mod in (ditau.reconstruct.method, ditau.reconstruct.runner, ditau.reconstruct):
+        monkeypatch.setattr(mod, "make_method", _no_method, raising=False)
+        monkeypatch.setattr(mod, "run_on_table", _no_method, raising=False)
+    f = reco_files
+    kw = dict(methods=("truth", "fastmtt"), recon={"fastmtt": f.fastmtt},
+              variations={"tes_up": f.up}, variation_recon={"tes_up": {"fastmtt": f.fastmtt_up}},
+              n_boot=3, seed=1, min_events=5)
+    res = run_tomography(f.nom, **kw)
     assert set(res.methods) == {"truth", "fastmtt"}, res.notes
     truth = res.truth_inclusive["observables"]
     # 2000 produced events, polarimeter analysers: C_kk ~ 1 within a few sigma
@@ -34,7 +68,99 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path):
     files = write_report(res, tmp_path / "rep")
     assert all(f.is_file() for f in files)
     # reproducible: same seed, same report
-    assert to_markdown(run_tomography(nom, **kw)).split("\n", 3)[3] == md.split("\n", 3)[3]
+    assert to_markdown(run_tomography(f.nom, **kw)).split("\n", 3)[3] == md.split("\n", 3)[3]
+
+
+def test_tomography_imports_no_reconstruction_method():
+    """Importing the tomography (API and report) loads no reconstruction module and no ML:
+    a fresh interpreter's sys.modules after the import."""
+    code = ("import sys, ditau.tomography.run, ditau.tomography.report; "
+            "print(sorted(m for m in sys.modules if m.startswith(('ditau.reconstruct', "
+            "'ditau.ml', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_method_without_its_file_names_the_command(reco_files):
+    f = reco_files
+    with pytest.raises(TomographyError,
+                       match=rf"method 'mmc' has no method-output file for {f.nom}.*"
+                             rf"'ditau reconstruct {f.nom} -o FILE --method mmc --sr-only'.*"
+                             r"--recon mmc=FILE"):
+        run_tomography(f.nom, methods=("truth", "mmc"))
+    with pytest.raises(TomographyError,
+                       match=rf"method 'fastmtt' has no method-output file for the variation "
+                             rf"'tes_up' \({f.up}\).*'ditau reconstruct {f.up} -o FILE --method "
+                             r"fastmtt --sr-only'.*--variation-recon tes_up:fastmtt=FILE"):
+        run_tomography(f.nom, recon={"fastmtt": f.fastmtt}, variations={"tes_up": f.up})
+    # truth needs no file
+    with pytest.raises(TomographyError, match="'truth' uses the generated taus"):
+        run_tomography(f.nom, recon={"truth": f.fastmtt})
+
+
+def test_method_output_of_other_events_is_refused(reco_files, tmp_path):
+    f = reco_files
+    # the nominal output given for the tes_up variation: same event_id, other visible momenta
+    with pytest.raises(TomographyError,
+                       match=rf"{f.fastmtt} does not belong to {f.up}: the visible momenta"):
+        run_tomography(f.nom, recon={"fastmtt": f.fastmtt}, variations={"tes_up": f.up},
+                       variation_recon={"tes_up": {"fastmtt": f.fastmtt}})
+    # events of another sample (event_id not in the file)
+    t = read_recon(f.fastmtt)
+    other = tmp_path / "other.parquet"
+    write_recon(t.set_column(0, "event_id", pa.compute.add(t["event_id"], 10**7)), other,
+                {"method": "fastmtt"})
+    with pytest.raises(TomographyError,
+                       match=rf"{other} does not belong to {f.nom}: \d+ of its \d+ event_id "
+                             rf"are not in that file.*ditau reconstruct {f.nom} -o FILE"):
+        run_tomography(f.nom, recon={"fastmtt": other})
+    # another method's output under this label
+    with pytest.raises(TomographyError,
+                       match=rf"{f.collinear} holds the output of method collinear, but it was "
+                             rf"given as the fastmtt output for {f.nom}"):
+        run_tomography(f.nom, recon={"fastmtt": f.collinear})
+
+
+def test_ml_neutrino_sampling_reads_outputs_of_other_seeds(reco_files):
+    pytest.importorskip("torch")
+    f = reco_files
+    ml = {s: f.make(f.nom, f"ml_seed{s}", "ml", candidates=4, seed=s, device="cpu")
+          for s in (0, 7919, 15838)}
+    ml_up = f.make(f.up, "ml_tes_up", "ml", candidates=4, device="cpu")
+    kw = dict(methods=("truth", "ml"), recon={"ml": ml[0]}, variations={"tes_up": f.up},
+              variation_recon={"tes_up": {"ml": ml_up}}, n_boot=2, seed=1, min_events=5)
+    res = run_tomography(f.nom, nu_sampling_recon={"ml": [ml[7919], ml[15838]]}, **kw)
+    assert "ml" in res.methods, res.notes
+    r = res.methods["ml"]
+    sd, share = r.nu_sampling
+    assert sd > 0 and 0 < share < 1  # sampling noise: a part of the statistical variance
+    assert np.all(np.isfinite(r.systematics["tes"])) and np.all(np.isfinite(r.calibrated))
+    assert res.methods["truth"].nu_sampling is None
+    assert "Neutrino sampling (ml)" in to_markdown(res)
+    avg = run_tomography(f.nom, candidate_average=True, **kw).methods["ml"]
+    assert avg.nu_sampling is None  # no outputs of other seeds given
+    assert np.all(np.isfinite(avg.calibrated)) and not np.allclose(avg.raw, r.raw)
+    with pytest.raises(TomographyError, match=r"same ml seed \(0\) as .*no neutrino-sampling"):
+        run_tomography(f.nom, nu_sampling_recon={"ml": [ml[0]]}, **kw)
+
+
+def test_cli_reads_method_outputs(reco_files, tmp_path):
+    f = reco_files
+    base = ["tomography", str(f.nom), "-o", str(tmp_path / "rep")]
+    r = runner.invoke(app, [*base, "-m", "truth", "-m", "mmc"])
+    assert r.exit_code == 2 and "method 'mmc' has no method-output file" in r.output
+    r = runner.invoke(app, [*base, "--variation", f"tes_up={f.up}",
+                            "--variation-recon", f"tes_up-fastmtt={f.fastmtt_up}"])
+    assert r.exit_code == 2 and "VARIATION:METHOD=FILE" in r.output
+    r = runner.invoke(app, [*base, "--recon", f"fastmtt={f.fastmtt}",
+                            "--variation", f"tes_up={f.up}",
+                            "--variation-recon", f"tes_up:fastmtt={f.fastmtt_up}",
+                            "--boot", "2", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    # read and used (34 signal-region events: too few for the default --min-events, noted)
+    assert "tomography: fastmtt" in r.output and "fastmtt: only" in r.output
+    assert (tmp_path / "rep" / "summary.md").is_file()
 
 
 def test_file_without_reco_columns_is_named(signal_particles, tmp_path):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from ditau.cli import app
 from ditau.detector.run import run_detector
 from ditau.schema import read_events
-from ditau.select import HADHAD, LEPHAD, SelectConfig
+from ditau.select import HADHAD, LEPHAD
 from ditau.yields import compute_yields
 
 
@@ -38,11 +38,6 @@ def test_signal_yields_are_the_weighted_sr_counts_by_truth_channel(reco):
     assert y2.total_signal().sum_w == pytest.approx(y.total_signal().sum_w)
 
 
-def test_yields_run_the_detector_on_generated_files(signal_particles, reco):
-    direct = compute_yields([signal_particles]).total_signal()
-    assert direct.sum_w == pytest.approx(compute_yields([reco]).total_signal().sum_w)
-
-
 def test_yields_cli_prints_and_writes_the_tables(reco, tmp_path):
     md = tmp_path / "yields.md"
     res = CliRunner().invoke(app, ["yields", str(reco), "--markdown", str(md)])
@@ -51,21 +46,11 @@ def test_yields_cli_prints_and_writes_the_tables(reco, tmp_path):
     assert md.read_text().strip() == res.output.strip()
 
 
-def test_yields_reject_files_without_reco_or_particles(inclusive):
-    _, _, path = inclusive
-    res = CliRunner().invoke(app, ["yields", str(path)])
+def test_yields_read_detector_level_files_only(signal_particles, tmp_path):
+    # a generated file (particles, no reco columns): the yields do not run the detector
+    res = CliRunner().invoke(app, ["yields", str(signal_particles)])
     assert res.exit_code == 2
-    assert "no particles to run the detector on and no reco columns" in res.output
-
-
-def test_selection_settings_rerun_the_detector_or_fail_clearly(signal_particles, reco, tmp_path):
-    cfg = tmp_path / "sel.yaml"
-    cfg.write_text("lephad_mvis_window: [35, 75]\n")
-    nominal = compute_yields([signal_particles]).total_signal()
-    windowed = CliRunner().invoke(app, ["yields", str(signal_particles), "--select", str(cfg)])
-    assert windowed.exit_code == 0, windowed.output
-    tight = compute_yields([signal_particles], select_config=SelectConfig.from_yaml(cfg))
-    assert 0 < tight.total_signal().sum_w < nominal.sum_w
-    # a detector-level file without particles cannot be re-selected
-    res = CliRunner().invoke(app, ["yields", str(reco), "--select", str(cfg)])
-    assert res.exit_code == 2 and "with the requested settings" in res.output
+    assert "run 'ditau detector' on it first" in res.output
+    assert str(signal_particles) in res.output
+    res = CliRunner().invoke(app, ["yields", str(tmp_path / "missing.parquet")])
+    assert res.exit_code == 2 and "no such file" in res.output

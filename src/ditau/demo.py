@@ -32,6 +32,9 @@ from ditau.yields import compute_yields
 REFERENCE_SIGMA_PB = 1848.0
 #: Forced tau decay modes of the demo sample.
 DEMO_MODES = ("pi", "rho", "e", "mu")
+#: ML noise seeds of the re-runs for the neutrino-sampling uncertainty (the nominal run has
+#: seed 0).
+NU_SAMPLING_SEEDS = tuple(7919 * r for r in range(1, 6))
 
 _PENDING = ("backgrounds in the demo (run `ditau generate --process wlnu|wtaunu|zll|ttbar`, "
             "`ditau detector`, then `ditau yields` / `ditau tomography --background`)",
@@ -107,17 +110,40 @@ def run_demo(outdir: Path, events: int = 4000, workers: int = 2, seed: int = 1) 
         recon[method] = rs.path
         lines.append(f"- {method}: {rs.events} signal-region events in {rs.seconds:.1f} s, "
                      f"status {dict(rs.counts)}")
-    lines.append(f"- ml model: {_model_line()}")
-    ev = evaluate_files(det.path, list(recon.values()), out=outdir / "evaluation")
-    lines += ["", "## Resolution (HWHM of relative residuals, %)", "",
-              "Small sample: channels with few events carry large errors.", "", ev.markdown]
-    # detector variation for the systematics: tau energy scale up/down
+    # detector variation for the systematics: tau energy scale up/down, each reconstructed
+    # by every method; ML with other noise seeds for the neutrino-sampling uncertainty. The
+    # tomography reads these method outputs (it runs no method).
     variations = {}
+    variation_recon: dict[str, dict[str, Path]] = {}
     for var in ("tes_up", "tes_down"):
         vd = run_detector(summary.path, outdir / f"ztautau_reco_{var}.parquet", systematic=var,
                           keep_particles=False, workers=workers, progress=False)
         variations[var] = vd.path
-    tomo = run_tomography(det.path, recon=recon, variations=variations, n_boot=5, seed=seed)
+        secs = 0.0
+        variation_recon[var] = {}
+        for method in recon:
+            rs = reconstruct(vd.path, outdir / f"recon_{method}_{var}.parquet", method,
+                             only_sr=True, workers=1, progress=False)
+            variation_recon[var][method] = rs.path
+            secs += rs.seconds
+        lines.append(f"- {var}: detector variation reconstructed by {', '.join(recon)} "
+                     f"in {secs:.1f} s")
+    nu_files = []
+    secs = 0.0
+    for nu_seed in NU_SAMPLING_SEEDS:
+        rs = reconstruct(det.path, outdir / f"recon_ml_seed{nu_seed}.parquet", "ml",
+                         only_sr=True, workers=1, progress=False, seed=nu_seed)
+        nu_files.append(rs.path)
+        secs += rs.seconds
+    lines.append(f"- ml with {len(NU_SAMPLING_SEEDS)} other noise seeds (neutrino-sampling "
+                 f"uncertainty) in {secs:.1f} s")
+    lines.append(f"- ml model: {_model_line()}")
+    ev = evaluate_files(det.path, list(recon.values()), out=outdir / "evaluation")
+    lines += ["", "## Resolution (HWHM of relative residuals, %)", "",
+              "Small sample: channels with few events carry large errors.", "", ev.markdown]
+    tomo = run_tomography(det.path, recon=recon, variations=variations,
+                          variation_recon=variation_recon, nu_sampling_recon={"ml": nu_files},
+                          n_boot=5, seed=seed)
     written = write_report(tomo, outdir / "tomography")
     lines += ["", tomography_markdown(tomo).replace("# Spin tomography", "## Spin tomography",
                                                      1),

@@ -1,6 +1,6 @@
 """Event selection: object cuts, pairing, channel assignment, triggers and the signal region.
 
-Input: :class:`ditau.detector.candidates.Candidates` (from the parametric detector or the
+Input: :class:`ditau.objects.Candidates` (from the parametric detector or the
 Delphes reader). Output: the schema's ``reco`` columns. Thresholds are the reference analysis
 (shared/seeds/001, trigger slide: HLT_tau35_tau25, HLT_e17_tau25 || HLT_e26, HLT_mu14_tau25 ||
 HLT_mu26), applied to the offline objects (trigger efficiencies are taken as a step function at
@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ditau.config import StageConfig
-from ditau.detector.candidates import Candidates
-from ditau.physics import channel_of, delta_r, pt_eta
+from ditau.objects import Candidates
+from ditau.physics import channel_of, delta_phi, delta_r, mass, pt_eta
 
 #: Channels with one lepton and one tau_had, and with two tau_had.
 LEPHAD: Final[tuple[str, ...]] = ("epi", "mupi", "erho", "murho")
@@ -229,7 +229,7 @@ def select(cands: Candidates, config: SelectConfig | None = None) -> dict[str, N
         vis = [np.nan_to_num(cols[f"reco_chg_{c}_p"]) + np.nan_to_num(cols[f"reco_neu_{c}_p"])
                + np.nan_to_num(cols[f"reco_chg_{c}_m"]) + np.nan_to_num(cols[f"reco_neu_{c}_m"])
                for c in ("px", "py", "pz", "e")]
-        m_vis = np.sqrt(np.maximum(vis[3] ** 2 - vis[0] ** 2 - vis[1] ** 2 - vis[2] ** 2, 0.0))
+        m_vis = mass(np.stack(vis, axis=-1))
         lo, hi = cfg.lephad_mvis_window
         in_sr &= ~lephad | ((m_vis > lo) & (m_vis < hi))
     cols["in_sr"] = in_sr
@@ -252,6 +252,7 @@ def lephad_variables(cols: dict[str, NDArray], lephad: NDArray[np.bool_]
     (phi_p, pt_p), (phi_m, pt_m) = phi_pt("p"), phi_pt("m")
     lep_is_p = np.isin(cols["reco_mode_p"].astype(str), ("e", "mu"))
     lphi, lpt = np.where(lep_is_p, phi_p, phi_m), np.where(lep_is_p, pt_p, pt_m)
-    mt = np.sqrt(np.maximum(2 * lpt * met * (1 - np.cos(lphi - mphi)), 0.0))
+    # m_T = sqrt(2 pT(l) MET (1 - cos dphi)) (ATLAS W/Z selections, e.g. EPJC 77 (2017) 367)
+    mt = np.sqrt(np.maximum(2 * lpt * met * (1 - np.cos(delta_phi(lphi, mphi))), 0.0))
     scd = np.cos(phi_p - mphi) + np.cos(phi_m - mphi)
     return np.where(lephad, mt, np.nan), np.where(lephad, scd, np.nan)

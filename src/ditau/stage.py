@@ -94,9 +94,13 @@ def _dask_map(fn: ChunkFunction, items: Iterable[pa.Table],
 
 
 def read_chunks(path: str | Path, columns: Sequence[str], chunk: int) -> Iterator[pa.Table]:
-    """The columns ``columns`` of a Parquet file in chunks of ``chunk`` rows."""
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=chunk, columns=list(columns)):
+    """The columns ``columns`` of a Parquet file in chunks of ``chunk`` rows.
+
+    Read with a fixed 1 MiB buffer and without pre-buffering whole row groups: pyarrow's
+    defaults let the reader's peak memory grow with the file (measured: +120 MB per million
+    events; flat with these settings, benchmarks/stream_memory.py)."""
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    for batch in pf.iter_batches(batch_size=chunk, columns=list(columns), use_threads=False):
         yield pa.Table.from_batches([batch])
 
 

@@ -17,12 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ditau.detector.config import DetectorConfig
-from ditau.detector.parametric import INPUT_COLUMNS
-from ditau.detector.run import reco_table
 from ditau.generate.config import SIGNAL
 from ditau.schema import SchemaError, read_events, read_metadata
-from ditau.select import HADHAD, SelectConfig
+from ditau.select import HADHAD
 
 #: Reconstructed channels in the reference's row order, grouped by trigger.
 TRIGGER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -135,45 +132,27 @@ def _total(ys: object) -> Yield:
 _NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "in_sr")
 
 
-def _selected(path: Path, det: DetectorConfig, sel: SelectConfig, rerun: bool) -> pa.Table:
-    """The columns the yields need: the stored reco columns, or (if there are none, or
-    ``rerun``) the detector and selection run in memory on the particles."""
+def _selected(path: Path) -> pa.Table:
+    """The columns the yields need from a detector-level file (SchemaError naming the file and
+    the missing columns otherwise: the yields never run the detector themselves)."""
+    if not path.exists():
+        raise SchemaError(f"{path}: no such file")
     names = pq.ParquetFile(path).schema_arrow.names
-    has_particles = all(c in names for c in INPUT_COLUMNS)
-    if all(c in names for c in _NEEDED) and not rerun:
-        return read_events(path, columns=_NEEDED, require=("id",))
-    if not has_particles:
-        raise SchemaError(
-            f"{path}: has no particles to run the detector on" + (
-                " with the requested settings" if rerun else
-                " and no reco columns (run 'ditau detector' or generate with particles)"))
-    base = read_events(path, columns=sorted(set(INPUT_COLUMNS) | {"weight", "truth_channel"}),
-                       require=("id",))
-    sample = base.column("sample")[0].as_py() if base.num_rows else SIGNAL
-    fakes = det.fake_taus if det.fake_taus is not None else sample != SIGNAL
-    parts = []
-    for start in range(0, base.num_rows, det.chunk_size):
-        chunk = base.slice(start, det.chunk_size)
-        reco = reco_table(chunk, det, sel, fakes)
-        parts.append(pa.table({"sample": chunk["sample"], "weight": chunk["weight"],
-                               "truth_channel": chunk["truth_channel"],
-                               **{c: reco[c] for c in _NEEDED[3:]}}))
-    return pa.concat_tables(parts)
+    missing = [c for c in _NEEDED if c not in names]
+    if missing:
+        raise SchemaError(f"{path}: no reco columns {missing[:4]}: the yields read "
+                          "detector-level files; run 'ditau detector' on it first")
+    return read_events(path, columns=_NEEDED, require=("id",))
 
 
-def compute_yields(paths: Sequence[str | Path], detector_config: DetectorConfig | None = None,
-                   select_config: SelectConfig | None = None) -> YieldTable:
-    """Signal-region yields per fb^-1 from event files: their stored reco columns, or, for
-    generated files without them or when a ``detector_config`` / ``select_config`` is given,
-    the detector and selection run in memory on the stored particles.
+def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
+    """Signal-region yields per fb^-1 from detector-level event files (their stored reco
+    columns: to change the selection, re-run ``ditau detector --select``).
 
     Several files of the same sample are combined: each file's weights (normalised to its own
     event count) are scaled by its share of the sample's events.
     """
-    rerun = detector_config is not None or select_config is not None
-    det = detector_config or DetectorConfig()
-    sel = select_config or SelectConfig()
-    tables = {Path(p): _selected(Path(p), det, sel, rerun) for p in paths}
+    tables = {Path(p): _selected(Path(p)) for p in paths}
     per_sample: dict[str, int] = defaultdict(int)
     for path, t in tables.items():
         read_metadata(path)  # validates the file's schema version

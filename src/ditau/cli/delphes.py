@@ -5,12 +5,19 @@ Registered in :mod:`ditau.cli` with ``app.command("import-delphes")(import_delph
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ditau.cli.common import comma_list, fail, key_values
 from ditau.schema import SchemaError
+
+_COLLECTION_HELP = (
+    "ROLE=NAME: read ROLE from the collection NAME (repeatable), e.g. --collection jets=KTjet; "
+    "ROLE is one of jets, electrons, muons, met, scalar_ht, eflow_tracks, tracks, "
+    "eflow_photons, eflow_neutral_hadrons, photons, event, particles")
 
 
 def import_delphes_command(
@@ -24,23 +31,46 @@ def import_delphes_command(
     allow_missing: Annotated[str | None, typer.Option(
         help="comma-separated collections that may be absent (then empty): Electron,Muon")
     ] = None,
+    collection: Annotated[list[str] | None, typer.Option(
+        "--collection", help=_COLLECTION_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Import Delphes ROOT files: leptons, tau_had candidates, jets and MET -> selection ->
-    one ditau Parquet file (reco columns, and truth where the files hold Particle)."""
-    from ditau.detector.delphes import DelphesError, import_delphes
+    one ditau Parquet file (reco columns, and truth where the files hold Particle).
 
-    allowed = tuple(c.strip() for c in allow_missing.split(",") if c.strip()) \
-        if allow_missing else ()
+    Errors (exit code 2) name the file and the branch or collection, with the remedies as
+    options of this command (--allow-missing, --collection)."""
+    from ditau.detector.delphes import COLLECTIONS, DelphesError, DelphesWarning, import_delphes
+
     try:
-        summary = import_delphes(files, out, sample=sample, cross_section_pb=cross_section_pb,
-                                 step_size=step_size, allow_missing=allowed, progress=not quiet)
-    except (DelphesError, SchemaError, ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+        allowed = comma_list(allow_missing, "--allow-missing") or ()
+        names = key_values(collection, "--collection")
+        unknown = [k for k in names if k not in COLLECTIONS]
+        if unknown:
+            raise ValueError(f"--collection: unknown role(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(COLLECTIONS)}")
+    except ValueError as err:
+        fail(err)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DelphesWarning)
+        try:
+            summary = import_delphes(files, out, sample=sample,
+                                     cross_section_pb=cross_section_pb, step_size=step_size,
+                                     allow_missing=allowed, collections=names,
+                                     progress=not quiet)
+        except DelphesError as err:
+            fail(err.render("cli"))
+        except (SchemaError, ValueError, OSError) as err:
+            fail(err)
+    for w in caught:
+        if issubclass(w.category, DelphesWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     fallbacks = sorted({f"{k}={i[k]}" for i in summary.metadata["inputs"]
                         for k in ("tau_split", "met", "sumet")})
     typer.echo(f"wrote {summary.events} events to {summary.path} ({summary.seconds:.1f} s); "
                f"{summary.in_sr} in the signal region; reco channels: {summary.channels}")
     typer.echo(f"inputs: {len(summary.metadata['inputs'])} file(s); {', '.join(fallbacks)}; "
-               f"weights: {summary.metadata['normalisation']}")
+               f"weights: {summary.metadata['normalisation']}; "
+               f"truth: {'Particle' if 'truth' in summary.metadata['groups'] else 'omitted'}")

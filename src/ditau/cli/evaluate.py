@@ -1,9 +1,5 @@
-"""``ditau evaluate``: resolution of reconstruction methods against the truth.
-
-The command function is registered on the main app in :mod:`ditau.cli` (e.g.
-``app.command("evaluate")(evaluate_command)``); it is a thin wrapper over
-:func:`ditau.evaluate.evaluate_files`.
-"""
+"""``ditau evaluate``: resolution of reconstruction methods against the truth (a thin shell
+over :func:`ditau.evaluate.evaluate_files`)."""
 
 from __future__ import annotations
 
@@ -12,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.schema import SchemaError
-
-_USER_ERRORS = (SchemaError, ValueError, OSError)
+from ditau.cli.common import comma_list, user_errors
 
 
 def evaluate_command(
@@ -35,18 +29,15 @@ def evaluate_command(
 ) -> None:
     """HWHM of the relative tau-momentum and m_tautau residuals per channel and method."""
     from ditau.evaluate import evaluate_files
+    from ditau.physics import ANALYSIS_CHANNELS
 
-    channels = None
-    if channel:
-        channels = [c.strip() for item in channel for c in item.split(",") if c.strip()]
-    try:
+    with user_errors():
+        channels = comma_list(channel, "--channel", ANALYSIS_CHANNELS)
+    with user_errors():
         if not recon:
             raise ValueError("give at least one method-output file with --recon")
         result = evaluate_files(events, recon, out=out, channels=channels,
                                 only_sr=not all_events)
-    except _USER_ERRORS as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     typer.echo(result.markdown)
     if not quiet:
         for p in result.written:

@@ -1,9 +1,5 @@
-"""``ditau plot-inputs``: truth-vs-reco validation plots of the reconstruction inputs.
-
-The command function is registered on the main app in :mod:`ditau.cli` (e.g.
-``app.command("plot-inputs")(plot_inputs_command)``); it is a thin wrapper over
-:func:`ditau.plots.plot_inputs`.
-"""
+"""``ditau plot-inputs``: truth-vs-reco validation plots of the reconstruction inputs (a thin
+shell over :func:`ditau.plots.plot_inputs`)."""
 
 from __future__ import annotations
 
@@ -12,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.schema import SchemaError
-
-_USER_ERRORS = (SchemaError, ValueError, OSError)
+from ditau.cli.common import comma_list, user_errors
 
 
 def plot_inputs_command(
@@ -31,21 +25,18 @@ def plot_inputs_command(
         = False,
 ) -> None:
     """Plot the reconstruction inputs per channel, truth (line) vs reco (points), ATLAS style."""
+    from ditau.physics import ANALYSIS_CHANNELS
     from ditau.plots import plot_inputs
 
-    channels = None
-    if channel:
-        channels = [c.strip() for item in channel for c in item.split(",") if c.strip()]
+    with user_errors():
+        channels = comma_list(channel, "--channel", ANALYSIS_CHANNELS)
 
     def note(msg: str) -> None:
         if not quiet:
             typer.echo(f"note: {msg}")
 
-    try:
+    with user_errors():
         written = plot_inputs(path, out, channels=channels, note=note)
-    except _USER_ERRORS as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
     if not quiet:
         for p in written:
             typer.echo(f"wrote {p}")

@@ -10,13 +10,46 @@ import typer
 from ditau.schema import SchemaError
 
 
-def _pairs(items: list[str] | None, what: str) -> dict[str, Path]:
+def _split(item: str, what: str, form: str) -> tuple[str, Path]:
+    key, sep, val = item.partition("=")
+    if not sep or not key.strip() or not val.strip():
+        raise typer.BadParameter(f"{what}: expected {form}, got '{item}'")
+    return key.strip(), Path(val.strip())
+
+
+def _pairs(items: list[str] | None, what: str, form: str = "NAME=FILE") -> dict[str, Path]:
+    """``NAME=FILE`` options -> {NAME: FILE} (a repeated NAME is an error)."""
     out: dict[str, Path] = {}
     for item in items or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key or not val:
-            raise typer.BadParameter(f"{what}: expected NAME=FILE, got '{item}'")
-        out[key.strip()] = Path(val.strip())
+        key, val = _split(item, what, form)
+        if key in out:
+            raise typer.BadParameter(f"{what}: {key} given twice ({out[key]}, {val})")
+        out[key] = val
+    return out
+
+
+def _variation_pairs(items: list[str] | None) -> dict[str, dict[str, Path]]:
+    """``VARIATION:METHOD=FILE`` options -> {VARIATION: {METHOD: FILE}}."""
+    out: dict[str, dict[str, Path]] = {}
+    form = "VARIATION:METHOD=FILE"
+    for item in items or []:
+        key, val = _split(item, "--variation-recon", form)
+        var, sep, method = key.partition(":")
+        if not sep or not var.strip() or not method.strip():
+            raise typer.BadParameter(f"--variation-recon: expected {form}, got '{item}'")
+        per = out.setdefault(var.strip(), {})
+        if method.strip() in per:
+            raise typer.BadParameter(f"--variation-recon: {key} given twice")
+        per[method.strip()] = val
+    return out
+
+
+def _list_pairs(items: list[str] | None, what: str) -> dict[str, list[Path]]:
+    """Repeatable ``METHOD=FILE`` options -> {METHOD: [FILE, ...]}."""
+    out: dict[str, list[Path]] = {}
+    for item in items or []:
+        key, val = _split(item, what, "METHOD=FILE")
+        out.setdefault(key, []).append(val)
     return out
 
 
@@ -24,14 +57,21 @@ def tomography_command(
     events: Annotated[Path, typer.Argument(help="detector-level signal file (truth + reco)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="report directory")],
     method: Annotated[list[str] | None, typer.Option(
-        "--method", "-m", help="methods (repeatable): truth, collinear, fastmtt, mmc, ml "
-                               "[default: all five]")] = None,
+        "--method", "-m", help="methods (repeatable): truth, collinear, fastmtt, mmc, ml; each "
+                               "but truth needs its --recon file (default: truth and the "
+                               "methods given with --recon)")] = None,
     recon: Annotated[list[str] | None, typer.Option(
-        "--recon", help="METHOD=FILE: use a 'ditau reconstruct' output instead of running the "
-                        "method (repeatable)")] = None,
+        "--recon", help="METHOD=FILE: the method's output on EVENTS, made with 'ditau "
+                        "reconstruct EVENTS -o FILE --method METHOD --sr-only' (repeatable)"
+    )] = None,
     variation: Annotated[list[str] | None, typer.Option(
         "--variation", help="NAME=FILE: the same events through a detector variation, e.g. "
-                            "tes_up=sig_tes_up.parquet (repeatable)")] = None,
+                            "tes_up=sig_tes_up.parquet (repeatable); each method but truth "
+                            "needs its --variation-recon on it")] = None,
+    variation_recon: Annotated[list[str] | None, typer.Option(
+        "--variation-recon", help="VARIATION:METHOD=FILE: the method's output on a variation "
+                                  "file, e.g. tes_up:mmc=mmc_tes_up.parquet (repeatable)"
+    )] = None,
     background: Annotated[list[Path] | None, typer.Option(
         "--background", "-b", help="detector-level background file (repeatable)")] = None,
     rho: Annotated[str, typer.Option(
@@ -40,14 +80,10 @@ def tomography_command(
     boot: Annotated[int, typer.Option(help="bootstrap replicas for the MC-statistics "
                                            "uncertainty of the calibration")] = 10,
     seed: Annotated[int, typer.Option(help="random seed (hypotheses, bootstrap, toys)")] = 0,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="method ml run here (variations, or no --recon): trained model file "
-                        "[default: the shipped model]")] = None,
-    candidates: Annotated[int, typer.Option(
-        help="method ml run here: sampled candidates per event")] = 10,
-    nu_sampling: Annotated[int, typer.Option(
-        "--nu-sampling", help="ML: re-runs with other noise seeds for the neutrino-sampling "
-                              "uncertainty (0: none)")] = 5,
+    nu_sampling: Annotated[list[str] | None, typer.Option(
+        "--nu-sampling", help="METHOD=FILE: the method's output on EVENTS made with another "
+                              "noise seed (ML); the spread over these files gives the "
+                              "neutrino-sampling uncertainty (repeatable, one per seed)")] = None,
     candidate_average: Annotated[bool, typer.Option(
         "--candidate-average", help="ML: average each event's analyser products over its "
                                     "sampled candidates instead of using the point "
@@ -57,23 +93,23 @@ def tomography_command(
                                    "yields instead of this sample's")] = False,
 ) -> None:
     """Calibrated spin correlations, concurrence, Bell variable, systematics and expected
-    significance vs luminosity per reconstruction method -> summary.md + significance.png."""
+    significance vs luminosity per reconstruction method -> summary.md + significance.png.
+
+    Reads 'ditau reconstruct' outputs, runs no method: --recon, --variation-recon, --nu-sampling.
+    """
     from ditau.tomography.report import to_markdown, write_report
     from ditau.tomography.run import TomographyError, run_tomography
 
     if rho not in ("visible", "polarimeter"):
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
     try:
-        ml_settings: dict[str, object] = {"candidates": candidates}
-        if model is not None:
-            ml_settings["model"] = str(model)
-        res = run_tomography(events, methods=tuple(method or ("truth", "collinear", "fastmtt",
-                                                              "mmc", "ml")),
-                             recon=_pairs(recon, "--recon"),
+        res = run_tomography(events, methods=tuple(method) if method else None,
+                             recon=_pairs(recon, "--recon", "METHOD=FILE"),
                              variations=_pairs(variation, "--variation"),
+                             variation_recon=_variation_pairs(variation_recon),
                              backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
                              reference_yields=reference_yields,
-                             method_settings={"ml": ml_settings}, nu_sampling=nu_sampling,
+                             nu_sampling_recon=_list_pairs(nu_sampling, "--nu-sampling"),
                              candidate_average=candidate_average,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)

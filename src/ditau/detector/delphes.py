@@ -7,8 +7,20 @@ in this order: ``X/X.Field`` (real Delphes, or a flat branch of that name), ``X.
 branches, only flat ones) and ``X_Field`` (uproot's default naming). Counts are not needed:
 the jagged leaves carry them.
 
+Collection names: ``X`` is Delphes' default name unless ``collections`` maps the role to
+another one (:data:`COLLECTIONS`: ``jets`` -> ``Jet``, ``electrons``, ``muons``, ``met``,
+``scalar_ht``, ``eflow_tracks``, ``tracks``, ``eflow_photons``, ``eflow_neutral_hadrons``,
+``photons``, ``event``, ``particles``), e.g. ``{"jets": "KTjet"}`` or ``{"jets": "JetPUPPI"}``.
+When the jets are missing, the error names the file's collections that have the jet fields.
+
+Branch shapes are checked before any event is read: object collections must be jagged (one
+entry per object); ``MissingET``, ``ScalarHT`` and ``Event`` may be a length-1 list per event
+(Delphes) or one number per event (ntuples flattened by coffea/ServiceX-style tools; recorded
+per input as ``per_event_branches``). Any other shape is a :class:`DelphesError` naming the
+file, the branch and what the reader needs.
+
 The files are streamed in chunks (``uproot.iterate``, one file after the other, so every
-error names its file). Each chunk becomes a :class:`~ditau.detector.candidates.Candidates`
+error names its file). Each chunk becomes a :class:`~ditau.objects.Candidates`
 and :func:`ditau.select.select` makes the reco columns, exactly as for the parametric detector.
 
 Objects
@@ -49,6 +61,16 @@ Documented fallbacks (each recorded per input file in the output metadata, key `
     filled only when every input has a usable ``Particle`` collection (one output schema);
     otherwise omitted for all files, with the reason in the metadata. The ``particles`` group
     (visible final state) is never filled: Delphes output is not re-run through the detector.
+``particle_links``
+    Delphes' TreeWriter copies M1/M2/D1/D2 unchanged, so a card that writes a filtered
+    particle list leaves them pointing into the unfiltered list. The indices of the first
+    :data:`PARTICLE_CHECK_ENTRIES` entries are checked before reading (every M1/D1/D2 in range;
+    each daughter of a tau has that tau as M1): ``"stored"`` when they pass. Otherwise, when
+    ``Particle.fUniqueID`` - 1 is the index in the unfiltered list (Delphes numbers the
+    particles 1, 2, ... in creation order; increasing along the stored list) and the indices
+    mapped through it pass (no decay product of a tau dropped), ``"fUniqueID"``; else the
+    truth is omitted, with the reason in the metadata and a :class:`DelphesWarning`. Every
+    chunk is checked again while reading (a failure is a :class:`DelphesError`).
 
 Normalisation: with ``cross_section_pb`` the weight is sigma [fb] x gen_weight / sum of
 gen_weight over all input events (= sigma x 1000 / N_total for unweighted files; the division
@@ -74,12 +96,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import awkward as ak
 import numpy as np
@@ -88,9 +111,9 @@ import uproot
 from numpy.typing import NDArray
 from particle import Particle as _PDG
 
-from ditau.detector.candidates import LEPTON_FIELDS, Candidates, records
 from ditau.generate.truth import leg_columns
-from ditau.physics import M_PI, channel_of
+from ditau.objects import LEPTON_FIELDS, TAU_FIELDS, Candidates, records
+from ditau.physics import M_PI, channel_of, delta_phi, eta, from_pt_eta_phi_m, mass, pt
 from ditau.schema import EventWriter, arrow_schema, check_writable
 from ditau.select import SelectConfig, select
 
@@ -109,14 +132,34 @@ MET_RESOLUTION_K: Final[float] = 0.5
 TRUTH_ETA_MAX: Final[float] = 5.0
 #: Collections that ``allow_missing`` may name.
 ALLOWABLE_MISSING: Final[tuple[str, ...]] = ("Electron", "Muon")
+#: Entries per file whose Particle indices are checked before any event is read.
+PARTICLE_CHECK_ENTRIES: Final[int] = 100
 #: PDG masses in GeV (the ``particle`` package stores MeV).
 M_E: Final[float] = _PDG.from_pdgid(11).mass / 1000.0
 M_MU: Final[float] = _PDG.from_pdgid(13).mass / 1000.0
 
+#: What the reader reads (the keys of ``collections``) -> the Delphes collection name used
+#: when ``collections`` does not name another one.
+COLLECTIONS: Final[dict[str, str]] = {
+    "jets": "Jet",
+    "electrons": "Electron",
+    "muons": "Muon",
+    "met": "MissingET",
+    "scalar_ht": "ScalarHT",
+    "eflow_tracks": "EFlowTrack",
+    "tracks": "Track",
+    "eflow_photons": "EFlowPhoton",
+    "eflow_neutral_hadrons": "EFlowNeutralHadron",
+    "photons": "Photon",
+    "event": "Event",
+    "particles": "Particle",
+}
+_ROLE: Final[dict[str, str]] = {v: k for k, v in COLLECTIONS.items()}
+
 _P4: Final[tuple[str, ...]] = ("px", "py", "pz", "e")
 _NEUTRINOS: Final[tuple[int, ...]] = (12, 14, 16)
 
-#: Fields read per collection.
+#: Fields read per collection (keys: the default collection names).
 _FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "Jet": ("PT", "Eta", "Phi", "Mass", "TauTag", "Charge"),
     "Electron": ("PT", "Eta", "Phi", "Charge"),
@@ -131,22 +174,65 @@ _FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "Event": ("Weight",),
     "Particle": ("PID", "Status", "M1", "D1", "D2", "Charge", "Px", "Py", "Pz", "E"),
 }
+#: Collections with one entry per event: stored as a length-1 list per event (Delphes) or as
+#: one value per event (flattened ntuples); every other collection must be a jagged list.
+_PER_EVENT: Final[frozenset[str]] = frozenset({"MissingET", "ScalarHT", "Event"})
+
+Style = Literal["python", "cli"]
 
 
 class DelphesError(ValueError):
     """A Delphes input cannot be read or lacks what the import needs; the message says which
-    file and what."""
+    file, which branch or collection and what is wrong.
+
+    ``allow_missing`` (collections that ``allow_missing`` / ``--allow-missing`` would let the
+    import go without) and ``suggested`` (collection role -> a name in the file that has its
+    fields) give the remedies; :meth:`render` words them for the Python API or the CLI.
+    """
+
+    def __init__(self, message: str, *, allow_missing: Sequence[str] = (),
+                 suggested: Mapping[str, str] | None = None) -> None:
+        self.problem = message
+        self.allow_missing = tuple(allow_missing)
+        self.suggested = dict(suggested or {})
+        super().__init__(self.render("python"))
+
+    def render(self, style: Style = "python") -> str:
+        """The message with its remedies in ``style``: ``"python"`` (keyword arguments of
+        :func:`read_delphes`) or ``"cli"`` (options of ``ditau import-delphes``)."""
+        hints = []
+        if self.suggested:
+            if style == "cli":
+                opts = " ".join(f"--collection {k}={v}" for k, v in self.suggested.items())
+                hints.append(f"pass {opts} to read them from there")
+            else:
+                hints.append(f"pass collections={self.suggested!r} to read them from there")
+        if self.allow_missing:
+            if style == "cli":
+                hints.append(f"pass --allow-missing {','.join(self.allow_missing)} to read "
+                             "the file(s) without them")
+            else:
+                hints.append(f"pass allow_missing={self.allow_missing!r} to read the file(s) "
+                             "without them")
+        return self.problem + (f" ({'; '.join(hints)})" if hints else "")
+
+
+class DelphesWarning(UserWarning):
+    """Something of a Delphes input is not used (e.g. a Particle collection whose indices
+    are inconsistent); the message says which file and why."""
 
 
 # --------------------------------------------------------------------------------------------
-# Planning: open each file, resolve branch names, decide the fallbacks.
+# Planning: open each file, resolve branch names, check their shapes, decide the fallbacks.
 
 
 @dataclass
 class _FilePlan:
     path: Path
     entries: int
+    names: dict[str, str]
     keys: dict[tuple[str, str], str]
+    scalar: set[str]
     present: set[str]
     tracks: str | None
     tau_split: str
@@ -154,17 +240,33 @@ class _FilePlan:
     sumet: str
     missing_allowed: tuple[str, ...]
     truth: bool
+    particle_links: str | None = None
+    truth_problem: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def key(self, coll: str, fld: str) -> str:
         return self.keys[(coll, fld)]
 
+    def label(self, coll: str) -> str:
+        return _label(coll, self.names)
+
     def info(self) -> dict[str, Any]:
         return {"file": str(self.path), "entries": self.entries, "tau_split": self.tau_split,
-                "track_collection": self.tracks, "met": self.met, "sumet": self.sumet,
+                "track_collection": self.tracks and self.names[self.tracks],
+                "met": self.met, "sumet": self.sumet,
                 "missing_allowed": list(self.missing_allowed),
-                "gen_weight": "Event.Weight" if "Event" in self.present else "1",
-                "particle_truth": self.truth, "notes": self.notes}
+                "gen_weight": f"{self.names['Event']}.Weight" if "Event" in self.present
+                else "1",
+                "collections": {_ROLE[c]: self.names[c] for c in sorted(self.present)},
+                "per_event_branches": sorted(self.scalar),
+                "particle_truth": self.truth, "particle_links": self.particle_links,
+                "notes": self.notes}
+
+
+def _label(coll: str, names: Mapping[str, str]) -> str:
+    """A collection as the messages name it: its name in the file (and its role if renamed)."""
+    name = names[coll]
+    return name if name == coll else f"{name} (the {_ROLE[coll]})"
 
 
 def _resolve(names: set[str], coll: str, fld: str) -> str | None:
@@ -176,6 +278,33 @@ def _resolve(names: set[str], coll: str, fld: str) -> str | None:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
+
+
+def _collection_names(collections: Mapping[str, str] | None) -> dict[str, str]:
+    """Default collection name -> name in the files, from the user's ``collections``."""
+    names = {c: c for c in _FIELDS}
+    for key, value in (collections or {}).items():
+        coll = COLLECTIONS.get(key, key)
+        if coll not in _FIELDS:
+            raise DelphesError(f"collections: unknown key {key!r}; known: "
+                               f"{', '.join(COLLECTIONS)} (or the default names "
+                               f"{', '.join(_FIELDS)})")
+        if not isinstance(value, str) or not value.strip() or any(c in value for c in "/."):
+            raise DelphesError(f"collections[{key!r}]: {value!r} is not a collection name")
+        names[coll] = value.strip()
+    return names
+
+
+def _allowed(allow_missing: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for a in allow_missing:
+        coll = COLLECTIONS.get(a, a)
+        if coll not in ALLOWABLE_MISSING:
+            raise DelphesError(f"allow_missing: {a!r} cannot be missing; only "
+                               f"{list(ALLOWABLE_MISSING)} (or "
+                               f"{[_ROLE[c] for c in ALLOWABLE_MISSING]}) can")
+        out.append(coll)
+    return tuple(dict.fromkeys(out))
 
 
 @contextmanager
@@ -208,206 +337,318 @@ def _open_tree(path: Path) -> Iterator[Any]:
         yield tree
 
 
-def _plan(path: Path, allow_missing: tuple[str, ...]) -> tuple[_FilePlan | None, list[str]]:
-    """The file's plan, or None and the list of problems (missing collections/branches)."""
+def _shape(branch: Any) -> tuple[str, str]:
+    """("jagged" | "scalar" | "other", description) of a branch's per-event content."""
     try:
-        with _open_tree(path) as tree:
+        interp = branch.interpretation
+    except Exception as err:  # uproot cannot interpret the branch at all
+        return "other", f"not readable by uproot ({type(err).__name__}: {_one_line(err)})"
+    if isinstance(interp, uproot.AsJagged) and isinstance(interp.content, uproot.AsDtype):
+        if interp.content.inner_shape == ():
+            return "jagged", "a list of numbers per event"
+        return "other", f"a list of arrays of shape {interp.content.inner_shape} per event"
+    if isinstance(interp, uproot.AsDtype):
+        if interp.inner_shape == ():
+            return "scalar", "one number per event (a flattened ntuple?)"
+        return "other", f"a fixed-size array of shape {interp.inner_shape} per event"
+    return "other", f"of type {getattr(branch, 'typename', '?')} ({type(interp).__name__})"
+
+
+def _candidates_for(coll: str, names: set[str], taken: set[str]) -> list[str]:
+    """Other collections of the file that have every field ``coll`` needs (for the hint)."""
+    prefixes = set()
+    for n in names:
+        prefixes.add(n.split("/")[0])
+        prefixes.add(n.split(".")[0])
+        prefixes.update(n[:i] for i, ch in enumerate(n) if ch == "_" and i > 0)
+    return sorted(p for p in prefixes - taken
+                  if all(_resolve(names, p, f) for f in _FIELDS[coll]))
+
+
+@dataclass
+class _Problems:
+    """What is wrong with one file, and the remedies the error can propose."""
+
+    messages: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=list)
+    suggested: dict[str, str] = field(default_factory=dict)
+
+
+def _plan(path: Path, allow_missing: tuple[str, ...],
+          names_of: dict[str, str]) -> tuple[_FilePlan | None, _Problems]:
+    """The file's plan, or None and its problems (missing collections, branches, shapes)."""
+    found_problems = _Problems()
+    with _open_tree(path) as tree:
+        try:
             names = set(tree.keys())
             entries = int(tree.num_entries)
-    except DelphesError:
-        raise
-    except Exception as err:
-        raise DelphesError(f"{path}: cannot list the branches of '{TREE}' "
-                           f"({type(err).__name__}: {_one_line(err)})") from err
-    keys: dict[tuple[str, str], str] = {}
-    present: set[str] = set()
-    incomplete: dict[str, list[str]] = {}
-    for coll, fields in _FIELDS.items():
-        found = {f: _resolve(names, coll, f) for f in fields}
-        anything = any(found.values()) or coll in names or f"{coll}_size" in names
-        if not anything:
-            continue
-        lacking = [f"{coll}.{f}" for f, k in found.items() if k is None]
-        if lacking:
-            incomplete[coll] = lacking
-            continue
-        present.add(coll)
-        keys.update({(coll, f): k for f, k in found.items() if k is not None})
-    ncharged = _resolve(names, "Jet", "NCharged")
+        except Exception as err:
+            raise DelphesError(f"{path}: cannot list the branches of '{TREE}' "
+                               f"({type(err).__name__}: {_one_line(err)})") from err
+        keys: dict[tuple[str, str], str] = {}
+        present: set[str] = set()
+        incomplete: dict[str, list[str]] = {}
+        bad_shape: list[str] = []
+        bad_colls: set[str] = set()
+        scalar: set[str] = set()
 
-    missing: list[str] = []
-    # Required collections that exist but lack fields are errors; optional ones are dropped.
-    problems = [f"{c} without {', '.join(incomplete[c])}" for c in ("Jet", "Electron", "Muon")
-                if c in incomplete]
-    if "Jet" not in present and "Jet" not in incomplete:
-        missing.append("Jet")
-    allowed = []
-    for coll in ("Electron", "Muon"):
-        if coll not in present and coll not in incomplete:
-            if coll in allow_missing:
-                allowed.append(coll)
+        def check_shape(coll: str, fld: str, key: str) -> bool:
+            kind, desc = _shape(tree[key])
+            if kind == "jagged" or (kind == "scalar" and coll in _PER_EVENT):
+                if kind == "scalar":
+                    scalar.add(key)
+                return True
+            need = ("one number per event or a one-entry list per event"
+                    if coll in _PER_EVENT else "a list per event (one entry per object)")
+            bad_colls.add(coll)
+            bad_shape.append(f"branch '{key}' ({names_of[coll]}.{fld}) is {desc}; the reader "
+                             f"needs {need}")
+            return False
+
+        for coll, fields in _FIELDS.items():
+            name = names_of[coll]
+            found = {f: _resolve(names, name, f) for f in fields}
+            anything = any(found.values()) or name in names or f"{name}_size" in names
+            if not anything:
+                continue
+            lacking = [f"{name}.{f}" for f, k in found.items() if k is None]
+            if lacking:
+                incomplete[coll] = lacking
+                continue
+            if all([check_shape(coll, f, k) for f, k in found.items() if k is not None]):
+                present.add(coll)
+                keys.update({(coll, f): k for f, k in found.items() if k is not None})
+        ncharged = _resolve(names, names_of["Jet"], "NCharged")
+        if ncharged is not None and "Jet" in present and not check_shape("Jet", "NCharged",
+                                                                         ncharged):
+            present.discard("Jet")
+
+        missing: list[str] = []
+        # Required collections that exist but lack fields are errors; optional ones dropped.
+        problems = [f"{_label(c, names_of)} without {', '.join(incomplete[c])}"
+                    for c in ("Jet", "Electron", "Muon") if c in incomplete]
+        taken = set(names_of.values()) | set(_FIELDS)
+        if "Jet" not in present and "Jet" not in incomplete and "Jet" not in bad_colls:
+            missing.append(_label("Jet", names_of))
+            other = _candidates_for("Jet", names, taken)
+            if other:
+                found_problems.suggested["jets"] = other[0]
+                missing[-1] += f" (collections with the jet fields: {', '.join(other)})"
+        allowed = []
+        for coll in ("Electron", "Muon"):
+            if coll not in present and coll not in incomplete and coll not in bad_colls:
+                if coll in allow_missing:
+                    allowed.append(coll)
+                else:
+                    missing.append(_label(coll, names_of))
+                    found_problems.allow.append(coll)
+        tracks = next((c for c in ("EFlowTrack", "Track") if c in present), None)
+        tau_split = "constituents" if tracks and "EFlowPhoton" in present else "jet"
+        if tau_split == "jet" and "Jet" in present:
+            if ncharged is None:
+                problems.append(f"{names_of['Jet']}.NCharged (needed without "
+                                f"{names_of['EFlowTrack']}/{names_of['Track']} + "
+                                f"{names_of['EFlowPhoton']})")
             else:
-                missing.append(coll)
-    tracks = next((c for c in ("EFlowTrack", "Track") if c in present), None)
-    tau_split = "constituents" if tracks and "EFlowPhoton" in present else "jet"
-    if tau_split == "jet" and "Jet" in present:
-        if ncharged is None:
-            problems.append("Jet.NCharged (needed without EFlowTrack/Track + EFlowPhoton)")
+                keys[("Jet", "NCharged")] = ncharged
+        eflow = ("EFlowTrack", "EFlowPhoton", "EFlowNeutralHadron")
+        if "MissingET" in present:
+            met = "MissingET"
+        elif all(c in present for c in eflow):
+            met = "eflow"
         else:
-            keys[("Jet", "NCharged")] = ncharged
-    eflow = ("EFlowTrack", "EFlowPhoton", "EFlowNeutralHadron")
-    if "MissingET" in present:
-        met = "MissingET"
-    elif all(c in present for c in eflow):
-        met = "eflow"
+            met = "none"
+            lacking = [names_of[c] for c in eflow if c not in present]
+            what = (f"{_label('MissingET', names_of)} without "
+                    f"{', '.join(incomplete['MissingET'])}" if "MissingET" in incomplete
+                    else _label("MissingET", names_of))
+            missing.append(f"{what} (fallback from {', '.join(names_of[c] for c in eflow)} "
+                           f"impossible: {', '.join(lacking)} missing)")
+        sumet = "ScalarHT" if "ScalarHT" in present else "object_pt_sum"
+        if missing or problems or bad_shape:
+            msgs = []
+            if missing:
+                msgs.append(f"missing Delphes collection(s) {', '.join(missing)}")
+            if problems:
+                msgs.append(f"missing branch(es): {'; '.join(problems)}")
+            if bad_shape:
+                msgs.append(f"unexpected branch shape(s): {'; '.join(bad_shape)}")
+            found_problems.messages.append(f"{path}: {' and '.join(msgs)}")
+            return None, found_problems
+        notes = [f"{names_of[coll]} ignored: lacks {', '.join(lacking)}"
+                 for coll, lacking in incomplete.items()
+                 if coll not in ("Jet", "Electron", "Muon")]
+        plan = _FilePlan(path, entries, dict(names_of), keys, scalar, present, tracks,
+                         tau_split, met, sumet, tuple(allowed), "Particle" in present,
+                         notes=notes)
+        if plan.truth:
+            _plan_particle_links(plan, tree, names)
+    return plan, found_problems
+
+
+def _plan_particle_links(plan: _FilePlan, tree: Any, names: set[str]) -> None:
+    """Check the Particle indices of the file's first entries; decide how the links are read
+    (``plan.particle_links``: "stored" or "fUniqueID"), or drop the truth with the reason."""
+    name = plan.names["Particle"]
+    uid_key = _resolve(names, name, "fUniqueID")
+    if uid_key is not None and _shape(tree[uid_key])[0] != "jagged":
+        uid_key = None
+    fields = ("PID", "M1", "D1", "D2")
+    stop = min(plan.entries, PARTICLE_CHECK_ENTRIES)
+    exprs = [plan.key("Particle", f) for f in fields] + ([uid_key] if uid_key else [])
+    try:
+        arrays = tree.arrays(exprs, entry_stop=stop, library="ak")
+    except Exception as err:
+        raise DelphesError(f"{plan.path}: cannot read {', '.join(exprs)} "
+                           f"({type(err).__name__}: {_one_line(err)})") from err
+    raw = {f: arrays[plan.key("Particle", f)] for f in fields}
+    _, problem = _links(raw["PID"], raw["M1"], raw["D1"], raw["D2"], None)
+    if problem is None:
+        plan.particle_links = "stored"
+        return
+    why = (f"{name} mother/daughter indices (M1, D1, D2) do not point into the stored list "
+           f"(was it written from a filtered particle list?): {problem}")
+    if uid_key is None:
+        plan.truth_problem = (f"{plan.path}: {why}; there is no {name}.fUniqueID to repair "
+                              "them, so the truth is omitted")
     else:
-        met = "none"
-        lacking = [c for c in eflow if c not in present]
-        what = (f"MissingET without {', '.join(incomplete['MissingET'])}"
-                if "MissingET" in incomplete else "MissingET")
-        missing.append(f"{what} (fallback from {', '.join(eflow)} impossible: "
-                       f"{', '.join(lacking)} missing)")
-    sumet = "ScalarHT" if "ScalarHT" in present else "object_pt_sum"
-    if missing or problems:
-        msgs = []
-        if missing:
-            msgs.append(f"missing Delphes collection(s) {', '.join(missing)}")
-        if problems:
-            msgs.append(f"missing branch(es): {'; '.join(problems)}")
-        only_leptons = missing and all(m in ALLOWABLE_MISSING for m in missing) and not problems
-        hint = (f" (pass allow_missing={tuple(m for m in missing)!r} to read it without "
-                "them)") if only_leptons else ""
-        return None, [f"{path}: {' and '.join(msgs)}{hint}"]
-    notes = [f"{coll} ignored: lacks {', '.join(lacking)}" for coll, lacking in incomplete.items()
-             if coll not in ("Jet", "Electron", "Muon")]
-    return _FilePlan(path, entries, keys, present, tracks, tau_split, met, sumet,
-                     tuple(allowed), "Particle" in present, notes), []
+        _, problem2 = _links(raw["PID"], raw["M1"], raw["D1"], raw["D2"], arrays[uid_key])
+        if problem2 is None:
+            plan.particle_links = "fUniqueID"
+            plan.keys[("Particle", "fUniqueID")] = uid_key
+            plan.notes.append(f"{why}; repaired through {uid_key} - 1 = the index in the "
+                              "unfiltered list")
+            return
+        plan.truth_problem = (f"{plan.path}: {why}; {uid_key} does not repair them either "
+                              f"({problem2}), so the truth is omitted")
+    plan.truth = False
+    plan.notes.append(plan.truth_problem)
 
 
 def _gen_weight_sum(plan: _FilePlan) -> float:
     """Sum of the file's generator weights (N when there are none)."""
     if "Event" not in plan.present:
         return float(plan.entries)
+    key = plan.key("Event", "Weight")
     try:
         with _open_tree(plan.path) as tree:
-            arr = tree[plan.key("Event", "Weight")].array()
+            arr = tree[key].array()
     except DelphesError:
         raise
     except Exception as err:
-        raise DelphesError(f"{plan.path}: cannot read Event.Weight ({type(err).__name__}: "
+        raise DelphesError(f"{plan.path}: cannot read {key} ({type(err).__name__}: "
                            f"{_one_line(err)})") from err
-    return float(np.sum(_firsts(arr, 1.0)))
+    return float(np.sum(_per_event(arr, key in plan.scalar, 1.0)))
 
 
 # --------------------------------------------------------------------------------------------
 # Per-chunk conversion.
+
+Flat = NDArray[np.float64]
 
 
 def _f64(x: ak.Array) -> ak.Array:
     return ak.values_astype(x, np.float64)
 
 
-def _firsts(x: ak.Array, default: float) -> NDArray[np.float64]:
-    """First entry of each event's list (``default`` where empty), e.g. MissingET.MET."""
+def _per_event(x: ak.Array, scalar: bool, default: float) -> Flat:
+    """One value per event: the number itself (flattened ntuples) or the first entry of the
+    event's list (``default`` where empty), e.g. MissingET.MET."""
+    if scalar:
+        return ak.to_numpy(_f64(x)).astype(np.float64)
     return ak.to_numpy(ak.fill_none(ak.firsts(_f64(x)), default)).astype(np.float64)
 
 
-Flat = NDArray[np.float64]
+def _p4(pt_: ak.Array, eta_: ak.Array, phi_: ak.Array,
+        m: float | ak.Array) -> dict[str, ak.Array]:
+    """Jagged (px, py, pz, e) from jagged (pT, eta, phi) and a mass (number or jagged)."""
+    counts = ak.num(pt_, axis=1)
+    flat = [ak.to_numpy(ak.flatten(x, axis=1)) for x in (pt_, eta_, phi_)]
+    mm = (np.full(len(flat[0]), float(m)) if isinstance(m, int | float)
+          else ak.to_numpy(ak.flatten(m, axis=1)))
+    v = from_pt_eta_phi_m(*flat, mm)
+    return {c: ak.unflatten(v[:, i], counts) for i, c in enumerate(_P4)}
 
 
-def _p4(pt: Flat, eta: Flat, phi: Flat, mass: float | Flat) -> dict[str, Flat]:
-    # px = pT cos phi, py = pT sin phi, pz = pT sinh eta, E = sqrt((pT cosh eta)^2 + m^2)
-    return {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta),
-            "e": np.hypot(pt * np.cosh(eta), mass)}
+def _by_pt(fields: Mapping[str, ak.Array], pt_: ak.Array) -> ak.Array:
+    """Per-event record lists sorted by decreasing pT (ties keep their order)."""
+    return ak.zip(dict(fields))[ak.argsort(-pt_, axis=1, stable=True)]
 
 
-@dataclass
-class _Coll:
-    """One collection of a chunk as flat per-object arrays grouped by event."""
-
-    counts: NDArray[np.int64]
-    fields: dict[str, Flat]
-
-    @property
-    def evt(self) -> NDArray[np.int64]:
-        return np.repeat(np.arange(len(self.counts)), self.counts)
-
-    @property
-    def offsets(self) -> NDArray[np.int64]:
-        return np.concatenate([[0], np.cumsum(self.counts)])[:-1]
-
-    def __getitem__(self, name: str) -> Flat:
-        return self.fields[name]
+def _empty(n: int, fields: Iterable[str]) -> ak.Array:
+    return records(np.zeros(n, np.int64), {f: np.zeros(0) for f in fields})
 
 
 class _Chunk:
     """One chunk's arrays with the file's branch names resolved."""
 
-    def __init__(self, arrays: ak.Array, plan: _FilePlan) -> None:
+    def __init__(self, arrays: ak.Array, plan: _FilePlan, start: int) -> None:
         self.arrays = arrays
         self.plan = plan
         self.n = len(arrays)
+        self.start = start
 
-    def get(self, coll: str, fld: str) -> ak.Array:
-        return _f64(self.arrays[self.plan.key(coll, fld)])
+    def where(self) -> str:
+        return f"{self.plan.path}, entries {self.start}-{self.start + self.n - 1}"
 
-    def coll(self, coll: str, fields: Sequence[str]) -> _Coll:
+    def per_event(self, coll: str, fld: str, default: float) -> Flat:
+        key = self.plan.key(coll, fld)
+        return _per_event(self.arrays[key], key in self.plan.scalar, default)
+
+    def coll(self, coll: str, fields: Sequence[str]) -> ak.Array:
+        """The collection's jagged records (float64 fields), one list per event."""
+        out: dict[str, ak.Array] = {}
         counts = None
-        flat: dict[str, Flat] = {}
         for f in fields:
-            arr = self.arrays[self.plan.key(coll, f)]
-            num = ak.to_numpy(ak.num(arr, axis=1)).astype(np.int64)
+            key = self.plan.key(coll, f)
+            arr = self.arrays[key]
+            num = ak.to_numpy(ak.num(arr, axis=1))
             if counts is None:
                 counts = num
             elif not np.array_equal(num, counts):
-                raise DelphesError(f"{self.plan.path}: collection {coll}: {coll}.{f} has other "
-                                   f"per-event lengths than {coll}.{fields[0]}")
-            flat[f] = ak.to_numpy(ak.flatten(arr, axis=1)).astype(np.float64)
-        assert counts is not None
-        return _Coll(counts, flat)
-
-
-def _grouped(evt: NDArray[np.int64], pt: Flat, n: int, fields: dict[str, Flat]) -> ak.Array:
-    """Per-event record lists from flat objects (event ``evt``), sorted by decreasing pT."""
-    order = np.lexsort((-pt, evt))
-    return records(np.bincount(evt, minlength=n), {k: v[order] for k, v in fields.items()})
+                first = self.plan.key(coll, fields[0])
+                ev = self.start + int(np.flatnonzero(num != counts)[0])
+                raise DelphesError(f"{self.plan.path}: collection {self.plan.label(coll)}: "
+                                   f"branch '{key}' has another number of entries than "
+                                   f"'{first}' (first at entry {ev})")
+            out[f] = _f64(arr)
+        return ak.zip(out)
 
 
 def _leptons(ch: _Chunk) -> ak.Array:
-    parts: list[tuple[NDArray[np.int64], dict[str, Flat]]] = []
-    for coll, mass, flavour in (("Electron", M_E, 11.0), ("Muon", M_MU, 13.0)):
+    parts = []
+    for coll, m, flavour in (("Electron", M_E, 11.0), ("Muon", M_MU, 13.0)):
         if coll not in ch.plan.present:
             continue
         c = ch.coll(coll, ("PT", "Eta", "Phi", "Charge"))
-        rec = _p4(c["PT"], c["Eta"], c["Phi"], mass)
-        rec["charge"] = c["Charge"]
-        rec["flavour"] = np.full(len(c["PT"]), flavour)
-        parts.append((c.evt, rec))
-    evt = np.concatenate([e for e, _ in parts] + [np.zeros(0, np.int64)])
-    fields = {f: np.concatenate([r[f] for _, r in parts] + [np.zeros(0)])
-              for f in LEPTON_FIELDS}
-    return _grouped(evt, np.hypot(fields["px"], fields["py"]), ch.n, fields)
+        rec: dict[str, ak.Array] = _p4(c.PT, c.Eta, c.Phi, m)
+        rec["charge"] = c.Charge
+        rec["flavour"] = ak.full_like(c.PT, flavour)
+        parts.append(ak.zip(rec))
+    if not parts:
+        return _empty(ch.n, LEPTON_FIELDS)
+    lep = ak.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    return _by_pt({f: lep[f] for f in LEPTON_FIELDS}, pt(lep.px, lep.py))
 
 
-def _cone_sum(t_evt: NDArray[np.int64], t_eta: Flat, t_phi: Flat, objs: _Coll, pt: str,
-              mass: float, pt_min: float) -> tuple[dict[str, Flat], NDArray[np.int64]]:
-    """Per tau axis, the four-momentum sum (objects of mass ``mass``) and the number of the
-    objects (fields ``pt``, Eta, Phi) of its event with pT > ``pt_min`` within Delta R <
-    TAU_CONE_DR. Objects with pT = 0 (Delphes stores Eta = 999.9 for them) never count."""
-    ntau = len(t_evt)
-    k = objs.counts[t_evt]  # candidate objects per tau: all of its event
-    pair_t = np.repeat(np.arange(ntau), k)
-    start = np.cumsum(k) - k
-    pair_o = objs.offsets[t_evt][pair_t] + np.arange(len(pair_t)) - start[pair_t]
-    o_pt, o_eta, o_phi = objs[pt][pair_o], objs["Eta"][pair_o], objs["Phi"][pair_o]
-    dphi = (o_phi - t_phi[pair_t] + np.pi) % (2 * np.pi) - np.pi  # wrapped to [-pi, pi)
+def _cone_sum(axes: ak.Array, objs: ak.Array, pt_field: str, m: float,
+              pt_min: float) -> tuple[dict[str, Flat], NDArray[np.int64]]:
+    """Per tau axis (jagged records ``Eta``, ``Phi``), the four-momentum sum (objects of mass
+    ``m``) and the number of the objects (fields ``pt_field``, Eta, Phi) of its event with
+    pT > ``pt_min`` within Delta R < TAU_CONE_DR; flat arrays in the axes' order. Objects with
+    pT = 0 (Delphes stores Eta = 999.9 for them) never count."""
+    pairs = ak.cartesian({"t": axes, "o": objs}, axis=1, nested=True)  # [event][tau][object]
+    dphi = delta_phi(pairs.o.Phi, pairs.t.Phi)
     # Delta R^2 = Delta eta^2 + Delta phi^2
-    inside = (o_pt > max(pt_min, 0.0)) & ((o_eta - t_eta[pair_t]) ** 2 + dphi**2
-                                          < TAU_CONE_DR**2)
-    t = pair_t[inside]
-    p4 = _p4(o_pt[inside], o_eta[inside], o_phi[inside], mass)
-    return ({c: np.bincount(t, p4[c], minlength=ntau) for c in _P4},
-            np.bincount(t, minlength=ntau))
+    inside = (pairs.o[pt_field] > max(pt_min, 0.0)) & (
+        (pairs.o.Eta - pairs.t.Eta) ** 2 + dphi**2 < TAU_CONE_DR**2)
+    sel = pairs.o[inside]
+    n_in = ak.to_numpy(ak.flatten(ak.num(sel, axis=2), axis=1)).astype(np.int64)
+    flat = [ak.to_numpy(ak.flatten(sel[f], axis=None)) for f in (pt_field, "Eta", "Phi")]
+    p4 = from_pt_eta_phi_m(*flat, np.full(len(flat[0]), m))
+    tau = np.repeat(np.arange(len(n_in)), n_in)
+    return ({c: np.bincount(tau, p4[:, i], minlength=len(n_in)) for i, c in enumerate(_P4)},
+            n_in)
 
 
 def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
@@ -417,63 +658,67 @@ def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
     if ch.plan.tau_split == "jet":
         fields.append("NCharged")
     jet = ch.coll("Jet", fields)
-    evt = jet.evt
-    tagged = (jet["TauTag"].astype(np.int64) & 1) != 0  # TauTag bit 0: tau-tagged
-    p4 = _p4(jet["PT"], jet["Eta"], jet["Phi"], jet["Mass"])
-    jets = _grouped(evt[~tagged], jet["PT"][~tagged], ch.n, {c: p4[c][~tagged] for c in _P4})
-    t_evt = evt[tagged]
-    ntau = len(t_evt)
+    tagged = (ak.values_astype(jet.TauTag, np.int64) & 1) != 0  # TauTag bit 0: tau-tagged
+    p4 = _p4(jet.PT, jet.Eta, jet.Phi, jet.Mass)
+    jets = _by_pt({c: p4[c][~tagged] for c in _P4}, jet.PT[~tagged])
+    tj = jet[tagged]
+    ntau = int(ak.sum(ak.num(tj, axis=1)))
+
+    def flat(x: ak.Array) -> Flat:
+        return ak.to_numpy(ak.flatten(x, axis=1)).astype(np.float64)
+
     if ch.plan.tau_split == "constituents":
         trk = ch.coll(ch.plan.tracks or "EFlowTrack", ("PT", "Eta", "Phi"))
         pho = ch.coll("EFlowPhoton", ("ET", "Eta", "Phi"))
-        t_eta, t_phi = jet["Eta"][tagged], jet["Phi"][tagged]
         # tracks: charged-pion mass hypothesis; photons: massless
-        chg, n_tracks = _cone_sum(t_evt, t_eta, t_phi, trk, "PT", M_PI, TRACK_PT_MIN)
-        neu, _ = _cone_sum(t_evt, t_eta, t_phi, pho, "ET", 0.0, 0.0)
-        # E_T of the neutral sum = E sin(theta) = E pT / |p|
-        npt = np.hypot(neu["px"], neu["py"])
-        nabs = np.hypot(npt, neu["pz"])
-        net = np.divide(neu["e"] * npt, nabs, out=np.zeros(ntau), where=nabs > 0)
+        chg, n_tracks = _cone_sum(tj, trk, "PT", M_PI, TRACK_PT_MIN)
+        neu, _ = _cone_sum(tj, pho, "ET", 0.0, 0.0)
+        # E_T of the neutral sum = E sin(theta) = E / cosh(eta) (0 for an empty sum)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            net = neu["e"] / np.cosh(eta(neu["px"], neu["py"], neu["pz"]))
         has_neu = net > NEUTRAL_ET_MIN
         neu = {c: np.where(has_neu, v, 0.0) for c, v in neu.items()}
         n_neu = has_neu.astype(np.float64)
         n_trk = n_tracks.astype(np.float64)
     else:
-        chg = {c: p4[c][tagged] for c in _P4}
+        chg = {c: flat(p4[c][tagged]) for c in _P4}
         neu = {c: np.zeros(ntau) for c in _P4}
-        n_trk, n_neu = jet["NCharged"][tagged], np.zeros(ntau)
+        n_trk, n_neu = flat(tj.NCharged), np.zeros(ntau)
     rec = {f"chg_{c}": chg[c] for c in _P4}
     rec.update({f"neu_{c}": neu[c] for c in _P4})
-    rec.update({"n_tracks": n_trk, "n_neu": n_neu, "charge": jet["Charge"][tagged],
+    rec.update({"n_tracks": n_trk, "n_neu": n_neu, "charge": flat(tj.Charge),
                 "fake_weight": np.ones(ntau), "origin": np.zeros(ntau)})
-    vis_pt = np.hypot(chg["px"] + neu["px"], chg["py"] + neu["py"])
-    taus = _grouped(t_evt, vis_pt, ch.n, rec)
-    return taus, jets, np.bincount(evt, jet["PT"], minlength=ch.n)
+    counts = ak.num(tj, axis=1)
+    vis_pt = pt(chg["px"] + neu["px"], chg["py"] + neu["py"])
+    taus = _by_pt({f: ak.unflatten(rec[f], counts) for f in TAU_FIELDS},
+                  ak.unflatten(vis_pt, counts))
+    return taus, jets, ak.to_numpy(ak.sum(jet.PT, axis=1)).astype(np.float64)
 
 
 def _met(ch: _Chunk, jet_pt_sum: Flat, leptons: ak.Array) -> dict[str, Flat]:
     plan = ch.plan
     if plan.met == "MissingET":
-        met = _firsts(ch.get("MissingET", "MET"), 0.0)
-        phi = _firsts(ch.get("MissingET", "Phi"), 0.0)
-        mx, my = met * np.cos(phi), met * np.sin(phi)
+        met = ch.per_event("MissingET", "MET", 0.0)
+        phi = ch.per_event("MissingET", "Phi", 0.0)
+        v = from_pt_eta_phi_m(met, np.zeros(ch.n), phi, np.zeros(ch.n))
+        mx, my = v[:, 0], v[:, 1]
     else:
         mx, my = np.zeros(ch.n), np.zeros(ch.n)
-        for coll, pt in (("EFlowTrack", "PT"), ("EFlowPhoton", "ET"),
-                         ("EFlowNeutralHadron", "ET")):
-            c = ch.coll(coll, (pt, "Phi"))
+        for coll, pt_field in (("EFlowTrack", "PT"), ("EFlowPhoton", "ET"),
+                               ("EFlowNeutralHadron", "ET")):
+            c = ch.coll(coll, (pt_field, "Phi"))
+            p4 = _p4(c[pt_field], ak.zeros_like(c.Phi), c.Phi, 0.0)
             # MET = -(vector sum of the energy-flow objects' pT)
-            mx -= np.bincount(c.evt, c[pt] * np.cos(c["Phi"]), minlength=ch.n)
-            my -= np.bincount(c.evt, c[pt] * np.sin(c["Phi"]), minlength=ch.n)
+            mx -= ak.to_numpy(ak.sum(p4["px"], axis=1))
+            my -= ak.to_numpy(ak.sum(p4["py"], axis=1))
     if plan.sumet == "ScalarHT":
-        sumet = _firsts(ch.get("ScalarHT", "HT"), 0.0)
+        sumet = ch.per_event("ScalarHT", "HT", 0.0)
     else:
         # Scalar pT sum of the ScalarHT module's inputs (jets, electrons, muons, photons).
-        lep_pt = ak.to_numpy(ak.sum(np.hypot(leptons.px, leptons.py), axis=1))
+        lep_pt = ak.to_numpy(ak.sum(pt(leptons.px, leptons.py), axis=1))
         sumet = jet_pt_sum + lep_pt.astype(np.float64)
         if "Photon" in plan.present:
-            c = ch.coll("Photon", ("PT",))
-            sumet = sumet + np.bincount(c.evt, c["PT"], minlength=ch.n)
+            sumet = sumet + ak.to_numpy(ak.sum(ch.coll("Photon", ("PT",)).PT, axis=1))
     var = MET_RESOLUTION_K**2 * sumet  # sigma^2 = k^2 sum E_T (EPJC 72 (2012) 1844)
     return {"met_x": mx, "met_y": my, "met_sumet": sumet, "met_cov_xx": var,
             "met_cov_xy": np.zeros(ch.n), "met_cov_yy": var.copy()}
@@ -499,43 +744,156 @@ def _take(arr: NDArray, idx: NDArray[np.int64], fill: float) -> NDArray:
     return np.where(bad, fill, out)
 
 
+@dataclass
+class _Links:
+    """A chunk's Particle links as indices into its flat particle record (-1: none).
+
+    ``evt``: event of each particle; ``m1``: first mother; daughters: the range ``lo..hi``
+    (none when ``lo`` < 0) plus ``extra`` (the D2 entry when D2 < D1).
+    """
+
+    evt: NDArray[np.int64]
+    m1: NDArray[np.int64]
+    lo: NDArray[np.int64]
+    hi: NDArray[np.int64]
+    extra: NDArray[np.int64]
+
+
+def _links(pid_: ak.Array, m1_: ak.Array, d1_: ak.Array, d2_: ak.Array,
+           uid_: ak.Array | None, first_entry: int = 0) -> tuple[_Links | None, str | None]:
+    """The checked Particle links of a chunk whose first entry is ``first_entry``, or None
+    and what is wrong.
+
+    Without ``uid_`` the stored in-event indices are used; with it (``fUniqueID``, = 1 + the
+    index in the unfiltered list, as Delphes assigns it) the indices are mapped from the
+    unfiltered into the stored list (a mother not stored becomes -1; a daughter range keeps the
+    stored entries of the range). Checks: every index in range (-1 = none); the fUniqueIDs
+    increasing within an entry; each daughter of a tau has that tau as its mother M1; with
+    ``uid_``, no daughter of a tau dropped."""
+    counts = ak.to_numpy(ak.num(pid_, axis=1)).astype(np.int64)
+    evt = np.repeat(np.arange(len(counts)), counts)
+    base = (np.cumsum(counts) - counts)[evt]
+    size = counts[evt]
+
+    def flat(x: ak.Array) -> NDArray[np.int64]:
+        return ak.to_numpy(ak.flatten(x, axis=1)).astype(np.int64)
+
+    pid, m1, d1, d2 = flat(pid_), flat(m1_), flat(d1_), flat(d2_)
+
+    def at(i: int) -> str:
+        return f"entry {first_entry + evt[i]}, index {i - base[i]} (PID {pid[i]})"
+
+    limit = size if uid_ is None else np.full(len(pid), np.iinfo(np.int64).max)
+    for name, v in (("M1", m1), ("D1", d1), ("D2", d2)):
+        bad = np.flatnonzero((v < -1) | (v >= limit))
+        if len(bad):
+            i = bad[0]
+            return None, (f"{at(i)}: {name} = {v[i]} is outside the entry's {size[i]} "
+                          "particles" if v[i] >= 0 else f"{at(i)}: {name} = {v[i]} < -1")
+    dropped = np.zeros(len(pid), dtype=bool)  # a daughter of this particle is not stored
+    if uid_ is None:
+        def exact(v: NDArray[np.int64]) -> NDArray[np.int64]:
+            return np.where(v >= 0, v + base, -1)
+
+        lo_r, hi_r = exact(d1), exact(d2)
+    else:
+        orig = flat(uid_) - 1
+        same = evt[1:] == evt[:-1]
+        bad = np.union1d(np.flatnonzero(orig < 0),
+                         np.flatnonzero(same & (np.diff(orig) <= 0)) + 1)
+        if len(bad):
+            i = int(bad[0])
+            return None, (f"{at(i)}: fUniqueID = {orig[i] + 1} is not 1 + an index increasing "
+                          "along the entry's list")
+        big = int(orig.max()) + 2 if len(orig) else 1
+        keys = evt * big + orig  # sorted: by entry, then original index
+
+        def pos(v: NDArray[np.int64], side: Literal["left", "right"]) -> NDArray[np.int64]:
+            return np.searchsorted(keys, evt * big + np.minimum(v, big - 1), side=side)
+
+        def exact(v: NDArray[np.int64]) -> NDArray[np.int64]:
+            if len(keys) == 0:
+                return np.full(len(v), -1, dtype=np.int64)
+            p = np.minimum(pos(v, "left"), len(keys) - 1)
+            ok = (v >= 0) & (keys[p] == evt * big + np.minimum(v, big - 1))
+            return np.where(ok, p, -1)
+
+        # D1..D2 range: the stored entries whose original index is in it (the filter keeps the
+        # order); a single D1 or D2, or the pair D1, D2 with D2 < D1: those entries.
+        in_range = (d1 >= 0) & (d2 >= d1)
+        lo_rng = pos(d1, "left")
+        hi_rng = pos(d2, "right") - 1
+        kept = np.where(in_range, np.maximum(hi_rng - lo_rng + 1, 0), 0)
+        dropped = in_range & (kept < d2 - d1 + 1)
+        lo_x, hi_x = exact(d1), exact(d2)
+        dropped |= (d1 >= 0) & ~in_range & (lo_x < 0)
+        dropped |= (d2 >= 0) & ~in_range & (hi_x < 0)
+        lo_r = np.where(in_range, np.where(kept > 0, lo_rng, -1), lo_x)
+        hi_r = np.where(in_range, np.where(kept > 0, hi_rng, -1), hi_x)
+    M1 = exact(m1)
+    # Daughters: the range D1..D2, or the two entries D1 and D2 when D2 < D1.
+    is_range = (d1 >= 0) & (d2 >= d1)
+    first = np.where(d1 >= 0, lo_r, hi_r)
+    lo = np.where(first >= 0, first, -1)
+    hi = np.where(is_range, hi_r, lo)
+    extra = np.where((d1 >= 0) & (d2 >= 0) & (d2 < d1), hi_r, -1)
+    links = _Links(evt, M1, lo, hi, extra)
+
+    tau = np.flatnonzero(np.abs(pid) == 15)
+    lost = tau[dropped[tau]]
+    if len(lost):
+        return None, f"{at(lost[0])}: a decay product of this tau is not in the list"
+    t, j = _daughter_pairs(links, tau)
+    wrong = np.flatnonzero(M1[j] != t)
+    if len(wrong):
+        k = wrong[0]
+        return None, (f"{at(t[k])}: its daughter at index {j[k] - base[j[k]]} "
+                      f"(PID {pid[j[k]]}) has the mother M1 = {m1[j[k]]}")
+    return links, None
+
+
+def _daughter_pairs(links: _Links, parents: NDArray[np.int64]) -> tuple[NDArray[np.int64],
+                                                                        NDArray[np.int64]]:
+    """(parent, daughter) flat index pairs of the given parents."""
+    lo, hi = links.lo[parents], links.hi[parents]
+    n = np.where(lo >= 0, np.maximum(hi - lo + 1, 0), 0)
+    t = np.repeat(parents, n)
+    j = np.repeat(lo, n) + np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n)
+    ex = parents[links.extra[parents] >= 0]
+    return np.concatenate([t, ex]), np.concatenate([j, links.extra[ex]])
+
+
 def _truth(ch: _Chunk) -> dict[str, NDArray]:
     n = ch.n
-    raw = {f: ch.arrays[ch.plan.key("Particle", f)] for f in _FIELDS["Particle"]}
-    counts = ak.to_numpy(ak.num(raw["PID"])).astype(np.int64)
-    evt = np.repeat(np.arange(n), counts)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    base, size = offsets[evt], counts[evt]
+    plan = ch.plan
+    raw = {f: ch.arrays[plan.key("Particle", f)] for f in _FIELDS["Particle"]}
+    uid = (ch.arrays[plan.key("Particle", "fUniqueID")] if plan.particle_links == "fUniqueID"
+           else None)
+    links, problem = _links(raw["PID"], raw["M1"], raw["D1"], raw["D2"], uid, ch.start)
+    if links is None:
+        raise DelphesError(f"{ch.where()}: {plan.names['Particle']} mother/daughter indices "
+                           f"inconsistent ({problem}), although the "
+                           f"first {PARTICLE_CHECK_ENTRIES} entries were consistent "
+                           f"(links: {plan.particle_links})")
+    evt = links.evt
 
     def flat(name: str, dtype: type) -> NDArray:
         return ak.to_numpy(ak.flatten(raw[name], axis=1)).astype(dtype)
 
-    def glob(local: NDArray[np.int64]) -> NDArray[np.int64]:
-        # 0-based in-event index -> index into the flat record; -1 for none or out of range
-        return np.where((local >= 0) & (local < size), local + base, -1)
-
     pid = flat("PID", np.int64)
     status = np.abs(flat("Status", np.int64))
     charge = flat("Charge", np.float64)
-    m1, d1, d2 = glob(flat("M1", np.int64)), glob(flat("D1", np.int64)), glob(flat("D2", np.int64))
     p = np.stack([flat(c, np.float64) for c in ("Px", "Py", "Pz", "E")], axis=1)
     abspid = np.abs(pid)
     is_nu = np.isin(abspid, _NEUTRINOS)
 
-    # Daughters of particle i: the range lo..hi, plus ``extra`` (D2 when D2 < D1).
-    first = np.where(d1 >= 0, d1, d2)
-    is_range = (d1 >= 0) & (d2 >= d1)
-    lo = first
-    hi = np.where(is_range, d2, first)
-    extra = np.where((d1 >= 0) & (d2 >= 0) & (d2 < d1), d2, -1)
-    nut = (abspid == 16).astype(np.int64)
-    cs = np.concatenate([[0], np.cumsum(nut)])
-    n_nut = np.where(first >= 0, cs[np.maximum(hi, 0) + 1] - cs[np.maximum(lo, 0)], 0)
-    n_nut = n_nut + np.where(extra >= 0, nut[np.maximum(extra, 0)], 0)
+    # Decaying taus: taus with a nu_tau among their daughters.
+    tau = np.flatnonzero(abspid == 15)
+    t, j = _daughter_pairs(links, tau)
+    n_nut = np.bincount(t, abspid[j] == 16, minlength=len(pid))
     decaying = (abspid == 15) & (n_nut > 0)
 
     cols: dict[str, NDArray] = {}
-    tau_idx: dict[str, NDArray[np.int64]] = {}
     modes: dict[str, NDArray] = {}
     tag = np.zeros(len(pid), dtype=np.int8)
     for leg, sign, tsign in (("p", -15, 1), ("m", 15, -1)):
@@ -543,12 +901,9 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
         order = np.lexsort((p[cand, 3], evt[cand]))  # by event, then energy: the last one wins
         idx = np.full(n, -1, dtype=np.int64)
         idx[evt[cand[order]]] = cand[order]
-        tau_idx[leg] = idx
         present = idx >= 0
-        tlo, thi, tex = _take(lo, idx, -1), _take(hi, idx, -2), _take(extra, idx, -1)
-        j = np.arange(len(pid))
-        member = ((j >= tlo[evt]) & (j <= thi[evt])) | ((tex[evt] >= 0) & (j == tex[evt]))
-        dp = np.flatnonzero(member)
+        _, dp = _daughter_pairs(links, idx[present])
+        dp = np.sort(dp)
         tag[idx[present]] = tsign
         tag[dp] = tsign
         leg_cols = leg_columns(leg, dp, evt, p, pid, charge[dp], present,
@@ -557,10 +912,8 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
         modes[leg] = leg_cols[f"decay_mode_{leg}"]
     cols["truth_channel"] = channel_of(modes["p"], modes["m"]).astype(object)
     pair = np.stack([cols[f"tau_{c}_p"] + cols[f"tau_{c}_m"] for c in _P4], axis=1)
-    # m^2 = E^2 - |p|^2 of the pair; NaN propagates where a tau is absent
-    cols["m_tautau"] = np.sqrt(np.maximum(pair[:, 3] ** 2 - np.sum(pair[:, :3] ** 2, 1), 0.0))
-    cols["m_tautau"][np.isnan(pair[:, 3])] = np.nan
-    cols["pt_tautau"] = np.hypot(pair[:, 0], pair[:, 1])
+    cols["m_tautau"] = mass(pair)  # NaN where a tau is absent
+    cols["pt_tautau"] = pt(pair[:, 0], pair[:, 1])
 
     # Hard process: status 21 = incoming partons of the hardest subprocess (Pythia 8 manual,
     # "Particle Properties"); the one moving along +z comes from beam 1.
@@ -578,11 +931,10 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
     is_q2 = (cols["hard_id2"] >= 1) & (cols["hard_id2"] <= 6)
     cols["quark_pz_sign"] = np.where(is_q1, 1, np.where(is_q2, -1, 0)).astype(np.int8)
     both = (in1 >= 0) & (in2 >= 0)
-    s = _take(p, in1, 0.0) + _take(p, in2, 0.0)
-    m_hat = np.sqrt(np.maximum(s[:, 3] ** 2 - np.sum(s[:, :3] ** 2, 1), 0.0))  # sqrt(s_hat)
-    cols["m_hat"] = np.where(both, m_hat, 0.0)
+    cols["m_hat"] = np.where(both, mass(_take(p, in1, 0.0) + _take(p, in2, 0.0)), 0.0)
 
     # Tau descendants: propagate the leg tag down the M1 links (decay chains are short).
+    m1 = links.m1
     src = np.flatnonzero(m1 >= 0)
     for _ in range(100):
         new = tag[m1[src]]
@@ -591,11 +943,11 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
             break
         tag[src[changed]] = new[changed]
     final = status == 1
-    pt = np.hypot(p[:, 0], p[:, 1])
+    # |eta| from the four-vector layer; pT = 0 gives +-inf (outside), a zero momentum 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, p[:, 2] / pt, np.sign(p[:, 2]) * np.inf))
+        abs_eta = np.abs(eta(p[:, 0], p[:, 1], p[:, 2]))
     for name, mask in (("nu_other", final & is_nu & (tag == 0)),
-                       ("vis_out", final & ~is_nu & ~(np.abs(eta) < TRUTH_ETA_MAX))):
+                       ("vis_out", final & ~is_nu & ~(abs_eta < TRUTH_ETA_MAX))):
         cols[f"{name}_px"] = np.bincount(evt[mask], p[mask, 0], minlength=n)
         cols[f"{name}_py"] = np.bincount(evt[mask], p[mask, 1], minlength=n)
     return cols
@@ -631,7 +983,8 @@ class DelphesStream(Iterator[pa.Table]):
             self._norm = cross_section_pb * 1000.0 / weight_sum if weight_sum else 0.0
             weight_def = ("events per fb^-1: cross_section_pb x 1000 x gen_weight / sum of "
                           "gen_weight over all inputs (= sigma / N_total when unweighted)")
-        no_truth = [str(pl.path) for pl in plans if not pl.truth]
+        no_truth = [pl.truth_problem or f"no usable {pl.names['Particle']} collection in "
+                    f"{pl.path}" for pl in plans if not pl.truth]
         self.metadata: dict[str, Any] = {
             "sample": sample,
             "cross_section_pb": cross_section_pb,
@@ -640,8 +993,7 @@ class DelphesStream(Iterator[pa.Table]):
             "gen_weight_sum": weight_sum,
             "n_events": self.n_events,
             "groups": list(self.groups),
-            "truth": "Particle" if truth else
-                     f"omitted: no usable Particle collection in {', '.join(no_truth)}",
+            "truth": "Particle" if truth else f"omitted: {'; '.join(no_truth)}",
             "inputs": [pl.info() for pl in plans],
             "select_config": self._select.to_dict(),
             "tau_constituents": {"cone_dr": TAU_CONE_DR, "track_pt_min_gev": TRACK_PT_MIN,
@@ -676,7 +1028,7 @@ class DelphesStream(Iterator[pa.Table]):
                         raise DelphesError(f"{plan.path}: cannot read entries from {start} "
                                            f"on (corrupt file?): {type(err).__name__}: "
                                            f"{_one_line(err)}") from err
-                    table = self._table(_Chunk(arrays, plan), first)
+                    table = self._table(_Chunk(arrays, plan, start), first)
                     first += table.num_rows
                     start += table.num_rows
                     yield table
@@ -688,8 +1040,14 @@ class DelphesStream(Iterator[pa.Table]):
     def _table(self, ch: _Chunk, first: int) -> pa.Table:
         n = ch.n
         event_id = first + np.arange(n, dtype=np.int64)
-        cols: dict[str, Any] = dict(select(_candidates(ch, event_id), self._select))
-        gen_w = (_firsts(ch.get("Event", "Weight"), 1.0) if "Event" in ch.plan.present
+        try:
+            cols: dict[str, Any] = dict(select(_candidates(ch, event_id), self._select))
+        except DelphesError:
+            raise
+        except Exception as err:
+            raise DelphesError(f"{ch.where()}: cannot convert the objects "
+                               f"({type(err).__name__}: {_one_line(err)})") from err
+        gen_w = (ch.per_event("Event", "Weight", 1.0) if "Event" in ch.plan.present
                  else np.ones(n))
         cols["event_id"] = event_id
         cols["sample"] = np.full(n, self._sample, dtype=object)
@@ -720,41 +1078,55 @@ def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> 
 def read_delphes(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
                  sample: str = "delphes", cross_section_pb: float | None = None,
                  step_size: int | str = 5000, select_config: SelectConfig | None = None,
-                 allow_missing: Iterable[str] = ()) -> DelphesStream:
+                 allow_missing: Iterable[str] = (),
+                 collections: Mapping[str, str] | None = None) -> DelphesStream:
     """Stream Delphes ROOT files as ditau event tables (one per chunk of ``step_size`` events).
 
     All inputs are opened and checked first: a missing or unreadable file, a file without the
-    ``Delphes`` tree or without a required collection raises :class:`DelphesError` (naming
-    the file and every missing collection) before any event is read. ``allow_missing``: the
-    lepton collections (``"Electron"``, ``"Muon"``) that may be absent (then empty).
-    ``cross_section_pb``: the sample's cross section, for the ``weight`` column. The returned
-    iterator's ``metadata`` records inputs and fallbacks (module docstring).
+    ``Delphes`` tree, without a required collection or with a branch of another shape than
+    the reader needs (jagged object lists; one number or a one-entry list per event for
+    MissingET, ScalarHT and Event) raises :class:`DelphesError` naming the file, every
+    missing collection and every wrong branch, before any event is read.
+
+    ``allow_missing``: the lepton collections (``"Electron"``, ``"Muon"``, or ``"electrons"``,
+    ``"muons"``) that may be absent (then empty). ``collections``: collection names other than
+    Delphes' defaults, keyed by what is read (keys of :data:`COLLECTIONS`, e.g.
+    ``{"jets": "KTjet"}``, or the default name, ``{"Jet": "KTjet"}``); unknown keys raise
+    :class:`DelphesError`. ``cross_section_pb``: the sample's cross section [pb], for the
+    ``weight`` column. A Particle collection whose indices are inconsistent (written from a
+    filtered list) is repaired through ``fUniqueID`` when that gives the unfiltered index,
+    else the truth is omitted with a :class:`DelphesWarning`. The returned iterator's
+    ``metadata`` records inputs and fallbacks (module docstring).
     """
     files = _paths(paths)
-    allowed = tuple(allow_missing)
-    unknown = sorted(set(allowed) - set(ALLOWABLE_MISSING))
-    if unknown:
-        raise DelphesError(f"allow_missing: {unknown} cannot be missing; only "
-                           f"{list(ALLOWABLE_MISSING)} can")
+    allowed = _allowed(allow_missing)
+    names_of = _collection_names(collections)
     if cross_section_pb is not None and not (math.isfinite(cross_section_pb)
                                              and cross_section_pb > 0):
         raise DelphesError(f"cross_section_pb must be positive, got {cross_section_pb!r}")
     if isinstance(step_size, int) and step_size < 1:
         raise DelphesError(f"step_size must be a positive number of events, got {step_size}")
     plans: list[_FilePlan] = []
-    problems: list[str] = []
+    problems = _Problems()
     for path in files:
-        plan, errs = _plan(path, allowed)
-        problems += errs
+        plan, found = _plan(path, allowed, names_of)
+        problems.messages += found.messages
+        problems.allow += [c for c in found.allow if c not in problems.allow]
+        problems.suggested.update({k: v for k, v in found.suggested.items()
+                                   if k not in problems.suggested})
         if plan is not None:
             plans.append(plan)
-    if problems:
-        raise DelphesError("; ".join(problems))
+    if problems.messages:
+        raise DelphesError("; ".join(problems.messages), allow_missing=problems.allow,
+                           suggested=problems.suggested)
+    for plan in plans:
+        if plan.truth_problem is not None:
+            warnings.warn(plan.truth_problem, DelphesWarning, stacklevel=2)
     weight_sum = None
     if cross_section_pb is not None:
         weight_sum = sum(_gen_weight_sum(pl) for pl in plans)
         if sum(pl.entries for pl in plans) and not weight_sum > 0:
-            raise DelphesError(f"the generator weights (Event.Weight) of "
+            raise DelphesError(f"the generator weights ({names_of['Event']}.Weight) of "
                                f"{', '.join(str(f) for f in files)} sum to {weight_sum}; "
                                "cannot normalise to the cross section")
     return DelphesStream(plans, sample=sample, cross_section_pb=cross_section_pb,
@@ -777,10 +1149,13 @@ class ImportSummary:
 def import_delphes(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
                    out: str | os.PathLike[str], *, progress: bool = False,
                    **kw: Any) -> ImportSummary:
-    """Read Delphes files (:func:`read_delphes` keywords) into one ditau Parquet file ``out``.
+    """Read Delphes files (:func:`read_delphes` keywords, e.g. ``allow_missing``,
+    ``collections={"jets": "KTjet"}``) into one ditau Parquet file ``out``.
 
     The file appears only when complete (atomic write); metadata: stage ``import-delphes``,
-    the input files and the fallbacks used. ``progress``: a progress bar on stderr.
+    the input files and the fallbacks used. ``progress``: a progress bar on stderr. Raises
+    :class:`DelphesError` (inputs) or the schema's errors (output); warns
+    :class:`DelphesWarning` when the truth is omitted.
     """
     from tqdm import tqdm
 

@@ -2,7 +2,7 @@
 
 Input: the schema's ``particles`` group (visible final-state particles with |eta| < 5, each
 tagged with the tau leg it comes from) plus a few truth columns. Output:
-:class:`~ditau.detector.candidates.Candidates`. Vectorised over flat particle arrays; jets
+:class:`~ditau.objects.Candidates`. Vectorised over flat particle arrays; jets
 from the ``fastjet`` package (anti-kt, multi-event interface).
 
 Model (every number in :mod:`ditau.detector.resolution` / :class:`DetectorConfig`):
@@ -42,7 +42,8 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ditau.detector import resolution as res
-from ditau.detector.candidates import (
+from ditau.detector.config import DetectorConfig
+from ditau.objects import (
     ORIGIN_E,
     ORIGIN_JET,
     ORIGIN_MU,
@@ -51,8 +52,7 @@ from ditau.detector.candidates import (
     records,
     sort_by_pt,
 )
-from ditau.detector.config import DetectorConfig
-from ditau.physics import charges, delta_r
+from ditau.physics import charges, delta_r, eta
 
 #: Columns the detector reads (besides the particles group).
 INPUT_COLUMNS: tuple[str, ...] = (
@@ -82,7 +82,7 @@ class _Flat:
         self.tag = flat("fs_tau", np.int64)
         self.pt = np.hypot(self.p[:, 0], self.p[:, 1])
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.abseta = np.abs(np.arcsinh(self.p[:, 2] / self.pt))
+            self.abseta = np.abs(eta(self.p[:, 0], self.p[:, 1], self.p[:, 2]))
         self.abseta = np.nan_to_num(self.abseta, nan=np.inf, posinf=np.inf)
         self.q = charges(self.pid) if len(self.pid) else np.zeros(0)
 
@@ -219,11 +219,11 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
         hard[sel] += vis[:, :2]
         sumet[sel] += np.hypot(vis[:, 0], vis[:, 1])
         pt_chg = np.hypot(chg[sel, 0], chg[sel, 1])
-        sig_c = res.track_resolution(pt_chg, np.abs(np.arcsinh(chg[sel, 2] / pt_chg)))
+        sig_c = res.track_resolution(pt_chg, np.abs(eta(chg[sel, 0], chg[sel, 1], chg[sel, 2])))
         add_cov(sel, chg[sel], sig_c * pt_chg)
         pt_neu = np.hypot(neu[sel, 0], neu[sel, 1])
         with np.errstate(divide="ignore", invalid="ignore"):
-            eta_neu = np.nan_to_num(np.abs(np.arcsinh(neu[sel, 2] / pt_neu)))
+            eta_neu = np.nan_to_num(np.abs(eta(neu[sel, 0], neu[sel, 1], neu[sel, 2])))
         add_cov(sel, neu[sel], res.ecal_resolution(neu[sel, 3], eta_neu) * pt_neu)
         tau_rows.append({
             "evt": sel,
@@ -355,7 +355,7 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
     constituents = idx[first[jevt[owner]] + local]
     pt = np.hypot(p[:, 0], p[:, 1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        abseta = np.nan_to_num(np.abs(np.arcsinh(p[:, 2] / pt)))
+        abseta = np.nan_to_num(np.abs(eta(p[:, 0], p[:, 1], p[:, 2])))
     sigma = res.jet_resolution(pt, abseta)
     z = rng.standard_normal(len(jevt))
     p = p * (res.lognormal_factor(sigma * smear, z) * cfg.jes)[:, None]
@@ -365,7 +365,7 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
     # Fake tau candidates from the jet cores (dR < 0.2, card: TauTagging DeltaRTrack).
     pt = np.hypot(p[:, 0], p[:, 1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        abseta = np.nan_to_num(np.abs(np.arcsinh(p[:, 2] / pt)), nan=np.inf)
+        abseta = np.nan_to_num(np.abs(eta(p[:, 0], p[:, 1], p[:, 2])), nan=np.inf)
     core = _delta_r(f.p[constituents], p[owner]) < 0.2
     trk = core & is_trk_p[constituents] & ((u_part[constituents] < res.track_efficiency(
         f.pt[constituents], f.abseta[constituents])) if eff_on else True)

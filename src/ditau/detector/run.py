@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
+import functools
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -14,13 +12,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from ditau.detector.config import DetectorConfig
 from ditau.detector.parametric import INPUT_COLUMNS, simulate
 from ditau.generate.config import SIGNAL
 from ditau.schema import (
-    EventWriter,
     SchemaError,
     arrow_schema,
     check_writable,
@@ -28,6 +24,7 @@ from ditau.schema import (
     read_metadata,
 )
 from ditau.select import SelectConfig, select
+from ditau.stage import run_chunked
 
 
 @dataclass
@@ -47,27 +44,8 @@ def reco_table(table: pa.Table, config: DetectorConfig, select_config: SelectCon
                      schema=schema)
 
 
-def _chunks(path: Path, chunk: int, columns: list[str]) -> Iterator[pa.Table]:
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=chunk, columns=columns):
-        yield pa.Table.from_batches([batch])
-
-
-class _InProcess:
-    """The executor interface, run in this process (workers = 1)."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, fn: Any, it: Any) -> Iterator[Any]:
-        return map(fn, it)
-
-
-def _work(args: tuple[pa.Table, DetectorConfig, SelectConfig, bool, list[str]]) -> pa.Table:
-    table, cfg, scfg, fakes, keep = args
+def _work(table: pa.Table, cfg: DetectorConfig, scfg: SelectConfig, fakes: bool,
+          keep: list[str]) -> pa.Table:
     reco = reco_table(table, cfg, scfg, fakes)
     out = table.select(keep)
     for f in reco.schema:
@@ -78,11 +56,15 @@ def _work(args: tuple[pa.Table, DetectorConfig, SelectConfig, bool, list[str]]) 
 def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None = None,
                  select_config: SelectConfig | None = None, systematic: str | None = None,
                  keep_particles: bool = True, workers: int = 1,
-                 progress: bool = True) -> DetectorSummary:
+                 progress: bool = True,
+                 scheduler: str | Any | None = None) -> DetectorSummary:
     """Simulate the detector and the selection for every event of ``inp`` into ``out``.
 
     ``out`` holds the input's id and truth (and, with ``keep_particles``, particle) columns plus
     the reco group. ``systematic`` names a variation (:data:`ditau.detector.SYSTEMATICS`).
+    Chunks of ``config.chunk_size`` events run in this process, in ``workers`` local processes or
+    on a Dask cluster (``scheduler``: address or client), with the same output bytes
+    (:func:`ditau.stage.run_chunked`).
     """
     inp = Path(inp)
     cfg = (config or DetectorConfig()).vary(systematic)
@@ -103,7 +85,6 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     first = pq.read_table(inp, columns=["sample"]).column("sample")
     sample = first[0].as_py() if len(first) else SIGNAL
     fakes = cfg.fake_taus if cfg.fake_taus is not None else sample != SIGNAL
-    n_total = pq.ParquetFile(inp).metadata.num_rows
     metadata: dict[str, Any] = {
         **{k: v for k, v in meta_in.items() if k not in ("schema_version",)},
         "stage": "detector",
@@ -118,25 +99,17 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     }
     metadata.pop("config", None)
     start = time.perf_counter()
-    bar = tqdm(total=n_total, unit="ev", desc="detector", disable=not progress, leave=False)
-    writer = EventWriter(out, arrow_schema(*groups, "reco"), metadata,
-                         require=(*groups, "reco"))
     n = n_sr = 0
+
+    def count(t: pa.Table) -> None:
+        nonlocal n, n_sr
+        n += t.num_rows
+        n_sr += int(np.sum(np.asarray(t["in_sr"])))
+
     columns = sorted(set(INPUT_COLUMNS) | set(keep))
-    tasks = ((t, cfg, scfg, fakes, keep) for t in _chunks(inp, cfg.chunk_size, columns))
-    try:
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(
-                "fork" if "fork" in mp.get_all_start_methods() else "spawn")) \
-                if workers > 1 else _InProcess() as ex:
-            for t in ex.map(_work, tasks):
-                writer.write(t)
-                n += t.num_rows
-                n_sr += int(np.sum(np.asarray(t["in_sr"])))
-                bar.update(t.num_rows)
-        writer.close({"n_events": n, "n_in_sr": n_sr})
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        bar.close()
+    run_chunked(inp, out, functools.partial(_work, cfg=cfg, scfg=scfg, fakes=fakes, keep=keep),
+                columns=columns, schema=arrow_schema(*groups, "reco"), metadata=metadata,
+                require=(*groups, "reco"), chunk=cfg.chunk_size, workers=workers,
+                scheduler=scheduler, progress=progress, desc="detector", on_chunk=count,
+                final_metadata=lambda: {"n_events": n, "n_in_sr": n_sr})
     return DetectorSummary(out, n, n_sr, time.perf_counter() - start)

@@ -25,6 +25,7 @@ from ditau.evaluate.resolution import (
     REFERENCE_CHANNELS,
     REFERENCE_DM_TAUTAU,
     REFERENCE_ML_DP,
+    REFERENCE_ORDER,
     TRUTH_COLUMNS,
     Cell,
     ResolutionError,
@@ -97,7 +98,7 @@ def evaluate_files(events: str | os.PathLike[str],
     the reference's ML and MMC). With ``out``: writes ``table.md`` there and, with ``plots``,
     the figures of :func:`~ditau.evaluate.resolution.plot_resolution` (atomically).
     """
-    from ditau.plots import _com_tev
+    from ditau.plots.draw import com_tev
     from ditau.schema import atomic_path, read_metadata
 
     ev = read_truth_events(events, only_sr=only_sr)
@@ -113,7 +114,7 @@ def evaluate_files(events: str | os.PathLike[str],
             raise ResolutionError(f"output directory {out_dir} exists and is not a directory")
         out_dir.mkdir(parents=True, exist_ok=True)
         if plots:
-            com = _com_tev(read_metadata(events))
+            com = com_tev(read_metadata(events))
             result.written += plot_resolution(table, out_dir, com=com)
         with atomic_path(out_dir / "table.md") as tmp:
             tmp.write_text(md + "\n")
@@ -123,7 +124,8 @@ def evaluate_files(events: str | os.PathLike[str],
 
 __all__ = [
     "GAUSS_HWHM_PER_SIGMA", "QUANTITIES", "REFERENCE_CHANNELS", "REFERENCE_DM_TAUTAU",
-    "REFERENCE_ML_DP", "Cell", "Evaluation", "HalfMax", "ResolutionError", "ResolutionTable",
+    "REFERENCE_ML_DP", "REFERENCE_ORDER", "Cell", "Evaluation", "HalfMax", "ResolutionError",
+    "ResolutionTable",
     "channel_label", "evaluate_files", "half_max", "hwhm", "peak", "plot_resolution",
     "read_methods", "read_truth_events", "residuals", "resolution_table",
 ]

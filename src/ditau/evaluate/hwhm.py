@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ditau.plots import hist_content, weighted_quantiles
+from ditau.stats import hist_content, weighted_quantiles
 
 FloatArray = NDArray[np.float64]
 

@@ -25,21 +25,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ditau.evaluate.hwhm import half_max
-from ditau.plots import (
-    PLOT_CHANNELS,
-    Binning,
-    Panel,
-    channel_tex,
-    draw_panels,
-    split_channel,
-)
+from ditau.physics import REFERENCE_ORDER
+from ditau.physics import check_channels as _registry_check_channels
+from ditau.plots.draw import Binning, Panel, channel_tex, draw_panels, split_channel
 from ditau.schema import column_array, column_names
 
 FloatArray = NDArray[np.float64]
 
-#: Channels in the order of the reference's table (shared/reference/ml.md).
-REFERENCE_CHANNELS: Final[tuple[str, ...]] = (
-    "pipi", "epi", "mupi", "pirho", "erho", "murho", "rhorho")
+#: Channels in the order of the reference's table: the registry's
+#: :data:`ditau.physics.REFERENCE_ORDER` (this name is kept for old imports).
+REFERENCE_CHANNELS: Final[tuple[str, ...]] = REFERENCE_ORDER
 
 #: Residual keys -> column label of the reference's table.
 QUANTITIES: Final[dict[str, str]] = {
@@ -283,18 +278,20 @@ def channel_label(channel: str) -> str:
 
 
 def check_channels(channels: Sequence[str] | None) -> tuple[str, ...]:
-    """Validated channel selection in the reference's order (default: all seven)."""
+    """Validated channel selection in the reference's order (default: all seven); names are
+    checked by the registry (:func:`ditau.physics.check_channels`), an unknown one is a
+    :class:`ResolutionError`."""
     if channels is None:
-        return REFERENCE_CHANNELS
-    unknown = [c for c in channels if c not in PLOT_CHANNELS]
-    if unknown:
-        raise ResolutionError(f"unknown channel(s) {unknown}; valid channels: "
-                              f"{', '.join(REFERENCE_CHANNELS)}")
-    return tuple(c for c in REFERENCE_CHANNELS if c in set(channels))
+        return REFERENCE_ORDER
+    try:
+        chosen = set(_registry_check_channels(list(channels)))
+    except ValueError as err:
+        raise ResolutionError(str(err)) from None
+    return tuple(c for c in REFERENCE_ORDER if c in chosen)
 
 
 def resolution_table(events: Any, recons: Mapping[str, Any],
-                     channels: Sequence[str] | None = REFERENCE_CHANNELS,
+                     channels: Sequence[str] | None = REFERENCE_ORDER,
                      by: str = "reco_channel", only_sr: bool = True,
                      all_candidates: bool = False, *, events_source: str = "events",
                      sources: Mapping[str, str] | None = None) -> ResolutionTable:
@@ -399,6 +396,7 @@ __all__ = [
     "REFERENCE_CHANNELS",
     "REFERENCE_DM_TAUTAU",
     "REFERENCE_ML_DP",
+    "REFERENCE_ORDER",
     "TRUTH_COLUMNS",
     "Cell",
     "ResolutionError",

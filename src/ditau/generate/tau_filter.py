@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ditau.physics import pt_eta
+
 
 @dataclass(frozen=True)
 class TauFilter:
@@ -37,9 +39,7 @@ class TauFilter:
 
     def passes(self, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
         """Vectorised filter decision for arrays of shape (..., 2): the two taus per event."""
-        pt = np.hypot(px, py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eta = np.arcsinh(pz / pt)
+        pt, eta = pt_eta(px, py, pz)
         return ((pt.min(axis=-1) > self.pt_min) & (pt.max(axis=-1) > self.pt_lead_min)
                 & (np.abs(eta) < self.abs_eta_max).all(axis=-1))
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ditau.physics import channel_of, charges
+from ditau.physics import channel_of, charges, mass, pt_eta
 
 _NEUTRINOS = (12, 14, 16)
 #: Index of an absent tau leg (never a particle index nor the "no mother" value -1).
@@ -186,7 +186,7 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     tau_p = np.where(present["p"][:, None], p[np.maximum(tau_idx["p"], 0)], nan4)
     tau_m = np.where(present["m"][:, None], p[np.maximum(tau_idx["m"], 0)], nan4)
     pair = tau_p + tau_m
-    cols["m_tautau"] = np.sqrt(np.maximum(pair[:, 3] ** 2 - np.sum(pair[:, :3] ** 2, 1), 0.0))
+    cols["m_tautau"] = mass(pair)
     cols["pt_tautau"] = np.hypot(pair[:, 0], pair[:, 1])
 
     # --- each leg's direct decay products ------------------------------------------------
@@ -220,9 +220,7 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     final = status > 0
     nu_other = final & is_nu & (tag == 0)
     visible = final & ~is_nu
-    pt = np.hypot(p[:, 0], p[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, p[:, 2] / pt, np.sign(p[:, 2]) * np.inf))
+    eta = pt_eta(p[:, 0], p[:, 1], p[:, 2])[1]
     inside = visible & (np.abs(eta) < eta_max)
     outside = visible & ~inside
     for name, mask in (("nu_other", nu_other), ("vis_out", outside)):

@@ -11,8 +11,12 @@ Modules (all but :mod:`ditau.ml.hashing` and :mod:`ditau.ml.synthetic` need torc
 - :mod:`ditau.ml.generative`: diffusion (cosine log-SNR, v-prediction, DDIM) and conditional
   flow matching (linear path, Euler/Heun).
 - :mod:`ditau.ml.io`: model files and checkpoints (checksummed, clear errors).
-- :mod:`ditau.ml.train`: :class:`~ditau.ml.train.TrainConfig` and
-  :func:`~ditau.ml.train.train` (``ditau train``).
+- :mod:`ditau.ml.config`: :class:`~ditau.ml.config.TrainConfig` (YAML-loadable).
+- :mod:`ditau.ml.data`: training data loading and the validation split.
+- :mod:`ditau.ml.optim`: AdamW / Lion, the learning-rate schedule, the weight EMA.
+- :mod:`ditau.ml.device`: device choice and the torchrun process group.
+- :mod:`ditau.ml.train`: the training loop, :func:`~ditau.ml.train.train` (``ditau train``;
+  re-exports :class:`~ditau.ml.config.TrainConfig`).
 - :mod:`ditau.ml.infer`: the ``ml`` reconstruction method (``ditau reconstruct --method ml``).
 - :mod:`ditau.ml.export`: ONNX export (``ditau export``).
 - :mod:`ditau.ml.hashing`: counter-based random numbers (data split, sampling noise).

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from ditau.inputs import INPUT_COLUMNS, Inputs, inputs_from_table
-from ditau.physics import channel_of
+from ditau.physics import ANALYSIS_CHANNELS, channel_of, phi, pt_eta
 from ditau.schema import SchemaError, column_array, column_names
 
 #: Object slots of the point cloud.
@@ -49,11 +49,17 @@ OBJECTS: Final[tuple[str, ...]] = ("chg_p", "neu_p", "chg_m", "neu_m", "jet1", "
 N_OBJECTS: Final[int] = len(OBJECTS)
 #: Object types (one-hot).
 TYPES: Final[tuple[str, ...]] = ("e", "mu", "pi", "neutral", "jet")
-#: The channels the model is conditioned on (one-hot, this order).
-CHANNELS: Final[tuple[str, ...]] = ("pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
+#: The channels the model is conditioned on, in the order of their one-hot encoding. This order
+#: is part of every trained model (and of :data:`FEATURE_SET_ID`): it is frozen here and differs
+#: from the registry's (:data:`ditau.physics.ANALYSIS_CHANNELS`), whose set it must equal.
+ONE_HOT_CHANNELS: Final[tuple[str, ...]] = (
+    "pipi", "pirho", "rhorho", "epi", "erho", "mupi", "murho")
+assert set(ONE_HOT_CHANNELS) == set(ANALYSIS_CHANNELS) \
+    and len(ONE_HOT_CHANNELS) == len(ANALYSIS_CHANNELS)
 OBJECT_FEATURES: Final[tuple[str, ...]] = (
     "log_pt", "eta", "cos_phi", "sin_phi", "log_e", "charge", *(f"is_{t}" for t in TYPES), "leg")
-COND_FEATURES: Final[tuple[str, ...]] = ("met_x", "met_y", *(f"channel_{c}" for c in CHANNELS))
+COND_FEATURES: Final[tuple[str, ...]] = (
+    "met_x", "met_y", *(f"channel_{c}" for c in ONE_HOT_CHANNELS))
 TARGETS: Final[tuple[str, ...]] = tuple(
     f"nu_{c}_{leg}" for leg in ("p", "m") for c in ("px", "py", "pz"))
 N_FEATURES: Final[int] = len(OBJECT_FEATURES)
@@ -72,7 +78,7 @@ FEATURE_SET: Final[dict[str, Any]] = {
     "version": FEATURE_SET_VERSION,
     "objects": OBJECTS,
     "types": TYPES,
-    "channels": CHANNELS,
+    "channels": ONE_HOT_CHANNELS,  # the key stays "channels": same fingerprint
     "object_features": OBJECT_FEATURES,
     "cond_features": COND_FEATURES,
     "targets": TARGETS,
@@ -89,7 +95,7 @@ class EventArrays:
 
     ``p4``: (n, 7, 4) object four-momenta (px, py, pz, E; 0 where absent); ``mask``: (n, 7)
     object present; ``otype``: (n, 7) index into :data:`TYPES` (-1 absent); ``leg``: (n, 7)
-    +1/-1/0; ``met``: (n, 2); ``channel``: (n,) index into :data:`CHANNELS` (-1: none of
+    +1/-1/0; ``met``: (n, 2); ``channel``: (n,) index into :data:`ONE_HOT_CHANNELS` (-1: none of
     them); ``target``: (n, 6) :data:`TARGETS` or None; ``usable``: the event can be fed to the
     model; ``reason``: why not ('' if usable).
     """
@@ -158,7 +164,7 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
 
     ``inputs``: the baselines' :class:`~ditau.reconstruct.output.Inputs` of the same table, if
     already built (its bad-input reasons are reused). An event is usable if its inputs are good,
-    its channel is one of :data:`CHANNELS` and (with ``targets``) its targets are finite.
+    its channel is one of :data:`ONE_HOT_CHANNELS` and (with ``targets``) its targets are finite.
     """
     need = list(FEATURE_COLUMNS) + (list(TARGETS) if targets else [])
     missing = [c for c in need if c not in set(column_names(table))]
@@ -190,7 +196,7 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
     leg = np.tile(np.array([1, 1, -1, -1, 0, 0, 0], np.int8), (n, 1))
     ch_name = channel_of(inp.mode_p, inp.mode_m)
     channel = np.full(n, -1, np.int8)
-    for k, c in enumerate(CHANNELS):
+    for k, c in enumerate(ONE_HOT_CHANNELS):
         channel[ch_name == c] = k
     reason = inp.bad.copy()
     usable = inp.good.copy()
@@ -250,8 +256,9 @@ def compute_stats(ev: EventArrays) -> NormStats:
     if not u.any():
         raise ValueError("no usable events to compute the normalisation from")
     p4, m = ev.p4[u], ev.mask[u]
-    pt = np.hypot(p4[..., 0], p4[..., 1])[m]
-    eta = np.arcsinh(p4[..., 2][m] / np.maximum(pt, 1e-9))
+    px, py, pz = p4[..., 0][m], p4[..., 1][m], p4[..., 2][m]
+    pt, eta = pt_eta(px, py, pz)
+    eta = np.where(pt > 0, eta, np.arcsinh(pz / 1e-9))  # pT = 0: finite, as encode's clamp
     lpt, le = np.log1p(pt), np.log1p(p4[..., 3][m])
     t = ev.target[u]
 
@@ -272,6 +279,10 @@ def compute_stats(ev: EventArrays) -> NormStats:
 
 # --------------------------------------------------------------------------------------------
 # Frames and augmentation (torch; exact linear maps on the Cartesian momenta)
+#
+# The torch code below (rotations, _wrap, encode's pT/eta/phi) keeps its own torch formulas:
+# it runs inside the network's graph (autograd, GPU, ONNX export), where the numpy four-vector
+# layer ditau.physics cannot go. numpy code of this module uses ditau.physics.
 
 
 def _rot_xy(v: Tensor, c: Tensor, s: Tensor) -> Tensor:
@@ -356,7 +367,8 @@ def encode(batch: Batch, stats: NormStats) -> tuple[Tensor, Tensor, Tensor]:
     ], dim=-1)
     x = x * mask[..., None].to(x.dtype)
     coords = torch.stack([eta, phi], -1) * mask[..., None].to(x.dtype)
-    ch = torch.nn.functional.one_hot(batch.channel.clamp_min(0), len(CHANNELS)).to(p4.dtype)
+    ch = torch.nn.functional.one_hot(batch.channel.clamp_min(0),
+                                     len(ONE_HOT_CHANNELS)).to(p4.dtype)
     ch = ch * (batch.channel >= 0)[:, None].to(p4.dtype)
     cond = torch.cat([batch.met / stats.met_scale, ch], dim=-1)
     return x, coords, cond
@@ -389,4 +401,4 @@ def rotate_events(ev: EventArrays, angle: NDArray[np.float64]) -> EventArrays:
 
 def canonical_angles(ev: EventArrays) -> NDArray[np.float64]:
     """numpy counterpart of :func:`canonical_angle` (float64)."""
-    return -np.arctan2(ev.p4[:, 0, 1], ev.p4[:, 0, 0])
+    return -phi(ev.p4[:, 0, 0], ev.p4[:, 0, 1])

@@ -42,6 +42,7 @@ import torch
 from numpy.typing import NDArray
 
 from ditau.inputs import Inputs, inputs_from_table
+from ditau.ml.device import resolve_device
 from ditau.ml.features import (
     JET_COLUMNS,
     EventArrays,
@@ -55,7 +56,6 @@ from ditau.ml.hashing import event_noise
 from ditau.ml.io import TrainedModel, load_model
 from ditau.ml.model import repeat_context
 from ditau.ml.shipped import shipped_model_path
-from ditau.ml.train import resolve_device
 from ditau.physics import M_TAU, mass
 
 #: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver).
@@ -144,9 +144,8 @@ def constraint_chi2(nu: NDArray[np.float64], inputs: Inputs,
                                      (inputs.vis_m, inputs.mode_m))):
         v = vis[rows][:, None, :]
         p_nu = nu[..., 3 * k:3 * k + 3]
-        e = v[..., 3] + np.linalg.norm(p_nu, axis=-1)  # massless neutrino system
-        p = v[..., :3] + p_nu
-        m_leg = np.sqrt(np.maximum(e**2 - np.sum(p**2, -1), 0.0))
+        nu4 = np.concatenate([p_nu, np.linalg.norm(p_nu, axis=-1)[..., None]], -1)  # m_nu = 0
+        m_leg = mass(v + nu4)
         dm = m_leg - M_TAU
         hadronic = np.isin(mode[rows], _HADRONIC)[:, None]
         r = np.where(hadronic, dm, np.maximum(dm, 0.0)) / MASS_TOLERANCE

@@ -21,7 +21,16 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from ditau.physics import M_PI, M_TAU, M_Z, channel_of
+from ditau.physics import (
+    ANALYSIS_CHANNELS,
+    M_PI,
+    M_TAU,
+    M_Z,
+    boost_to_rest,
+    channel_of,
+    from_pt_eta_phi_m,
+    mass,
+)
 from ditau.schema import write_events
 
 #: Visible momentum fraction per mode (default).
@@ -29,17 +38,16 @@ X_OF_MODE: dict[str, float] = {"pi": 0.5, "rho": 0.65, "e": 0.35, "mu": 0.4}
 _LEG_MODES: dict[str, tuple[str, str]] = {
     "pipi": ("pi", "pi"), "pirho": ("pi", "rho"), "rhorho": ("rho", "rho"),
     "epi": ("e", "pi"), "erho": ("e", "rho"), "mupi": ("mu", "pi"), "murho": ("mu", "rho")}
+# The draw order of the default channels (reproducible samples per seed) is this dict's.
+assert set(_LEG_MODES) == set(ANALYSIS_CHANNELS)
 _C = ("px", "py", "pz", "e")
 
 
-def _boost(p4: NDArray[np.float64], beta: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Lorentz boost of (n, 4) four-momenta by velocity ``beta`` (n, 3)."""
-    b2 = np.sum(beta**2, axis=1)
-    g = 1.0 / np.sqrt(1.0 - b2)
-    bp = np.sum(beta * p4[:, :3], axis=1)
-    k = np.where(b2 > 0, (g - 1.0) / np.where(b2 > 0, b2, 1.0), 0.0)
-    p = p4[:, :3] + (k * bp + g * p4[:, 3])[:, None] * beta  # p' = p + ((g-1) b.p/b^2 + g E) b
-    return np.column_stack([p, g * (p4[:, 3] + bp)])  # E' = g (E + b.p)
+def _to_lab(p4: NDArray[np.float64], frame: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(n, 4) four-momenta given in the rest frame of ``frame`` (n, 4, lab) boosted to the lab:
+    the lab is the rest frame of the system that moves with -p_frame in the frame's rest."""
+    mirror = np.column_stack([-frame[:, :3], frame[:, 3:]])
+    return boost_to_rest(p4, mirror)
 
 
 def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None = None,
@@ -56,7 +64,7 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     modes = np.where(swap[:, None], modes[:, ::-1], modes)
     m = M_Z + rng.normal(0.0, 3.0, n)
     mom = np.column_stack([rng.normal(0, 10, (n, 2)), rng.normal(0, 80, n)])
-    beta = mom / np.sqrt(m**2 + np.sum(mom**2, 1))[:, None]
+    z4 = np.column_stack([mom, np.sqrt(m**2 + np.sum(mom**2, 1))])  # the Z in the lab
     cth, ph = rng.uniform(-1, 1, n), rng.uniform(0, 2 * np.pi, n)
     sth = np.sqrt(1 - cth**2)
     pst = np.sqrt(m**2 / 4 - M_TAU**2)
@@ -66,7 +74,7 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
                            "gen_weight": np.ones(n)}
     met = np.zeros((n, 2))
     for k, (leg, sign) in enumerate((("p", 1.0), ("m", -1.0))):
-        tau = _boost(np.column_stack([sign * d, m / 2]), beta)
+        tau = _to_lab(np.column_stack([sign * d, m / 2]), z4)
         mode = modes[:, k]
         x = np.vectorize(xm.__getitem__, otypes=[float])(mode)
         x = x + rng.uniform(-x_spread, x_spread, n)
@@ -94,8 +102,7 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     for j in (1, 2, 3):
         pt = rng.uniform(20, 60, n)
         eta, phi = rng.uniform(-2.5, 2.5, n), rng.uniform(-np.pi, np.pi, n)
-        p = np.column_stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta),
-                             pt * np.cosh(eta)])
+        p = from_pt_eta_phi_m(pt, eta, phi, np.zeros(n))  # massless jets
         p[n_jets < j] = np.nan
         for k, c in enumerate(_C):
             out[f"jet{j}_{c}"] = p[:, k]
@@ -106,7 +113,7 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     out["met_cov_xy"] = np.zeros(n)
     taus = [np.column_stack([out[f"tau_{c}_{leg}"] for c in _C]) for leg in ("p", "m")]
     s = taus[0] + taus[1]
-    out["m_tautau"] = np.sqrt(np.maximum(s[:, 3] ** 2 - np.sum(s[:, :3] ** 2, 1), 0.0))
+    out["m_tautau"] = mass(s)
     out["reco_channel"] = channel_of(out["reco_mode_p"], out["reco_mode_m"]).astype(object)
     out["in_sr"] = np.ones(n, bool)
     return pa.table(out)

@@ -1,14 +1,12 @@
-"""Training of the ML reconstruction (``ditau train CONFIG.yaml``).
+"""The training loop of the ML reconstruction (``ditau train CONFIG.yaml``): :func:`train`.
 
-:class:`TrainConfig` (YAML-loadable, unknown keys refused) says which Parquet event files to
-use (detector level, with truth), which events (the signal region, or every event of the 7
-reco channels), the model, the optimiser (AdamW, or :class:`Lion`), the schedule (linear
-warm-up then cosine decay), EMA, evaluation, checkpoints and early stopping.
+The pieces it runs live in their own modules: the configuration (:class:`TrainConfig`,
+:mod:`ditau.ml.config`), the data and validation split (:mod:`ditau.ml.data`), the
+optimisers, schedule and EMA (:mod:`ditau.ml.optim`) and the device and process group
+(:mod:`ditau.ml.device`). ``from ditau.ml.train import TrainConfig, train`` keeps working.
 
-Data: the selected events of all files are held in memory as tensors on the training device.
-The validation split is a hash of ``event_id`` (:func:`split_mask`): it does not depend on the
-seed, the file order or the number of processes. The normalisation statistics come from the
-training split.
+Data: the selected events of all files are held in memory as tensors on the training device;
+the normalisation statistics come from the training split.
 
 Determinism: the batch order of epoch e is a permutation seeded by (seed, e), and every random
 number of step s (augmentation, noise, time) comes from a generator seeded by (seed, rank, s).
@@ -33,11 +31,9 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,299 +42,35 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ditau.config import StageConfig
+from ditau.ml.config import RESUMABLE_CHANGES, TrainConfig
+from ditau.ml.data import load_data
+from ditau.ml.device import (
+    DistInfo,
+    all_reduce,
+    env_local_rank,
+    init_distributed,
+    resolve_device,
+)
 from ditau.ml.features import (
-    CHANNELS,
-    FEATURE_COLUMNS,
-    TARGETS,
     Batch,
-    EventArrays,
     NormStats,
     augment,
     canonical_angle,
     compute_stats,
     encode,
-    extract,
     rotate_z,
     target_scale,
 )
 from ditau.ml.generative import Objective, get_objective
-from ditau.ml.hashing import mix_seeds, uniform_hash
+from ditau.ml.hashing import mix_seeds
 from ditau.ml.io import ModelFileError, read_blob, save_model, write_blob
-from ditau.ml.model import ModelConfig, NeutrinoModel, count_parameters
-from ditau.schema import SchemaError, read_events, read_metadata
-
-SELECTIONS = ("sr", "channels")
-OPTIMIZERS = ("adamw", "lion")
-#: Config keys that may differ between a checkpoint and the run resuming it.
-RESUMABLE_CHANGES = frozenset({"out_dir", "device", "log_every", "threads"})
-_SPLIT_SALT = 0x5D1A_7A0E_D17A_0001
-
-
-@dataclass
-class TrainConfig(StageConfig):
-    """Everything a training run needs (defaults: a small CPU-friendly model).
-
-    ``data``: Parquet event files with reco and truth columns; ``selection``: ``sr`` (events
-    in the signal region) or ``channels`` (every event of the 7 reco channels);
-    ``max_events``: keep only the first N selected events (smoke runs); ``channels``: train
-    on these reco channels only (None: all 7; a per-channel model); ``batch_size``: per
-    process; ``patience``: evaluations without a validation-loss improvement larger than
-    ``min_delta`` before stopping (None: never); ``amp``: bf16 autocast, on CUDA only;
-    ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``; ``threads``: CPU
-    threads of torch (None: torch's default; on a loaded machine 1 is often fastest).
-    """
-
-    config_name = "train config"
-
-    data: list[str] = field(default_factory=list)
-    out_dir: str = "ml-run"
-    selection: str = "sr"
-    val_fraction: float = 0.1
-    max_events: int | None = None
-    channels: list[str] | None = None
-    model: ModelConfig = field(default_factory=ModelConfig)
-    rotate: bool = True
-    reflect: bool = True
-    optimizer: str = "adamw"
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 200
-    max_steps: int = 5000
-    min_lr_ratio: float = 0.01
-    batch_size: int = 256
-    grad_clip: float | None = 1.0
-    ema_decay: float = 0.999
-    eval_every: int = 250
-    eval_batch_size: int = 4096
-    checkpoint_every: int = 500
-    patience: int | None = 10
-    min_delta: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    log_every: int = 50
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.data, str | os.PathLike):
-            self.data = [str(self.data)]
-        self.data = [str(p) for p in self.data]
-        if isinstance(self.model, dict):
-            self.model = ModelConfig.from_dict(self.model)
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every",
-                     "eval_batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.max_events is not None and self.max_events < 1:
-            raise ValueError(f"max_events must be >= 1, got {self.max_events}")
-        if self.channels is not None:
-            self.channels = [self.channels] if isinstance(self.channels, str) \
-                else list(self.channels)
-            bad = [c for c in self.channels if c not in CHANNELS]
-            if bad or not self.channels:
-                raise ValueError(f"channels: {bad or 'empty'} not among {list(CHANNELS)}")
-
-    @classmethod
-    def _convert(cls, data: dict[str, Any], source: str) -> dict[str, Any]:
-        d = dict(data)
-        if "model" in d:
-            if not isinstance(d["model"], dict):
-                raise ValueError(f"{source}: 'model' must be a mapping of ModelConfig fields")
-            d["model"] = ModelConfig.from_dict(dict(d["model"]), source=f"{source}: model")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return d
-
-
-# --------------------------------------------------------------------------------------------
-# Lion
-
-
-class Lion(torch.optim.Optimizer):
-    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", arXiv:2302.06675,
-    Alg. 2): sign of an interpolated momentum, decoupled weight decay."""
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-4,
-                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                m = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
-                p.mul_(1.0 - lr * wd)  # decoupled weight decay: theta -= lr wd theta
-                update = (b1 * m + (1.0 - b1) * p.grad).sign_()  # c = sign(b1 m + (1-b1) g)
-                p.add_(update, alpha=-lr)
-                m.mul_(b2).add_(p.grad, alpha=1.0 - b2)  # m = b2 m + (1-b2) g
-        return loss
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or Lion; weight decay on matrices only (not on biases, norms, LayerScale)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "lion":
-        return Lion(groups, lr=cfg.lr, betas=cfg.betas)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-
-
-def split_mask(event_id: np.ndarray, val_fraction: float) -> np.ndarray:
-    """True for validation events: a hash of ``event_id`` below ``val_fraction``."""
-    return uniform_hash(event_id, _SPLIT_SALT) <= val_fraction
-
-
-def _concat(parts: list[EventArrays]) -> EventArrays:
-    out = {}
-    for f in fields(EventArrays):
-        vals = [getattr(p, f.name) for p in parts]
-        out[f.name] = None if any(v is None for v in vals) else np.concatenate(vals)
-    return EventArrays(**out)
-
-
-def expand_paths(patterns: list[str]) -> list[str]:
-    """Paths with glob patterns (``*``, ``?``, ``[``) expanded, sorted; a pattern matching
-    nothing is an error."""
-    import glob
-
-    out: list[str] = []
-    for p in patterns:
-        if any(ch in p for ch in "*?["):
-            hits = sorted(glob.glob(p))
-            if not hits:
-                raise OSError(f"no file matches {p!r}")
-            out += hits
-        else:
-            out.append(p)
-    return out
-
-
-def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any]]:
-    """The selected events of ``cfg.data``, split into (train, validation), and the recipe."""
-    if not cfg.data:
-        raise ValueError("no training data: give one or more event files ('data' in the "
-                         "config, or --data)")
-    cols = [*FEATURE_COLUMNS, *TARGETS, "in_sr"]
-    parts: list[EventArrays] = []
-    files = []
-    for path in expand_paths(cfg.data):
-        meta = read_metadata(path)
-        table = read_events(path, columns=_present(path, cols), require=("id",))
-        ev = extract(table, targets=True, source=path)
-        keep = ev.usable.copy()
-        if cfg.selection == "sr":
-            keep &= table["in_sr"].to_numpy(zero_copy_only=False).astype(bool)
-        if cfg.channels is not None:
-            keep &= np.isin(ev.channel, [CHANNELS.index(c) for c in cfg.channels])
-        parts.append(ev.subset(keep))
-        files.append({"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
-                      "rows": table.num_rows, "selected": int(keep.sum()),
-                      "stage": meta.get("stage"), "sample": meta.get("sample")})
-    ev = _concat(parts)
-    if cfg.max_events is not None:
-        ev = ev.subset(np.arange(min(len(ev), cfg.max_events)))
-    val = split_mask(ev.event_id, cfg.val_fraction)
-    train, valid = ev.subset(~val), ev.subset(val)
-    if len(train) == 0:
-        raise ValueError(f"no training events left after the selection ({cfg.selection}) in "
-                         f"{', '.join(cfg.data)}")
-    recipe = {"files": files, "selection": cfg.selection, "channels": cfg.channels,
-              "val_fraction": cfg.val_fraction,
-              "max_events": cfg.max_events, "n_train": len(train), "n_val": len(valid),
-              "split": f"uniform_hash(event_id, {_SPLIT_SALT:#x}) <= val_fraction"}
-    return train, valid, recipe
-
-
-def _present(path: str, cols: list[str]) -> list[str]:
-    import pyarrow.parquet as pq
-
-    names = set(pq.ParquetFile(path).schema_arrow.names)
-    missing = [c for c in cols if c not in names]
-    if missing:
-        what = "truth" if set(missing) <= set(TARGETS) else "detector-level"
-        raise SchemaError(f"{path}: missing {what} column(s) {missing[:6]} needed for the ML "
-                          "training (a detector-level file with truth is needed)")
-    return ["event_id", *[c for c in cols if c != "event_id"]]
-
-
-# --------------------------------------------------------------------------------------------
-# Distributed helpers
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """Rank, world size, local rank; ``enabled`` under torchrun (WORLD_SIZE > 1)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def _init_distributed(device: torch.device) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(),
-                    int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (the local rank's GPU) if available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name}: CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-    return dev
-
-
-# --------------------------------------------------------------------------------------------
-# Training
+from ditau.ml.model import NeutrinoModel, count_parameters
+from ditau.ml.optim import (
+    ema_decay_at,
+    ema_update,
+    make_optimizer,
+    make_scheduler,
+)
 
 
 @dataclass
@@ -448,9 +180,7 @@ class _Trainer:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.opt = make_optimizer(self.model, self.cfg)
-        c = self.cfg
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, c.warmup_steps, c.max_steps, c.min_lr_ratio))
+        self.sched = make_scheduler(self.opt, self.cfg)
         self.step = 0
         self.best_val = math.inf
         self.best_step = -1
@@ -515,10 +245,7 @@ class _Trainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
-        d = min(c.ema_decay, (1.0 + self.step) / (10.0 + self.step))  # EMA warm-up
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                e.mul_(d).add_(p.detach(), alpha=1.0 - d)  # ema = d ema + (1-d) theta
+        ema_update(self.ema, self.model, ema_decay_at(self.step, c.ema_decay))
         return float(loss.detach())
 
     @torch.no_grad()
@@ -536,10 +263,7 @@ class _Trainer:
                               c.model.frame, amp=self.amp)
             tot += torch.tensor([float(loss) * len(b), len(b)], dtype=torch.float64,
                                 device=self.device)
-        if self.dist.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(tot)
+        all_reduce(tot, self.dist)
         return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
 
     def after_eval(self, val: float) -> None:
@@ -570,8 +294,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     start = time.perf_counter()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    pre = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-    dist_info = _init_distributed(pre)
+    pre = resolve_device(cfg.device, env_local_rank())
+    dist_info = init_distributed(pre)
     device = resolve_device(cfg.device, dist_info.local_rank)
     out = Path(cfg.out_dir)
     ckpt_path, model_path, log_path = out / "last.ckpt", out / "model.pt", out / "train_log.jsonl"
@@ -630,3 +354,6 @@ def _result(tr: _Trainer, model_path: Path | None, ckpt: Path, start: float) -> 
     return TrainResult(model_path, ckpt, tr.step, tr.best_val, tr.best_step, tr.stopped,
                        time.perf_counter() - start, list(tr.history), len(tr.train),
                        len(tr.valid), tr.model.state_dict())
+
+
+__all__ = ["TrainConfig", "TrainResult", "batch_loss", "prepare_batch", "train"]

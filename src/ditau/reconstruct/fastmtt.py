@@ -67,8 +67,16 @@ VIS_MASS_RANGE: dict[str, tuple[float, float]] = {
 }
 
 
-def _clamp_mass(vis: NDArray[np.float64], mode: NDArray[np.str_]) -> NDArray[np.float64]:
-    """``vis`` with E = sqrt(p^2 + m^2), m the measured mass clamped to the mode's range."""
+def _clamp_mass(vis: NDArray[np.float64], mode: NDArray[np.str_]
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(vis', m)``: ``vis`` with E = sqrt(p^2 + m^2), and ``m`` (n,), the measured mass
+    clamped to the mode's range (:data:`VIS_MASS_RANGE`).
+
+    The clamped mass is returned as such: recomputed from ``vis'`` it can come back a few
+    1e-10 GeV above the clamp (rounding of E^2 - p^2), and the scan's "hadronic mass above
+    1.5 GeV counts as 0.3 GeV" rule must see the clamp value, as the C++ does (it stores the
+    mass it set; ClassicSVfit MeasuredTauLepton).
+    """
     lo = np.ones(len(vis))
     hi = np.ones(len(vis))
     for name, (a, b) in VIS_MASS_RANGE.items():
@@ -76,7 +84,7 @@ def _clamp_mass(vis: NDArray[np.float64], mode: NDArray[np.str_]) -> NDArray[np.
         hi[mode == name] = b
     p2 = np.sum(vis[:, :3] ** 2, axis=1)
     m = np.clip(np.sqrt(np.maximum(vis[:, 3] ** 2 - p2, 0.0)), lo, hi)
-    return np.column_stack([vis[:, :3], np.sqrt(p2 + m**2)])
+    return np.column_stack([vis[:, :3], np.sqrt(p2 + m**2)]), m
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -207,9 +215,13 @@ def _log_mass_pt(u: float, v: float, a: NDArray[np.float64], b: NDArray[np.float
 
 def _scan_impl(l1: NDArray[np.float64], l2: NDArray[np.float64], met: NDArray[np.float64],
           icov: NDArray[np.float64], lep1: NDArray[np.bool_], lep2: NDArray[np.bool_],
+          vm1: NDArray[np.float64], vm2: NDArray[np.float64],
           todo: NDArray[np.bool_], grid: int, power: float, scale: float, use_pt: bool,
           m_tau: float, prune: bool) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Best (x1, x2) per event (NaN where the likelihood is zero on the whole grid).
+
+    ``vm1``, ``vm2``: the clamped visible masses of the legs (:func:`_clamp_mass`), used for
+    x_min and the 1.5 GeV rule (not recomputed from the four-vectors).
 
     With ``prune``, grid points whose MET term alone cannot beat the best point so far are
     skipped: the rest of the likelihood is bounded, mass term <= c (2/p) e^-1 m_vis^-p
@@ -235,8 +247,9 @@ def _scan_impl(l1: NDArray[np.float64], l2: NDArray[np.float64], met: NDArray[np
         mb2 = b[3] * b[3] - b[0] * b[0] - b[1] * b[1] - b[2] * b[2]
         ab = a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2]
         m_vis2 = max(ma2 + mb2 + 2.0 * ab, 0.0)
-        m1 = math.sqrt(max(ma2, 0.0))
-        m2 = math.sqrt(max(mb2, 0.0))
+        # the clamped masses as set, not recomputed (E^2 - p^2 rounds to 1.5 + O(1e-10))
+        m1 = vm1[i]
+        m2 = vm2[i]
         is_lep1 = lep1[i]
         is_lep2 = lep2[i]
         # hadronic legs heavier than 1.5 GeV count as 0.3 GeV (FastMTT.cc setLeptonInputs)
@@ -390,10 +403,12 @@ def fastmtt(inputs: Inputs, grid: int = 100, *, mass_power: float = 6.0,
     # leg 1 = the leptonic leg in lep-had, else the harder leg (FastMTT::compareLeptons)
     swap = (lep_m & ~lep_p) | ((lep_p == lep_m) & (pt_m > pt_p))
     todo = inputs.good.copy()
-    vis_p = _clamp_mass(inputs.vis_p, inputs.mode_p)
-    vis_m = _clamp_mass(inputs.vis_m, inputs.mode_m)
+    vis_p, mv_p = _clamp_mass(inputs.vis_p, inputs.mode_p)
+    vis_m, mv_m = _clamp_mass(inputs.vis_m, inputs.mode_m)
     l1 = np.where(swap[:, None], vis_m, vis_p)
     l2 = np.where(swap[:, None], vis_p, vis_m)
+    vm1 = np.where(swap, mv_m, mv_p)
+    vm2 = np.where(swap, mv_p, mv_m)
     lep1 = np.where(swap, lep_m, lep_p)
     lep2 = np.where(swap, lep_p, lep_m)
     cov = inputs.cov
@@ -407,7 +422,9 @@ def fastmtt(inputs: Inputs, grid: int = 100, *, mass_power: float = 6.0,
     l2 = np.where(todo[:, None], l2, 1.0)
     icov = np.where(todo[:, None], icov, 0.0)
     n_threads = default_threads() if threads is None else int(threads)
-    args = [np.ascontiguousarray(a) for a in (l1, l2, met, icov, lep1, lep2)]
+    vm1 = np.where(todo, vm1, 0.0)
+    vm2 = np.where(todo, vm2, 0.0)
+    args = [np.ascontiguousarray(a) for a in (l1, l2, met, icov, lep1, lep2, vm1, vm2)]
 
     def scan(rows: NDArray[np.bool_], use_pt: bool) -> tuple[NDArray[np.float64],
                                                              NDArray[np.float64]]:

@@ -117,7 +117,9 @@ def make_method(name: str, settings: StageConfig | Mapping[str, Any] | None = No
     else:
         raise ValueError(f"method {name}: settings must be a {cls.__name__} or a mapping, "
                          f"got {type(settings).__name__}")
-    columns = tuple(getattr(mod, "EXTRA_COLUMNS", ()))
+    # a module may make its columns depend on the settings (columns_for), else EXTRA_COLUMNS
+    columns = tuple(mod.columns_for(obj) if hasattr(mod, "columns_for")
+                    else getattr(mod, "EXTRA_COLUMNS", ()))
     return ArrayMethod(name, getattr(mod, METHODS[name].function), obj, columns)
 
 
@@ -126,6 +128,7 @@ def get_method(name: str) -> Callable[..., pa.Table]:
     return getattr(_module(name), METHODS[name].function)  # type: ignore[no-any-return]
 
 
-def method_columns(name: str) -> tuple[str, ...]:
-    """Event-table columns method ``name`` needs besides INPUT_COLUMNS."""
-    return tuple(getattr(_module(name), "EXTRA_COLUMNS", ()))
+def method_columns(name: str, settings: StageConfig | Mapping[str, Any] | None = None
+                   ) -> tuple[str, ...]:
+    """Event-table columns method ``name`` needs besides INPUT_COLUMNS (with ``settings``)."""
+    return make_method(name, settings).columns

@@ -26,23 +26,45 @@ else is in the batch and however many threads run. A point's solutions (all root
 combinations) each enter, each root of a leg weighted by 1/(number of roots of that leg): the
 expectation of ATLAS's refineSolutions, which keeps one pseudo-randomly chosen root per leg.
 
-Convergence (measured with benchmarks/baselines.py on 2 000 signal-region events of a
-520k-event filtered sample, 2026-11-23): the MLM of a single event carries Monte-Carlo noise
-at the default budget: the median |delta m|/m against a 16x budget is 4.8 % (2x: 4.2 %,
-4x: 3.1 %), q90 30 %. The MLM of a broad, often multi-peaked posterior needs far more
-effective samples (ATLAS: 1e5 Markov iterations per event; our 16x is 65k points). The
-answer the evaluation uses does not change: the m_tautau resolution (HWHM of the relative
-residual) is 22.0 +- 2.7 % at 1x, 18.5 +- 1.5 % at 2x, 20.7 +- 1.3 % at 4x and 20.0 +- 1.6 %
-at 16x, and the tau p_x resolution 22.2 / 24.1 / 23.2 / 21.6 % (+- 1.5-2.7): a 5 % per-event
-noise added in quadrature to a 20 % resolution is invisible. ``smooth`` (Gaussian smoothing
-of the histogram, GeV) reduces the per-event noise a little.
+ATLAS terms (DiTauMassTools in athena, main branch 2024: MissingMassProb.cxx,
+MissingMassCalculatorV2.cxx; the formulas are those of the MMC2012 tag-00-00-10 and
+MMC2016MC15C calibration sets):
 
-Bias (measured): the MLM is 16 % above the true m_tautau (median ratio) with our detector,
-while FastMTT is 4-6 % above. With the true MET and a 10x narrower MET covariance the MMC
-ratio is 1.01-1.03, and with the true MET but the event's covariance it is 1.15. So the
-upward pull comes from integrating over the MET error ellipse (larger MET -> more phase space
-for solutions at higher mass), not from the solver or the pdfs. The resolution (HWHM around
-the peak) is not affected.
+* ``tau_probability`` (on by default, as ATLAS's ``SetUseTauProbability(true)``): each
+  solution is multiplied by ``MissingMassProb::TauProbability``, per leg
+  min(0.5 m_tau / (p0 V (1 + R)^2), 1) with R = E_nu/E_vis, V the tau velocity and p0 the
+  rest-frame momentum (the Jacobian of a visible energy uniform in the lab), for lep-had and
+  lep-lep; had-had events use the 8-argument version (ATLAS's ``TauProbabilityWrapper``): an
+  exponential in R = |p_nu|/|p_vis| with slopes per leading / sub-leading leg;
+* ``use_mht`` (off, as ATLAS's ``m_allowUseHT``): lep-had events without a jet above 25 GeV
+  whose legs are back-to-back (|dphi| > 2.95 below MET = 20 GeV, > 2.8 above) replace the
+  MET by -MHT = -(vis1 + vis2)_T with the MHT resolution (two Gaussians, 4.822 / 10.31 GeV
+  or 7.5 / 13.51 GeV) and ``MHtProbability`` weights, and the Njet = 0 TauProbability;
+* ``met_resolution="atlas2016"``: ATLAS's isotropic MET resolution from sumEt, the jet
+  multiplicity (0 or > 0 jets above 25 GeV) and dphi per channel instead of the event's
+  covariance (:func:`atlas2016_met_sigma`).
+
+The jet multiplicity comes from :data:`EXTRA_COLUMNS` of the event table.
+
+Adaptive budget: the scan above is one round; rounds repeat (new random numbers, same
+histogram) up to ``max_rounds`` (default 4) until the MLM peaks of the two halves of the
+points (even / odd point number) agree within ``stop_tol`` (default 5 %), as ATLAS's floating
+stopping criterion compares two halves of its Markov chain. Events whose posterior is flat
+(back-to-back legs) take more rounds. Measured (benchmarks/mmc_convergence.py, 453
+signal-region events, 2026-11-30), the median |delta m|/m against a fixed 16x budget in
+|dphi| > 3.0 is 9.5 % at the old default (no TauProbability, one round), 4.6 % with the
+TauProbability term alone (it sharpens the posterior), 3.3-3.5 % with the adaptive budget
+(2.4 rounds per event on average); see benchmarks/RESULTS.md.
+
+Bias: without the TauProbability term the MLM sits 16-17 % above the true m_tautau (median
+ratio) with our detector (integrating over the MET error ellipse opens phase space at higher
+mass); the term brings the median ratio to 1.01-1.02 and the HWHM from 21 % to 15-16 %.
+
+Failure region: MMC answers for back-to-back legs (it needs no 2x2 inversion), but its
+posterior there is broad along the tau directions: near-back-to-back events
+(|sin dphi| < 0.1) are the ones with the largest Monte-Carlo noise and bias (median
+m_MMC/m_true 1.74 in the issue's sample without the TauProbability term; measured values in
+benchmarks/RESULTS.md). ``no_solution`` only when no point of the scan has a solution.
 
 Estimators (documented choice):
 
@@ -61,9 +83,9 @@ Estimators (documented choice):
 Status: ``no_solution`` when no point of the scan has a solution; ``failed`` for bad inputs
 (from :class:`~ditau.reconstruct.output.Inputs`).
 
-Not implemented (ATLAS options off here): the tau-energy scan, the P_ratio ("TauProbability")
-and m_nunu probability terms, the MHT-based MET tunes and the tail clean-up (off in ATLAS for
-8/13 TeV lep-had), and the Markov-chain stopping criteria.
+Not implemented (ATLAS options off here): the tau-energy scan, the m_nunu probability term
+(off in ATLAS), the tail clean-up (off in ATLAS for 8/13 TeV lep-had), the MMC2019 log-normal
+pdfs (calibration file not public), and the Markov chain itself (see Sampling).
 """
 
 from __future__ import annotations
@@ -76,12 +98,18 @@ from typing import Any
 import numba
 import numpy as np
 import pyarrow as pa
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ditau.config import StageConfig
 from ditau.inputs import Inputs
 from ditau.physics import M_TAU
-from ditau.reconstruct.mmc_pdfs import ATLAS2012, MODE_KIND, angle_pdf_table, param_table
+from ditau.reconstruct.mmc_pdfs import (
+    ATLAS2012,
+    MODE_KIND,
+    angle_pdf_table,
+    landau,
+    param_table,
+)
 from ditau.reconstruct.output import recon_table
 
 #: Half-width of the neutrino azimuth window around the visible azimuth (DiTauMassTools
@@ -234,14 +262,115 @@ def solve_neutrinos(vis1: NDArray[np.float64], vis2: NDArray[np.float64],
     return _solve_many(*arr, float(m_tau))
 
 
+#: TauProbability schemes (per leg; :func:`_tau_prob_leg`), DiTauMassTools MissingMassProb.cxx.
+TP_OFF = 0  # no tau-probability term
+TP_GENERIC = 1  # lep-had and lep-lep: TauProbability(type1, vis1, nu1, type2, vis2, nu2)
+TP_HH = 2  # had-had, "events with jets" branch of the 8-argument TauProbability (m_UseHT off)
+TP_HT_LOWMET = 3  # lep-had with MET -> -MHT (m_UseHT), detector MET < 20 GeV
+TP_HT_HIGHMET = 4  # lep-had with MET -> -MHT (m_UseHT), detector MET >= 20 GeV
+
+# had-had TauProbability constants, index 0 = leading, 1 = sub-leading leg in pT
+# (MissingMassProb.cxx TauProbability(..., detmet), had-had "events with jets")
+_HH_SLOPE = np.array([[-3.185, -2.052], [-3.876, -2.853]])  # [1-prong, 3-prong][lead, sub]
+_HH_PAR = np.array([[[-0.3745, 0.01417, -7.285e-5], [-0.3683, 0.01807, -9.514e-5]],
+                    [[-0.3055, 0.01149, -5.855e-5], [-0.3410, 0.01638, -9.465e-5]]])
+# lep-had with m_UseHT, Njet25 = 0 (same function): leptonic Gaus + Landau in R per P_lep bin,
+# [low MET, high MET][p1..p5][bin]
+_HT_LEP = np.array([
+    [[0.417, 0.64, 0.52, 0.678], [0.23, 0.17, 0.315, 0.319], [0.18, 0.33, 0.41, 0.299],
+     [0.033, 0.109, 0.129, 0.096], [0.145, 0.107, 0.259, 0.304]],
+    [[0.441, 0.64, 0.79, 0.8692], [0.218, 0.28, 0.29, 0.3304], [0.256, 0.33, 0.395, 0.4105],
+     [0.048, 0.072, 0.148, 0.1335], [0.25, 0.68, 0.10, 0.2872]],
+])
+# low MET hadronic Gaussians in R per P_tau bin: [1-prong mean, 1-prong sigma, 3p mean, 3p sigma]
+_HT_HAD_LOW = np.array([[-0.15, -0.13, -0.25, -0.114], [0.40, 0.54, 0.62, 0.57],
+                        [-1.08, -1.57, -0.46, -0.39], [0.53, 0.85, 0.61, 0.53]])
+
+
+@numba.njit(cache=True, inline="always")
+def _p_bin(p: float) -> int:
+    # P < 40, 40-45, 45-50, >= 50 GeV (MissingMassProb.cxx TauProbability(..., detmet))
+    if p < 40.0:
+        return 0
+    if p < 45.0:
+        return 1
+    if p < 50.0:
+        return 2
+    return 3
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _tau_prob_leg(scheme: int, kind: int, lead: bool, vis_e: float, pvis: float,
+                  m_vis: float, nu_e: float, pnu: float, mnu: float, ptau: float,
+                  etau: float, m_tau: float) -> float:
+    """One leg's factor of ATLAS's TauProbability (DiTauMassTools MissingMassProb.cxx, athena
+    main 2024, unchanged since MMC2012 tag-00-00-10): the product of both legs' factors is
+    the term. Energies/momenta in GeV (lab frame): visible E and |p|, invisible E, |p| and
+    mass, tau |p| and E; ``kind`` 0 leptonic, 1 one-prong, 2 three-prong."""
+    if scheme == TP_OFF:
+        return 1.0
+    if scheme == TP_GENERIC:
+        # R = E_nu/E_vis; the visible energy is uniform in the lab between the boosts of the
+        # rest-frame momentum p0: density 0.5 m_tau / (p0 V (1 + R)^2), V = p/sqrt(p^2 + m^2),
+        # capped at 1 (MissingMassProb::TauProbability, 7-argument version)
+        e1 = 0.5 * (m_tau * m_tau + mnu * mnu - m_vis * m_vis) / m_tau
+        e2 = m_tau - e1
+        if e1 <= mnu or e1 >= m_tau or e2 <= m_vis or e2 >= m_tau:
+            return 0.0
+        v = ptau / math.sqrt(ptau * ptau + m_tau * m_tau)
+        # p0 = |p_vis| in the tau rest frame (leptonic), E_nu* = p* (hadronic, massless nu)
+        p0 = math.sqrt(e2 * e2 - m_vis * m_vis) if kind == 0 else e1
+        r = nu_e / vis_e
+        return min(0.5 * m_tau / (p0 * v * (r + 1.0) ** 2), 1.0)
+    r = pnu / pvis  # R = |p_nu| / |p_vis| in the had-had and m_UseHT branches
+    if scheme == TP_HH:
+        if kind == 0:
+            return 1.0
+        k = 0 if kind == 1 else 1
+        o = 0 if lead else 1
+        slope = _HH_SLOPE[k, o]
+        # below E_tau = 100 GeV the slope is scaled by 1/|pol2(E) slope|, within [1, 100]
+        # (TauProbability(..., detmet), had-had with jets)
+        scale = 1.0
+        if etau <= 100.0:
+            c = _HH_PAR[k, o]
+            scale = 1.0 / abs((c[0] + c[1] * etau + c[2] * etau * etau) * slope)
+            scale = min(max(scale, 1.0), 100.0)
+        return abs(slope) * scale * math.exp(slope * scale * r) * 0.04
+    # lep-had with MET -> -MHT (TP_HT_LOWMET / TP_HT_HIGHMET)
+    low = scheme == TP_HT_LOWMET
+    if kind == 0:
+        # (p5 Gaus(R; p1, p2) + Landau(R; p3, p4)) / (1 + p5), unnormalised TMath functions,
+        # parameters per P_lep bin (TauProbability(..., detmet), m_UseHT)
+        t = _HT_LEP[0 if low else 1]
+        b = _p_bin(ptau)
+        g = math.exp(-0.5 * ((r - t[0, b]) / t[1, b]) ** 2)
+        return (t[4, b] * g + landau((r - t[2, b]) / t[3, b])) / (1.0 + t[4, b])
+    if low:
+        # Gaus(R; mean, sigma) per P_tau bin (same function, detmet < 20 GeV)
+        b = _p_bin(ptau)
+        j = 0 if kind == 1 else 2
+        return math.exp(-0.5 * ((r - _HT_HAD_LOW[j, b]) / _HT_HAD_LOW[j + 1, b]) ** 2)
+    # exp(p R scale) |p scale| 0.02 with a P_tau-dependent scale below 45 (40) GeV
+    # (same function, detmet >= 20 GeV)
+    if kind == 1:
+        p = -3.706
+        scale = 1.0 if ptau > 45.0 else -1.019 / ((ptau * 0.0074 - 0.059) * p)
+    else:
+        p = -5.845
+        scale = 1.0 if ptau > 40.0 else -1.24 / ((ptau * 0.0062 - 0.033) * p)
+    return math.exp(p * r * scale) * abs(p * scale) * 0.02
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always", fastmath=_FAST)
 def _leg_solutions(pt: float, c: float, s: float, v: NDArray[np.float64], m2vis: float,
                    pvis: float, kind: int, lep: bool, n_mnu: int, mnu_max: float,
                    key: np.uint64, counter: np.uint64, m_tau: float,
                    table: NDArray[np.float64], coef: NDArray[np.float64],
-                   out: NDArray[np.float64]) -> int:
-    """Fill ``out[k] = (tau px, py, pz, E, P_theta)`` for every root (and m_nunu stratum of a
-    leptonic leg); returns the number of solutions."""
+                   out: NDArray[np.float64], tp: int, lead: bool) -> int:
+    """Fill ``out[k] = (tau px, py, pz, E, P_theta x tau-probability factor)`` for every root
+    (and m_nunu stratum of a leptonic leg); returns the number of solutions. ``tp``: the
+    TauProbability scheme (``TP_*``), ``lead``: this leg has the larger visible pT."""
     nsol = 0
     nm = n_mnu if lep else 1
     npx = pt * c
@@ -264,6 +393,10 @@ def _leg_solutions(pt: float, c: float, s: float, v: NDArray[np.float64], m2vis:
             cosang = (npx * v[0] + npy * v[1] + z * v[2]) / (pnu * pvis) if pnu > 0 else 1.0
             cosang = min(1.0, max(-1.0, cosang))
             prob = angle_pdf_table(table, coef, kind, math.acos(cosang), ptau)
+            if tp != TP_OFF and prob > 0.0:
+                # x the leg's TauProbability factor (MissingMassProb.cxx TauProbability)
+                prob *= _tau_prob_leg(tp, kind, lead, v[3], pvis, math.sqrt(m2vis), enu, pnu,
+                                      mnu, ptau, v[3] + enu, m_tau)
             if prob > 0.0:
                 out[nsol, 0] = tx
                 out[nsol, 1] = ty
@@ -391,8 +524,9 @@ def _peak(hw_raw: NDArray[np.float64], hw2: NDArray[np.float64], bin_w: float,
 @numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_FAST)
 def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[np.int64],
           kind2: NDArray[np.int64], met: NDArray[np.float64], axes: NDArray[np.float64],
-          keys: NDArray[np.uint64], todo: NDArray[np.bool_], n_phi: int, n_met: int,
-          n_mnu: int, phi_power: float, dphi: float, m_tau: float,
+          keys: NDArray[np.uint64], todo: NDArray[np.bool_], tp: NDArray[np.int64],
+          ht: NDArray[np.float64], n_phi: int, n_met: int, n_mnu: int, phi_power: float,
+          max_rounds: int, stop_tol: float, dphi: float, m_tau: float,
           table: NDArray[np.float64],
           coef: NDArray[np.float64], nbins: int, bin_w: float, win_half: int,
           smooth_bins: float) -> tuple[NDArray[np.float64], NDArray[np.float64],
@@ -401,7 +535,8 @@ def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[n
     m_out = np.full(n, np.nan)
     t1_out = np.full((n, 3), np.nan)
     t2_out = np.full((n, 3), np.nan)
-    info = np.zeros((n, 3))  # total weight, number of solutions, effective sample size
+    # total weight, number of solutions, effective sample size, rounds used
+    info = np.zeros((n, 4))
     for i in numba.prange(n):
         if not todo[i]:
             continue
@@ -411,6 +546,7 @@ def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[n
         m2v2 = max(v2[3] ** 2 - v2[0] ** 2 - v2[1] ** 2 - v2[2] ** 2, 0.0)
         pv1 = math.sqrt(v1[0] ** 2 + v1[1] ** 2 + v1[2] ** 2)
         pv2 = math.sqrt(v2[0] ** 2 + v2[1] ** 2 + v2[2] ** 2)
+        lead1 = v1[0] ** 2 + v1[1] ** 2 > v2[0] ** 2 + v2[1] ** 2
         k1 = kind1[i]
         k2 = kind2[i]
         lep1 = k1 == 0
@@ -425,85 +561,132 @@ def _scan(vis1: NDArray[np.float64], vis2: NDArray[np.float64], kind1: NDArray[n
         ca = axes[i, 2]
         sa = axes[i, 3]
         key = keys[i]
+        tpi = tp[i]
+        use_ht = ht[i, 0] > 0.0
+        s1_ht = ht[i, 1]
+        s2_ht = ht[i, 2]
+        fr_ht = ht[i, 3]
+        mht = math.sqrt(met[i, 0] ** 2 + met[i, 1] ** 2)
         hw = np.zeros(nbins)
         hw2 = np.zeros(nbins)
+        hwa = np.zeros(nbins)  # the even-numbered points only (split-half stopping test)
+        hw2a = np.zeros(nbins)
         hp = np.zeros((nbins, 6))
         sol1 = np.empty((2 * n_mnu, 5))
         sol2 = np.empty((2 * n_mnu, 5))
         total = 0.0
         nsol = 0
         counter = np.uint64(0)
-        for a in range(n_phi):
-            for b in range(n_phi):
-                for _ in range(n_met):
-                    # 8 random numbers per point: 2 azimuths, 2 MET Gaussians (Box-Muller),
-                    # m_nunu strata offsets of both legs (up to n_mnu each, counted apart)
-                    u1 = _uniform(key, counter)
-                    u2 = _uniform(key, counter + np.uint64(1))
-                    u3 = _uniform(key, counter + np.uint64(2))
-                    u4 = _uniform(key, counter + np.uint64(3))
-                    c_leg1 = counter + np.uint64(4)
-                    c_leg2 = counter + np.uint64(4 + n_mnu)
-                    counter += np.uint64(4 + 2 * n_mnu)
-                    # stratified in t in [-1, 1); dphi_nu = dphi sign(t) |t|^k concentrates
-                    # the points near the visible azimuth (k = phi_power, 1 = uniform); the
-                    # weight carries 1/q = k |t|^(k-1) (target uniform in phi_nu)
-                    ta = -1.0 + (a + u1) * step
-                    tb = -1.0 + (b + u2) * step
-                    if phi_power == 2.0:  # the default: no pow() calls
-                        phi1 = phi1_c + dphi * ta * abs(ta)
-                        phi2 = phi2_c + dphi * tb * abs(tb)
-                        wphi = 4.0 * abs(ta) * abs(tb)
-                    else:
-                        phi1 = phi1_c + dphi * math.copysign(abs(ta) ** phi_power, ta)
-                        phi2 = phi2_c + dphi * math.copysign(abs(tb) ** phi_power, tb)
-                        wphi = phi_power * abs(ta) ** (phi_power - 1.0) \
-                            * phi_power * abs(tb) ** (phi_power - 1.0)
-                    # MET shift along the error-ellipse axes, Gaussian (P_MET as sampling
-                    # density; MissingMassProb.cxx MetProbability / mEtAndTauProbability)
-                    rad = math.sqrt(-2.0 * math.log(1.0 - u3))
-                    d_l = rad * math.cos(2.0 * math.pi * u4) * sl
-                    d_p = rad * math.sin(2.0 * math.pi * u4) * sp
-                    metx = met[i, 0] + d_l * ca - d_p * sa
-                    mety = met[i, 1] + d_l * sa + d_p * ca
-                    c1 = math.cos(phi1)
-                    s1 = math.sin(phi1)
-                    c2 = math.cos(phi2)
-                    s2 = math.sin(phi2)
-                    pt1, pt2 = _neutrino_pts(metx, mety, c1, s1, c2, s2)
-                    if not (pt1 > 0.0 and pt2 > 0.0):
-                        continue
-                    ns1 = _leg_solutions(pt1, c1, s1, v1, m2v1, pv1, k1, lep1, n_mnu,
-                                         mnu1_max, key, c_leg1, m_tau, table, coef, sol1)
-                    if ns1 == 0:
-                        continue
-                    ns2 = _leg_solutions(pt2, c2, s2, v2, m2v2, pv2, k2, lep2, n_mnu,
-                                         mnu2_max, key, c_leg2, m_tau, table, coef, sol2)
-                    for j1 in range(ns1):
-                        for j2 in range(ns2):
-                            # weight P_theta1 P_theta2 (P_MET sampled), one entry per root
-                            # combination
-                            w = sol1[j1, 4] * sol2[j2, 4] * wphi
-                            ex = sol1[j1, 0] + sol2[j2, 0]
-                            ey = sol1[j1, 1] + sol2[j2, 1]
-                            ez = sol1[j1, 2] + sol2[j2, 2]
-                            ee = sol1[j1, 3] + sol2[j2, 3]
-                            mtt = math.sqrt(max(ee * ee - ex * ex - ey * ey - ez * ez, 0.0))
-                            bb = int(mtt / bin_w)
-                            if bb >= nbins:
-                                continue
-                            hw[bb] += w
-                            hw2[bb] += w * w
-                            hp[bb, 0] += w * sol1[j1, 0]
-                            hp[bb, 1] += w * sol1[j1, 1]
-                            hp[bb, 2] += w * sol1[j1, 2]
-                            hp[bb, 3] += w * sol2[j2, 0]
-                            hp[bb, 4] += w * sol2[j2, 1]
-                            hp[bb, 5] += w * sol2[j2, 2]
-                            total += w
-                            nsol += 1
+        rounds = 0
+        for _rnd in range(max_rounds):
+            rounds += 1
+            pidx = 0
+            for a in range(n_phi):
+                for b in range(n_phi):
+                    for _ in range(n_met):
+                        half_a = (pidx & 1) == 0
+                        pidx += 1
+                        # 8 random numbers per point: 2 azimuths, 2 MET Gaussians
+                        # (Box-Muller), m_nunu strata offsets of both legs (up to n_mnu each,
+                        # counted apart)
+                        u1 = _uniform(key, counter)
+                        u2 = _uniform(key, counter + np.uint64(1))
+                        u3 = _uniform(key, counter + np.uint64(2))
+                        u4 = _uniform(key, counter + np.uint64(3))
+                        c_leg1 = counter + np.uint64(4)
+                        c_leg2 = counter + np.uint64(4 + n_mnu)
+                        counter += np.uint64(4 + 2 * n_mnu)
+                        # stratified in t in [-1, 1); dphi_nu = dphi sign(t) |t|^k
+                        # concentrates the points near the visible azimuth (k = phi_power,
+                        # 1 = uniform); the weight carries 1/q = k |t|^(k-1) (target uniform
+                        # in phi_nu)
+                        ta = -1.0 + (a + u1) * step
+                        tb = -1.0 + (b + u2) * step
+                        if phi_power == 2.0:  # the default: no pow() calls
+                            phi1 = phi1_c + dphi * ta * abs(ta)
+                            phi2 = phi2_c + dphi * tb * abs(tb)
+                            wphi = 4.0 * abs(ta) * abs(tb)
+                        else:
+                            phi1 = phi1_c + dphi * math.copysign(abs(ta) ** phi_power, ta)
+                            phi2 = phi2_c + dphi * math.copysign(abs(tb) ** phi_power, tb)
+                            wphi = phi_power * abs(ta) ** (phi_power - 1.0) \
+                                * phi_power * abs(tb) ** (phi_power - 1.0)
+                        # MET shift along the error-ellipse axes, Gaussian (P_MET as sampling
+                        # density; MissingMassProb.cxx MetProbability / mEtAndTauProbability)
+                        rad = math.sqrt(-2.0 * math.log(1.0 - u3))
+                        d_l = rad * math.cos(2.0 * math.pi * u4) * sl
+                        d_p = rad * math.sin(2.0 * math.pi * u4) * sp
+                        metx = met[i, 0] + d_l * ca - d_p * sa
+                        mety = met[i, 1] + d_l * sa + d_p * ca
+                        if use_ht:
+                            # MET = -MHT sampled with sigma2; the MHT probability
+                            # (G(dx; s1) + fr G(dx; s2)) (same for dy) exp(-0.25 ((MHT -
+                            # |MET|)/s1)^2) enters as its ratio to that Gaussian
+                            # (MissingMassProb.cxx MHtProbability, lep-had, offset 0)
+                            gx = math.exp(-0.5 * d_l * d_l * (1.0 / (s1_ht * s1_ht)
+                                                              - 1.0 / (s2_ht * s2_ht))) + fr_ht
+                            gy = math.exp(-0.5 * d_p * d_p * (1.0 / (s1_ht * s1_ht)
+                                                              - 1.0 / (s2_ht * s2_ht))) + fr_ht
+                            narg = (mht - math.sqrt(metx * metx + mety * mety)) / s1_ht
+                            wphi_pt = wphi * gx * gy * math.exp(-0.25 * narg * narg)
+                        else:
+                            wphi_pt = wphi
+                        c1 = math.cos(phi1)
+                        s1 = math.sin(phi1)
+                        c2 = math.cos(phi2)
+                        s2 = math.sin(phi2)
+                        pt1, pt2 = _neutrino_pts(metx, mety, c1, s1, c2, s2)
+                        if not (pt1 > 0.0 and pt2 > 0.0):
+                            continue
+                        ns1 = _leg_solutions(pt1, c1, s1, v1, m2v1, pv1, k1, lep1, n_mnu,
+                                             mnu1_max, key, c_leg1, m_tau, table, coef, sol1,
+                                             tpi, lead1)
+                        if ns1 == 0:
+                            continue
+                        ns2 = _leg_solutions(pt2, c2, s2, v2, m2v2, pv2, k2, lep2, n_mnu,
+                                             mnu2_max, key, c_leg2, m_tau, table, coef, sol2,
+                                             tpi, not lead1)
+                        for j1 in range(ns1):
+                            for j2 in range(ns2):
+                                # weight P_theta1 P_theta2 (x tau probabilities; P_MET
+                                # sampled), one entry per root combination
+                                w = sol1[j1, 4] * sol2[j2, 4] * wphi_pt
+                                ex = sol1[j1, 0] + sol2[j2, 0]
+                                ey = sol1[j1, 1] + sol2[j2, 1]
+                                ez = sol1[j1, 2] + sol2[j2, 2]
+                                ee = sol1[j1, 3] + sol2[j2, 3]
+                                mtt = math.sqrt(max(ee * ee - ex * ex - ey * ey - ez * ez,
+                                                    0.0))
+                                bb = int(mtt / bin_w)
+                                if bb >= nbins or not w > 0.0:
+                                    continue
+                                hw[bb] += w
+                                hw2[bb] += w * w
+                                if half_a:
+                                    hwa[bb] += w
+                                    hw2a[bb] += w * w
+                                hp[bb, 0] += w * sol1[j1, 0]
+                                hp[bb, 1] += w * sol1[j1, 1]
+                                hp[bb, 2] += w * sol1[j1, 2]
+                                hp[bb, 3] += w * sol2[j2, 0]
+                                hp[bb, 4] += w * sol2[j2, 1]
+                                hp[bb, 5] += w * sol2[j2, 2]
+                                total += w
+                                nsol += 1
+            if not total > 0.0:
+                break  # no solution in a whole round: no_solution, as the fixed budget
+            if _rnd + 1 < max_rounds:
+                # adaptive budget: stop once the MLM peaks of the two halves of the points
+                # agree within stop_tol (as ATLAS's floating stopping criterion compares the
+                # split1/split2 histograms of its Markov chain: MissingMassCalculatorV2.cxx,
+                # m_fUseFloatStopping, athena main 2024)
+                pa_, _b0, _b1 = _peak(hwa, hw2a, bin_w, win_half, smooth_bins)
+                pb_, _b0, _b1 = _peak(hw - hwa, hw2 - hw2a, bin_w, win_half, smooth_bins)
+                if abs(pa_ - pb_) <= stop_tol * 0.5 * (pa_ + pb_):
+                    break
         info[i, 0] = total
         info[i, 1] = nsol
+        info[i, 3] = rounds
         w2 = 0.0
         for bb in range(nbins):
             w2 += hw2[bb]
@@ -556,6 +739,24 @@ def _pdf_coef(pdfs: str | NDArray[np.float64]) -> NDArray[np.float64]:
     return coef
 
 
+#: MET resolution choices of :func:`mmc`.
+MET_RESOLUTIONS = ("covariance", "atlas2016")
+#: Event-table columns the MMC reads besides the inputs: the leading jet, for the number of
+#: jets with pT > 25 GeV (Njet25) of the ``use_mht`` and ``met_resolution="atlas2016"`` options.
+EXTRA_COLUMNS: tuple[str, ...] = ("jet1_px", "jet1_py")
+
+
+def columns_for(settings: MMCSettings) -> tuple[str, ...]:
+    """Event-table columns MMC needs with ``settings``: the leading jet only for ``use_mht``
+    and the ``atlas2016`` MET tune (the defaults read the inputs alone)."""
+    return EXTRA_COLUMNS if settings.use_mht or settings.met_resolution == "atlas2016" else ()
+#: Jet pT threshold (GeV) of ATLAS's Njet25 (MissingMassCalculatorV2 RunMissingMassCalculator).
+NJET_PT_MIN = 25.0
+
+DEFAULT_MAX_ROUNDS = 4
+DEFAULT_STOP_TOL = 0.05
+
+
 @dataclass(frozen=True)
 class MMCSettings(StageConfig):
     """Settings of :func:`mmc` (meanings in its docstring)."""
@@ -570,11 +771,16 @@ class MMCSettings(StageConfig):
     dphi: float = DPHI
     smooth: float = DEFAULT_SMOOTH
     phi_power: float = DEFAULT_PHI_POWER
+    tau_probability: bool = True
+    use_mht: bool = False
+    met_resolution: str = "covariance"
+    max_rounds: int = DEFAULT_MAX_ROUNDS
+    stop_tol: float = DEFAULT_STOP_TOL
 
     def __post_init__(self) -> None:
-        for name in ("n_phi", "n_met", "n_mnu"):
+        for name in ("n_phi", "n_met", "n_mnu", "max_rounds"):
             val = getattr(self, name)
-            if not isinstance(val, int | np.integer) or int(val) < 1:
+            if isinstance(val, bool) or not isinstance(val, int | np.integer) or int(val) < 1:
                 raise ValueError(f"mmc: {name} must be an integer >= 1, got {val!r}")
         if not self.phi_power >= 1.0:
             raise ValueError(f"mmc: phi_power must be >= 1, got {self.phi_power}")
@@ -582,50 +788,194 @@ class MMCSettings(StageConfig):
             raise ValueError(f"mmc: dphi must be in (0, pi], got {self.dphi}")
         if not self.smooth >= 0.0:
             raise ValueError(f"mmc: smooth must be >= 0, got {self.smooth}")
+        if not self.stop_tol >= 0.0:
+            raise ValueError(f"mmc: stop_tol must be >= 0, got {self.stop_tol}")
+        for name in ("tau_probability", "use_mht"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"mmc: {name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
+        if self.met_resolution not in MET_RESOLUTIONS:
+            raise ValueError(f"mmc: met_resolution must be one of {MET_RESOLUTIONS}, got "
+                             f"{self.met_resolution!r}")
 
 
-def mmc(inputs: Inputs, *, n_phi: int = DEFAULT_N_PHI, n_met: int = DEFAULT_N_MET,
-        n_mnu: int = DEFAULT_N_MNU, seed: int = 0,
+def n_jets25(table: Any, n: int) -> NDArray[np.int64]:
+    """(n,) 1 where the leading jet has pT > 25 GeV, else 0 (all ATLAS's MMC needs of
+    Njet25 is whether it is 0). ``table``: pyarrow table or mapping with
+    :data:`EXTRA_COLUMNS` (NaN = no jet). Raises ValueError if it is missing."""
+    names = set(table.column_names if hasattr(table, "column_names") else table) \
+        if table is not None else set()
+    missing = [c for c in EXTRA_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"mmc: use_mht / met_resolution='atlas2016' need the jet columns "
+                         f"{missing} (pass table=, the event table)")
+
+    def col(c: str) -> NDArray[np.float64]:
+        x = table[c]
+        x = x.to_numpy() if hasattr(x, "to_numpy") else x
+        return np.asarray(x, dtype=float)
+
+    pt = np.hypot(col("jet1_px"), col("jet1_py"))
+    if len(pt) != n:
+        raise ValueError(f"mmc: table has {len(pt)} rows for {n} events")
+    return (pt > NJET_PT_MIN).astype(np.int64)
+
+
+def atlas2016_met_sigma(kind_p: NDArray[np.int64], kind_m: NDArray[np.int64],
+                        vis_p: NDArray[np.float64], vis_m: NDArray[np.float64],
+                        met: NDArray[np.float64], sumet: NDArray[np.float64],
+                        njet: NDArray[np.int64]) -> NDArray[np.float64]:
+    """(n,) isotropic MET resolution (GeV) of ATLAS's MMC2016MC15C / MMC2019 tune
+    (DiTauMassTools MissingMassProb.cxx ``MissingMassProb::MET``, METScanScheme 1, no MET
+    systematics) from the scalar sum E_T, the jet multiplicity (0 or > 0 jets above 25 GeV),
+    dphi of the visible legs, the MET and the channel (kind codes of mmc_pdfs.MODE_KIND)."""
+    lep_p = kind_p == 0
+    lep_m = kind_m == 0
+    ll = lep_p & lep_m
+    hh = ~lep_p & ~lep_m
+    lh = ~ll & ~hh
+    x = np.abs(np.angle(np.exp(1j * (np.arctan2(vis_p[:, 1], vis_p[:, 0])
+                                     - np.arctan2(vis_m[:, 1], vis_m[:, 0])))))
+    pt_p = np.hypot(vis_p[:, 0], vis_p[:, 1])
+    pt_m = np.hypot(vis_m[:, 0], vis_m[:, 1])
+    m2_p = vis_p[:, 3] ** 2 - np.sum(vis_p[:, :3] ** 2, axis=1)
+    m2_m = vis_m[:, 3] ** 2 - np.sum(vis_m[:, :3] ** 2, axis=1)
+    s = np.asarray(sumet, float).copy()
+    # sumEt minus both lepton pT in lep-lep, minus electron (m < 0.05 GeV) pT otherwise, when
+    # larger than that pT (MissingMassCalculatorV2.cxx FinalizeSettings)
+    for pt, m2, lep in ((pt_p, m2_p, lep_p), (pt_m, m2_m, lep_m)):
+        sub = (s > pt) & np.where(ll, lep, lep & (m2 < 0.05**2))
+        s = np.where(sub, s - pt, s)
+    rs = np.sqrt(np.maximum(s, 0.0))
+    metv = np.hypot(met[:, 0], met[:, 1])
+    j0 = njet == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # lep-had, 0 jets: offset + scale sqrt(sumEt), (5.38, 0.32) below MET 20 GeV,
+        # (4.16, 0.87) above (MissingMassProb.cxx MET, MMC2016MC15C lep-had Njet25 == 0)
+        lh0 = np.where(metv < 20.0, np.where(s > 0, 5.38 + 0.32 * rs, 5.38),
+                       np.where(s > 0, 4.16 + 0.87 * rs, 4.16))
+        # lep-had, jets: (1.875 + 8.914 ln(sqrt(sumEt) - 8.53)) x pol2(dphi) (same, Njet25 > 0)
+        lhj = np.where(s > 80.0, 1.875 + 8.914 * np.log(rs - 8.53), 5.0) \
+            * np.where(x > 0.3, 0.9429 - 0.059 * x + 0.054 * x * x, 0.728)
+        # had-had, 0 jets: (-8.51013 + 8.54378 ln(sqrt(sumEt) - 3.97146)) x pol2(dphi)
+        hh0 = np.where(s > 80.0, -8.51013 + 8.54378 * np.log(rs - 3.97146), 5.0) \
+            * np.where(x > 2.5, 11.0796 - 4.61236 * x + 0.423617 * x * x, 2.0)
+        # had-had, jets: (1.19769 + 5.61687 ln(sqrt(sumEt) - 4.2076)) x pol2(dphi)
+        hhj = np.where(s > 115.0, 1.19769 + 5.61687 * np.log(rs - 4.2076), 12.1) \
+            * np.where(x > 0.6, 1.42047 - 0.666644 * x + 0.199986 * x * x, 1.02)
+        # lep-lep, 0 jets: 4.22581 + 0.03818 sqrt(sumEt) + 0.12623 sumEt; jets: 5.42506 +
+        # 5.36760 ln(sqrt(sumEt) - 4.86808); both at least 2 GeV (MET, lep-lep 2016 MC15c)
+        ll0 = np.where(s > 0, 4.22581 + 0.03818 * rs + 0.12623 * s, 2.0)
+        llj = np.where((s > 0) & (rs - 4.86808 > 1.0), 5.42506 + 5.36760 * np.log(rs - 4.86808),
+                       5.42506)
+    sigma = np.where(lh, np.where(j0, lh0, lhj), np.where(hh, np.where(j0, hh0, hhj),
+                                                         np.maximum(np.where(j0, ll0, llj), 2.0)))
+    return np.asarray(sigma, dtype=float)
+
+
+def _mht_events(kind_p: NDArray[np.int64], kind_m: NDArray[np.int64],
+                vis_p: NDArray[np.float64], vis_m: NDArray[np.float64],
+                met: NDArray[np.float64], njet: NDArray[np.int64]
+                ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(use MHT, low MET) per event: lep-had, 0 jets above 25 GeV, legs back-to-back,
+    |dphi| > 2.95 below MET = 20 GeV, > 2.8 above (MissingMassProb.cxx MET, MMC2016MC15C,
+    m_allowUseHT)."""
+    lh = (kind_p == 0) != (kind_m == 0)
+    x = np.abs(np.angle(np.exp(1j * (np.arctan2(vis_p[:, 1], vis_p[:, 0])
+                                     - np.arctan2(vis_m[:, 1], vis_m[:, 0])))))
+    low = np.hypot(met[:, 0], met[:, 1]) < 20.0
+    use = lh & (njet == 0) & np.where(low, x > 2.95, x > 2.8)
+    return use, low
+
+
+def mmc(inputs: Inputs, *, table: Any = None, n_phi: int = DEFAULT_N_PHI,
+        n_met: int = DEFAULT_N_MET, n_mnu: int = DEFAULT_N_MNU, seed: int = 0,
         pdfs: str | NDArray[np.float64] = "atlas2012", dphi: float = DPHI,
-        smooth: float = DEFAULT_SMOOTH, phi_power: float = DEFAULT_PHI_POWER) -> pa.Table:
+        smooth: float = DEFAULT_SMOOTH, phi_power: float = DEFAULT_PHI_POWER,
+        tau_probability: bool = True, use_mht: bool = False,
+        met_resolution: str = "covariance", max_rounds: int = DEFAULT_MAX_ROUNDS,
+        stop_tol: float = DEFAULT_STOP_TOL) -> pa.Table:
     """MMC reconstruction (method ``mmc``) of every event of ``inputs``.
 
-    ``sampler="legs"`` (default): per-leg importance samples on the tau-mass shell,
-    ``n_theta`` x ``n_psi`` per leg (x ``n_mnu`` m_nunu strata for leptonic legs), all pairs
-    weighted with P_MET (see the module docstring). ``sampler="scan"``: the direct MMC scan,
-    ``n_phi`` x ``n_phi`` azimuth cells x ``n_met`` MET samples (x ``n_mnu`` per leptonic
-    leg). ``seed``: random-number seed (results are reproducible and do not depend on the
-    batch or the number of threads); ``pdfs``: ``"atlas2012"`` or a (3, 6, 5) coefficient
-    array (:func:`ditau.reconstruct.mmc_pdfs.fit_pdfs`); ``dphi``: half-width of the azimuth
+    The scan (module docstring): ``n_phi`` x ``n_phi`` azimuth cells x ``n_met`` MET samples
+    (x ``n_mnu`` m_nunu strata per leptonic leg) per round, repeated up to ``max_rounds``
+    times until the MLM peaks of the two halves of the points agree within ``stop_tol``
+    (relative; ``max_rounds=1``: the fixed budget). ``seed``: random-number seed (results
+    are reproducible and do not depend on the batch or the number of threads); ``pdfs``:
+    ``"atlas2012"`` or a (3, 6, 5) coefficient array
+    (:func:`ditau.reconstruct.mmc_pdfs.fit_pdfs`); ``dphi``: half-width of the azimuth
     window; ``smooth``: Gaussian smoothing (GeV) of the m_tautau histogram before the MLM peak
-    search (0 = the ATLAS raw histogram). ``rec_m_tautau`` is the MLM mass, the tau momenta
-    the weighted mean of the solutions in the MLM peak window.
+    search (0 = the ATLAS raw histogram); ``tau_probability``: multiply each solution by
+    ATLAS's TauProbability (on in ATLAS); ``use_mht``: lep-had events without jets above
+    25 GeV whose legs are back-to-back use MET = -MHT with ATLAS's MHT resolution and
+    probability (off in ATLAS unless allowed); ``met_resolution``: ``"covariance"`` (the
+    event's MET covariance) or ``"atlas2016"`` (ATLAS's isotropic sumEt/jet-multiplicity/dphi
+    tune, :func:`atlas2016_met_sigma`). ``table``: the event table with
+    :data:`EXTRA_COLUMNS` (needed by ``use_mht`` and ``"atlas2016"``; the method registry
+    passes it). ``rec_m_tautau`` is the MLM mass, the tau momenta the weighted mean of the
+    solutions in the MLM peak window. Raises ValueError for invalid settings or a missing
+    jet column.
     """
-    MMCSettings(n_phi, n_met, n_mnu, seed, pdfs, dphi, smooth, phi_power)  # validates
+    MMCSettings(n_phi, n_met, n_mnu, seed, pdfs, dphi, smooth, phi_power, tau_probability,
+                use_mht, met_resolution, max_rounds, stop_tol)  # validates
     coef = _pdf_coef(pdfs)
-    table = _TABLES.get(id(coef)) if coef is ATLAS2012 else None
-    if table is None:
-        table = param_table(coef)
+    ptable = _TABLES.get(id(coef)) if coef is ATLAS2012 else None
+    if ptable is None:
+        ptable = param_table(coef)
         if coef is ATLAS2012:
-            _TABLES[id(coef)] = table
+            _TABLES[id(coef)] = ptable
     n = len(inputs)
     kind_p = np.array([MODE_KIND.get(m, -1) for m in inputs.mode_p], dtype=np.int64)
     kind_m = np.array([MODE_KIND.get(m, -1) for m in inputs.mode_m], dtype=np.int64)
     todo = inputs.good & (kind_p >= 0) & (kind_m >= 0)
+    met_in = inputs.met
     axes = _met_axes(inputs.cov, todo)
+    ht = np.zeros((n, 4))
+    hh = (kind_p > 0) & (kind_m > 0)
+    # TauProbability scheme: the had-had function for had-had, else the generic one
+    # (MissingMassProb.cxx TauProbabilityWrapper)
+    tp = np.where(hh, TP_HH, TP_GENERIC) if tau_probability else np.full(n, TP_OFF)
+    if use_mht or met_resolution == "atlas2016":
+        njet = n_jets25(table, n)
+        if met_resolution == "atlas2016":
+            sig = atlas2016_met_sigma(kind_p, kind_m, inputs.vis_p, inputs.vis_m, met_in,
+                                      inputs.sumet, njet)
+            ok_sig = np.isfinite(sig) & (sig > 0)
+            axes = np.where((todo & ok_sig)[:, None],
+                            np.stack([sig, sig, np.ones(n), np.zeros(n)], axis=1), axes)
+        if use_mht:
+            use, low = _mht_events(kind_p, kind_m, inputs.vis_p, inputs.vis_m, met_in, njet)
+            use &= todo
+            # MHT resolution: sigma1, sigma2, fraction of the 2nd Gaussian, 4.822 / 10.31 /
+            # 6.34e-5 below MET 20 GeV, 7.5 / 13.51 / 6.81e-4 above (MissingMassProb.cxx MET,
+            # MMC2016MC15C lep-had Njet25 == 0); the scan samples with sigma2
+            s1 = np.where(low, 4.822, 7.5)
+            s2 = np.where(low, 10.31, 13.51)
+            fr = np.where(low, 6.34e-5, 6.81e-4)
+            ht = np.where(use[:, None], np.stack([np.ones(n), s1, s2, fr], axis=1), 0.0)
+            axes = np.where(use[:, None], np.stack([s2, s2, np.ones(n), np.zeros(n)], axis=1),
+                            axes)
+            # MET replaced by -MHT = -(vis1 + vis2)_T (MissingMassCalculatorV2.cxx
+            # FinalizeSettings, GetUseHT)
+            mht = -(inputs.vis_p[:, :2] + inputs.vis_m[:, :2])
+            met_in = np.where(use[:, None], mht, met_in)
+            if tau_probability:
+                tp = np.where(use, np.where(low, TP_HT_LOWMET, TP_HT_HIGHMET), tp)
     todo &= axes[:, 1] > 0
     vis_p = np.ascontiguousarray(np.where(todo[:, None], inputs.vis_p, 1.0))
     vis_m = np.ascontiguousarray(np.where(todo[:, None], inputs.vis_m, 1.0))
-    met = np.ascontiguousarray(np.where(todo[:, None], inputs.met, 0.0))
+    met = np.ascontiguousarray(np.where(todo[:, None], met_in, 0.0))
     # per-event random key from (seed, event_id): independent of the batch composition
     offset = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 64))
     keys = inputs.event_id.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03) + offset
     nbins = round(HIST_MAX / HIST_BIN)
-    common = (float(dphi), float(M_TAU), table, coef, nbins, HIST_BIN, WIN_HALF,
+    common = (float(dphi), float(M_TAU), ptable, coef, nbins, HIST_BIN, WIN_HALF,
               float(smooth) / HIST_BIN)
-    m_tt, t1, t2, _info = _scan(vis_p, vis_m, kind_p, kind_m, met, np.ascontiguousarray(axes),
-                                keys, todo, int(n_phi), int(n_met), int(n_mnu),
-                                float(phi_power), *common)
+    m_tt, t1, t2, info = _scan(vis_p, vis_m, kind_p, kind_m, met, np.ascontiguousarray(axes),
+                               keys, todo, np.ascontiguousarray(tp, dtype=np.int64),
+                               np.ascontiguousarray(ht), int(n_phi), int(n_met), int(n_mnu),
+                               float(phi_power), int(max_rounds), float(stop_tol), *common)
+    LAST_RUN.update(rounds=info[:, 3].copy(), todo=todo.copy())
     found = todo & np.isfinite(m_tt)
     status = np.where(found, "ok", "no_solution").astype(object)
     reason = np.where(found, "", "no point of the scan has a solution").astype(object)
@@ -643,6 +993,33 @@ def mmc(inputs: Inputs, *, n_phi: int = DEFAULT_N_PHI, n_met: int = DEFAULT_N_ME
     if n == 0:
         taus = [np.zeros((0, 4)), np.zeros((0, 4))]
     return recon_table("mmc", inputs, taus[0], taus[1], status, reason, m_tautau=m_tt)
+
+
+#: Diagnostics of the last :func:`mmc` call in this process: ``rounds`` (n,) rounds of the
+#: adaptive scan per event (0 for events not scanned), ``todo`` (n,) events scanned.
+LAST_RUN: dict[str, NDArray[Any]] = {}
+
+
+def tau_probability(mode: str, vis: ArrayLike, nu: ArrayLike, *, scheme: int = TP_GENERIC,
+                    lead: bool = True, m_tau: float = M_TAU) -> float:
+    """One leg's factor of ATLAS's TauProbability (the term is the product over both legs)
+    for the visible four-momentum ``vis`` and invisible four-momentum ``nu`` (px, py, pz, E;
+    GeV; the invisible mass is that of ``nu``). ``mode``: e, mu, pi, rho; ``scheme``: a
+    ``TP_*`` constant; ``lead``: the leg has the larger visible pT (had-had scheme).
+    The compiled function the scan uses. Raises ValueError for an unknown mode."""
+    if mode not in MODE_KIND:
+        raise ValueError(f"tau_probability: unknown mode {mode!r}; use one of "
+                         f"{sorted(MODE_KIND)}")
+    v = np.asarray(vis, dtype=float)
+    q = np.asarray(nu, dtype=float)
+    tau = v + q
+    pvis = float(np.linalg.norm(v[:3]))
+    pnu = float(np.linalg.norm(q[:3]))
+    m_vis = math.sqrt(max(v[3] ** 2 - pvis**2, 0.0))
+    mnu = math.sqrt(max(q[3] ** 2 - pnu**2, 0.0))
+    return float(_tau_prob_leg(int(scheme), MODE_KIND[mode], bool(lead), float(v[3]), pvis,
+                               m_vis, float(q[3]), pnu, mnu, float(np.linalg.norm(tau[:3])),
+                               float(tau[3]), float(m_tau)))
 
 
 def budget_study(inputs: Inputs, factors: tuple[int, ...] = (1, 2, 4),

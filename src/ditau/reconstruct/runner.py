@@ -120,7 +120,7 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     """
     inp = Path(inp_path)
     if not inp.exists():
-        raise FileNotFoundError(f"{inp}: no such file")
+        raise SchemaError(f"{inp}: no such file")
     m = make_method(method, settings)
     names, n_in, meta_in = _input_names(inp, tree)
     rename = {v: k for k, v in (column_map or {}).items()}  # file name -> schema name

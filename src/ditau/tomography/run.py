@@ -1,6 +1,7 @@
 """The ``tomography`` stage: calibrated spin correlations, systematics and significance per
 reconstruction method, from one detector-level signal file (plus optional detector variations
-and background files).
+and background files) and, per method, the method-output files that ``ditau reconstruct``
+wrote. The tomography reads those files; it never runs a reconstruction method itself.
 
 Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
 :mod:`~ditau.tomography.significance` give the formulas):
@@ -17,15 +18,20 @@ Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
    C_ij term, which combines channels optimally.
 3. Calibration on the calibration half; closure: the calibrated pseudo-data diag(C) against the
    pseudo-data's truth.
-4. Systematics: each detector variation file (same events, varied response) is reconstructed
-   with the same method and calibrated with the nominal calibration; the shift of the
+4. Systematics: each detector variation file (same events, varied response), with the
+   method's output on it, is calibrated with the nominal calibration; the shift of the
    pseudo-data result per source (larger of up/down). MC statistics of the calibration:
    spread over bootstrap replicas of the calibration half. Neutrino sampling (generative
-   methods): spread of the calibrated pseudo-data D over re-runs with other noise seeds,
-   reported as a share of the data statistics (it is per-event noise, already in them).
+   methods): spread of the calibrated pseudo-data D over method outputs made with other noise
+   seeds, reported as a share of the data statistics (it is per-event noise, already in them).
    Luminosity and background cross section: through the background subtraction (shift =
    C x b/s x relative uncertainty).
 5. Significance of D > 1/3 and m12 > 1 versus luminosity from the signal-region yields.
+
+Method-output files are checked against the events they are given for (:func:`read_method_output`):
+the ``method`` column must be the method they are given as, their ``event_id`` must be events of
+the file, and their visible momenta (``rec_tau - rec_nu``) the measured ones of those events (a
+method output of the nominal file given for a detector variation is refused).
 """
 
 from __future__ import annotations
@@ -38,11 +44,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from ditau.reconstruct import run_on_table
-from ditau.schema import column_array, read_metadata
+from ditau.schema import SchemaError, column_array, read_events, read_metadata
 from ditau.tomography.analysers import Analysers, from_reco, from_truth
 from ditau.tomography.calibration import (
     Calibration,
@@ -163,17 +169,18 @@ def n_candidates(recon: pa.Table | None) -> int:
 
 
 def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
-                settings: Mapping[str, Any] | None = None, candidate: int = 0
+                candidate: int = 0
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     """(tau+ (N,4), tau- (N,4), ok (N,)) for the rows of ``events`` from ``method``: the
-    generated taus for ``truth``, a method-output table (joined on event_id), or the method
-    run in-process. ``candidate``: for ML outputs, 0 = the point estimate, k >= 1 = the k-th
-    sampled candidate."""
+    generated taus for ``truth``, else the method-output table ``recon`` (joined on event_id;
+    events it lacks are not ok). ``candidate``: for ML outputs, 0 = the point estimate,
+    k >= 1 = the k-th sampled candidate."""
     n = events.num_rows
     if method == "truth":
         return _p4(events, "tau", "p"), _p4(events, "tau", "m"), np.ones(n, bool)
     if recon is None:
-        recon = run_on_table(method, events, settings)
+        raise TomographyError(f"method {method!r}: no method-output table (the tomography does "
+                              "not run methods; make one with 'ditau reconstruct')")
     if "candidate" in recon.column_names:
         recon = recon.filter(pa.compute.equal(recon["candidate"], candidate))
     ids = column_array(events, "event_id")
@@ -228,8 +235,6 @@ def method_sample(events: pa.Table, method: str, recon: pa.Table | None, rho: st
 
 
 def _read(path: Path) -> pa.Table:
-    from ditau.schema import read_events
-
     schema_names = pq.read_schema(path).names
     names = set(schema_names)
     for need in ("in_sr", "reco_channel", "tau_px_p", "reco_chg_px_p"):
@@ -268,24 +273,20 @@ def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64
     return np.std(np.array(out), axis=0, ddof=1)
 
 
-def _nu_sampling(dat: pa.Table, method: str, settings: Mapping[str, Any] | None,
-                 cal: Calibration, nominal: NDArray[np.float64],
-                 nominal_cov: NDArray[np.float64], n_rep: int, rho: str,
+def _nu_sampling(dat: pa.Table, method: str, reruns: Sequence[pa.Table], cal: Calibration,
+                 nominal: NDArray[np.float64], nominal_cov: NDArray[np.float64], rho: str,
                  candidate_average: bool) -> tuple[float, float]:
     """Neutrino-sampling part of the statistical uncertainty of a generative method.
 
-    The method is re-run on the pseudo-data events ``dat`` with ``n_rep`` other noise seeds
-    (new candidates, hence new point estimates, statistically identical to the nominal ones,
-    so the nominal calibration applies). Returns (standard deviation of the calibrated D over
-    the nominal and re-seeded runs, its share of D's statistical variance on the same
-    events). The sampling noise is per event, so the event-by-event spread that gives the data
-    statistics already contains it; it scales with the luminosity like the data statistics
-    and is reported, not added again as a systematic."""
-    base = dict(settings or {})
-    seed0 = int(base.pop("seed", 0))
+    ``reruns``: method outputs made with other noise seeds (new candidates, hence new point
+    estimates, statistically identical to the nominal ones, so the nominal calibration
+    applies), evaluated on the pseudo-data events ``dat``. Returns (standard deviation of the
+    calibrated D over the nominal and re-seeded outputs, its share of D's statistical variance
+    on the same events). The sampling noise is per event, so the event-by-event spread that
+    gives the data statistics already contains it; it scales with the luminosity like the
+    data statistics and is reported, not added again as a systematic."""
     d = [float(GRAD_D @ nominal)]
-    for r in range(1, n_rep + 1):
-        rtab = run_on_table(method, dat, {**base, "seed": seed0 + 7919 * r})
+    for rtab in reruns:
         det = method_sample(dat, method, rtab, rho, candidate_average)
         c = cal.apply(diag_correlation(det)[0])[0]
         d.append(float(GRAD_D @ c))
@@ -294,40 +295,207 @@ def _nu_sampling(dat: pa.Table, method: str, settings: Mapping[str, Any] | None,
     return sd, sd**2 / var_stat if var_stat > 0 else float("nan")
 
 
-def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "collinear",
-                                                                       "fastmtt", "mmc"),
+def _make_hint(events: Path, method: str) -> str:
+    return f"ditau reconstruct {events} -o FILE --method {method} --sr-only"
+
+
+def read_method_output(path: str | Path, method: str, events: pa.Table,
+                       events_path: str | Path) -> pa.Table:
+    """Read the method-output file ``path`` (written by ``ditau reconstruct``) given as the
+    output of ``method`` on the event table ``events`` (read from ``events_path``), and check
+    that it belongs to them: its ``method`` column is ``method``, its ``event_id`` are events
+    of ``events``, and its visible momenta (``rec_tau - rec_nu`` of the ``ok`` rows) are the
+    measured ones of those events (so an output of the nominal file given for a detector
+    variation, or the reverse, is refused). Raises :class:`TomographyError` naming both
+    files."""
+    path = Path(path)
+    try:
+        recon = read_events(path, require=("method",))
+    except (SchemaError, OSError) as err:
+        raise TomographyError(f"{path} (given as the {method} output for {events_path}): "
+                              f"not a method-output file: {err}") from err
+    if "event_id" not in recon.column_names:
+        raise TomographyError(f"{path}: a method-output table needs an event_id column")
+    labels = sorted(set(pc.unique(recon["method"]).to_pylist()))
+    if labels and labels != [method]:
+        raise TomographyError(f"{path} holds the output of method {', '.join(labels)}, but it "
+                              f"was given as the {method} output for {events_path}")
+    ids = column_array(events, "event_id")
+    rid = column_array(recon, "event_id")
+    foreign = ~np.isin(rid, ids)
+    if foreign.any():
+        made = _find(read_metadata(path), "input")
+        raise TomographyError(
+            f"{path} does not belong to {events_path}: {len(np.unique(rid[foreign]))} of its "
+            f"{len(np.unique(rid))} event_id are not in that file"
+            + (f" (it was made from {made})" if made else "")
+            + f"; make the {method} output of these events with: "
+            + _make_hint(Path(events_path), method))
+    first = np.asarray(column_array(recon, "rec_status") == "ok")
+    if "candidate" in recon.column_names:
+        first &= column_array(recon, "candidate") == 0
+    if first.any():
+        order = np.argsort(ids)
+        rows = order[np.searchsorted(ids[order], rid[first])]
+        for leg in ("p", "m"):
+            vis = np.stack([column_array(events, f"reco_chg_{c}_{leg}").astype(float)
+                            + np.nan_to_num(column_array(events, f"reco_neu_{c}_{leg}")
+                                            .astype(float)) for c in ("px", "py", "pz")], 1)
+            tau = np.stack([column_array(recon, f"rec_tau_{c}_{leg}")[first]
+                            for c in ("px", "py", "pz")], 1).astype(float)
+            nu = np.stack([column_array(recon, f"rec_nu_{c}_{leg}")[first]
+                           for c in ("px", "py", "pz")], 1).astype(float)
+            tol = 1e-6 * (1.0 + np.abs(tau).sum(1) + np.abs(nu).sum(1))
+            off = np.any(np.abs(tau - nu - vis[rows]) > tol[:, None], axis=1)
+            if off.any():
+                raise TomographyError(
+                    f"{path} does not belong to {events_path}: the visible momenta of "
+                    f"{int(off.sum())} of its {int(first.sum())} reconstructed events "
+                    "(rec_tau - rec_nu) differ from the measured ones in that file (an output "
+                    "of another detector variation of the same events?); make the "
+                    f"{method} output of these events with: "
+                    + _make_hint(Path(events_path), method))
+    return recon
+
+
+def _file_seed(path: str | Path) -> Any:
+    """The ``seed`` setting a method-output file was made with (None if not recorded)."""
+    settings = read_metadata(path).get("settings")
+    return settings.get("seed") if isinstance(settings, Mapping) else None
+
+
+def _only(table: pa.Table, ids: NDArray[Any]) -> pa.Table:
+    """The rows of a method-output table whose event_id is in ``ids``."""
+    return table.filter(pc.is_in(table["event_id"], value_set=pa.array(ids)))
+
+
+def _as_list(files: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(files, str | Path):
+        return [Path(files)]
+    return [Path(f) for f in files]
+
+
+def _check_files(path: Path, methods: tuple[str, ...], recon: Mapping[str, str | Path],
+                 variations: Mapping[str, str | Path],
+                 variation_recon: Mapping[str, Mapping[str, str | Path]],
+                 nu_sampling_recon: Mapping[str, Sequence[str | Path] | str | Path]) -> None:
+    """Every requested method has its method-output file on the nominal and on each
+    variation file (method ``truth`` needs none); raise :class:`TomographyError` saying which
+    is missing and the command that makes it."""
+    if "truth" in recon:
+        raise TomographyError("method 'truth' uses the generated taus and takes no "
+                              f"method-output file (got {recon['truth']})")
+    for m in methods:
+        if m != "truth" and m not in recon:
+            raise TomographyError(
+                f"method {m!r} has no method-output file for {path} (the tomography reads "
+                f"method outputs, it does not run methods): make it with '{_make_hint(path, m)}'"
+                f" and give it as --recon {m}=FILE (Python: recon={{{m!r}: FILE}})")
+    for v, vmap in variation_recon.items():
+        if v not in variations:
+            raise TomographyError(f"method outputs given for variation {v!r}, which is not "
+                                  "among the variations (give its events with --variation "
+                                  f"{v}=FILE)")
+        for m in vmap:
+            if m not in methods or m == "truth":
+                raise TomographyError(f"{vmap[m]}: given as the {m} output on variation {v!r}, "
+                                      f"but {m!r} is not a method of this run (give its "
+                                      f"nominal output with --recon {m}=FILE)")
+    for v, vpath in variations.items():
+        for m in methods:
+            if m != "truth" and m not in variation_recon.get(v, {}):
+                raise TomographyError(
+                    f"method {m!r} has no method-output file for the variation {v!r} "
+                    f"({vpath}): make it with '{_make_hint(Path(vpath), m)}' and give it as "
+                    f"--variation-recon {v}:{m}=FILE (Python: variation_recon={{{v!r}: "
+                    f"{{{m!r}: FILE}}}})")
+    for m, files in nu_sampling_recon.items():
+        if m not in methods or m == "truth":
+            raise TomographyError(f"neutrino-sampling outputs given for {m!r}, which is not a "
+                                  f"method of this run with a --recon {m}=FILE")
+        seen = {str(recon[m]): _file_seed(recon[m])}
+        for f in _as_list(files):
+            s = _file_seed(f)
+            same = [g for g, t in seen.items() if s is not None and t == s]
+            if same:
+                raise TomographyError(
+                    f"{f}: made with the same {m} seed ({s}) as {same[0]}: its candidates are "
+                    f"the same and give no neutrino-sampling spread; make it with another "
+                    f"seed: {_make_hint(path, m)} --seed N")
+            seen[str(f)] = s
+
+
+def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None,
                    recon: Mapping[str, str | Path] | None = None,
                    variations: Mapping[str, str | Path] | None = None,
+                   variation_recon: Mapping[str, Mapping[str, str | Path]] | None = None,
                    backgrounds: Sequence[str | Path] = (), rho: str = "polarimeter",
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
-                   method_settings: Mapping[str, Mapping[str, Any]] | None = None,
-                   nu_sampling: int = 5, candidate_average: bool = False,
-                   progress: Any = None) -> TomographyResult:
+                   nu_sampling_recon: Mapping[str, Sequence[str | Path]] | None = None,
+                   candidate_average: bool = False, progress: Any = None) -> TomographyResult:
     """Run the tomography (module docstring) and return the per-method results.
 
-    ``method_settings``: per method, the settings of a method run in-process (on the
-    variation files, and on the nominal file when no ``recon`` output is given), e.g.
-    ``{"ml": {"model": "m.pt", "candidates": 10}}`` (with ``recon``, give the settings the
-    file was made with). ``nu_sampling``: for methods with sampled candidates (ML), the
-    number of re-runs with other noise seeds for the neutrino-sampling uncertainty (0: none).
-    ``candidate_average``: for such methods, average each event's analyser products over
-    its candidates (:func:`method_sample`) instead of using the point estimate's.
+    The tomography reads method-output files (``ditau reconstruct EVENTS -o FILE --method
+    NAME [--sr-only]``) and never runs a method:
+
+    - ``recon``: method name -> its output on ``events_path``; every method of ``methods``
+      but ``truth`` (the generated taus) needs one. ``methods`` defaults to ``truth`` plus
+      the methods of ``recon``; methods of ``recon`` not in ``methods`` are added.
+    - ``variations``: detector-variation name (``tes_up``, ...: the systematic source is the
+      name without ``_up``/``_down``) -> the same events through that variation;
+      ``variation_recon``: variation name -> {method -> its output on that variation file},
+      needed for every method but ``truth``.
+    - ``nu_sampling_recon``: method -> outputs on ``events_path`` made with other noise seeds
+      (``ditau reconstruct ... --method ml --seed N``); their spread of the calibrated D gives
+      the neutrino-sampling uncertainty (none for a method without them).
+
+    Each file is checked against the events it is given for (:func:`read_method_output`).
+    ``candidate_average``: for methods with sampled candidates (ML), average each event's
+    analyser products over its candidates (:func:`method_sample`) instead of using the point
+    estimate's.
 
     ``reference_yields``: use the reference study's signal-region yields per channel (and its
     total background shared in proportion) instead of this sample's and ``backgrounds``, to
     compare significances at the reference's event counts.
+
+    Raises :class:`TomographyError` for a missing or mismatched input file.
     """
     start = time.perf_counter()
     path = Path(events_path)
+    recon = dict(recon or {})
+    variations = dict(variations or {})
+    variation_recon = {v: dict(m) for v, m in (variation_recon or {}).items()}
+    nu_files = {m: _as_list(f) for m, f in (nu_sampling_recon or {}).items()}
+    base = ("truth",) if methods is None else tuple(methods)
+    methods = tuple(dict.fromkeys(base + tuple(recon)))
+    _check_files(path, methods, recon, variations, variation_recon, nu_files)
     ev = _read(path)
     ids = column_array(ev, "event_id")
     res = TomographyResult(path)
     say = progress or (lambda msg: None)
-    methods = tuple(methods) + tuple(m for m in (recon or {}) if m not in methods)
 
     truth, in_spin, truth_an = truth_sample(ev)
     cal_half = (ids % 2 == 0)
+    sr = column_array(ev, "in_sr").astype(bool) & in_spin
+    sel = ev.filter(pa.array(sr))
+    sel_ids = column_array(sel, "event_id")
+    sel_cal = sel_ids % 2 == 0
+    dat_ids = sel_ids[~sel_cal]
+    # read and check every method output first (a bad file stops the run before the work);
+    # keep only the rows the tomography uses
+    rtabs = {m: _only(read_method_output(f, m, ev, path), sel_ids) for m, f in recon.items()}
+    var_tables = {}
+    var_recon: dict[str, dict[str, pa.Table]] = {}
+    for name, vpath in variations.items():
+        vt = _read(Path(vpath))
+        var_recon[name] = {m: _only(read_method_output(f, m, vt, vpath), dat_ids)
+                           for m, f in variation_recon.get(name, {}).items()}
+        var_tables[name] = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), dat_ids)
+                                              & column_array(vt, "in_sr").astype(bool)))
+    nu_tables = {m: [_only(read_method_output(f, m, ev, path), dat_ids) for f in files]
+                 for m, files in nu_files.items()}
+
     t_cal = truth.subset(np.flatnonzero(cal_half))
     t_dat = truth.subset(np.flatnonzero(~cal_half))
     c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
@@ -335,10 +503,6 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     hyp = spin_hypotheses(t_cal, n_hypotheses, seed)
     res.truth_inclusive = _truth_inclusive(truth_an, in_spin)
 
-    sr = column_array(ev, "in_sr").astype(bool) & in_spin
-    sel = ev.filter(pa.array(sr))
-    sel_ids = column_array(sel, "event_id")
-    sel_cal = sel_ids % 2 == 0
     # position of each selected event in the calibration-half truth arrays
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
     chan = column_array(sel, "reco_channel")
@@ -357,17 +521,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
     if flt:
         res.notes.append(f"truth level = the generated phase space, which has a generator-"
                          f"level tau filter {flt}: the truth-level C is fiducial to it")
-    var_tables = {k: _read(Path(p)) for k, p in (variations or {}).items()}
     for method in methods:
         say(f"tomography: {method}")
-        settings = (method_settings or {}).get(method)
-        rtab = None
-        if recon and method in recon:
-            from ditau.reconstruct import read_recon
-
-            rtab = read_recon(recon[method])
-        elif method != "truth":
-            rtab = run_on_table(method, sel, settings)
+        rtab = rtabs.get(method)
         det = method_sample(sel, method, rtab, rho, candidate_average)
         d_cal = det.subset(np.flatnonzero(sel_cal))
         d_dat = det.subset(np.flatnonzero(~sel_cal))
@@ -392,22 +548,20 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] = ("truth", "
             var1 = inv @ cov_ch @ inv.T * m.sum()
             chans.append(ChannelInput(ch, s_ch, res.yields[ch][1], cal.truth_nominal, var1))
         syst: dict[str, NDArray[np.float64]] = {}
-        for name, vt in var_tables.items():
+        for name, vsel in var_tables.items():
             src = name.removesuffix("_up").removesuffix("_down")
-            vsel = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), sel_ids[~sel_cal])
-                                      & column_array(vt, "in_sr").astype(bool)))
-            vrec = None if method == "truth" else run_on_table(method, vsel, settings)
-            vdet = method_sample(vsel, method, vrec, rho, candidate_average)
+            vdet = method_sample(vsel, method, var_recon[name].get(method), rho,
+                                 candidate_average)
             # nominal on the same events (a variation file may hold a subset of the sample)
-            same = np.isin(sel_ids[~sel_cal], column_array(vsel, "event_id"))
+            same = np.isin(dat_ids, column_array(vsel, "event_id"))
             nom = cal.apply(diag_correlation(d_dat.subset(np.flatnonzero(same)))[0])[0]
             shift = cal.apply(diag_correlation(vdet)[0])[0] - nom
             if src not in syst or np.linalg.norm(shift) > np.linalg.norm(syst[src]):
                 syst[src] = shift
         nu = None
-        if nu_sampling > 0 and n_candidates(rtab) > 0:
-            nu = _nu_sampling(sel.filter(pa.array(~sel_cal)), method, settings, cal, c_cal,
-                              cov_cal, nu_sampling, rho, candidate_average)
+        if nu_tables.get(method):
+            nu = _nu_sampling(sel.filter(pa.array(~sel_cal)), method, nu_tables[method], cal,
+                              c_cal, cov_cal, rho, candidate_average)
         if n_boot > 1:
             syst["MC statistics (calibration)"] = _bootstrap_mc_stat(
                 t_cal, d_cal, cal_pos, raw, n_boot, hyp, seed)

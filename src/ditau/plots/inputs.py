@@ -17,9 +17,8 @@ for ``pipi`` and ``rhorho`` the legs are the leading and subleading in reco visi
 quantities are those of the same leg (same charge), so a fake leg is compared with whatever
 the true tau of that charge left.
 
-Plotting uses an explicit Agg canvas on a :class:`matplotlib.figure.Figure` (no pyplot
-figure registry, no global backend switch) inside ``matplotlib.style.context`` (no rcParams
-leak); every PNG is written atomically.
+Kinematics (pT, eta, phi, masses) go through the four-vector layer :mod:`ditau.physics`;
+channels come from its registry; the drawing is :mod:`ditau.plots.draw`.
 """
 
 from __future__ import annotations
@@ -27,157 +26,56 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import hist
-import matplotlib as mpl
-import mplhep
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from ditau.physics import CHANNELS
-from ditau.schema import atomic_path, group_columns, read_events, read_metadata, validate
+from ditau.physics import ANALYSIS_CHANNELS, eta, mass, phi, pt
+from ditau.physics import check_channels as _registry_check_channels
+from ditau.plots.draw import (
+    Binning,
+    Panel,
+    PlotError,
+    channel_tex,
+    com_tev,
+    draw_panels,
+    leg_tags,
+    split_channel,
+)
+from ditau.schema import group_columns, read_events, read_metadata, validate
 
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-#: The seven analysis channels that get plots (``other`` is not an analysis channel).
-PLOT_CHANNELS: Final[tuple[str, ...]] = tuple(c for c in CHANNELS if c != "other")
-
 #: Hadronic decay modes (legs with a tau_had candidate).
 HADRONIC: Final[tuple[str, ...]] = ("pi", "rho")
 
-#: Label text after "ATLAS Simulation" (``data=False`` adds "Simulation"): not an ATLAS result.
-ATLAS_TEXT: Final[str] = "Internal"
-
-_MODE_TEX: Final[dict[str, str]] = {"e": "e", "mu": r"\mu", "pi": r"\pi", "rho": r"\rho"}
-_PNG: Final[str] = "png"
 _XYZE: Final[tuple[str, ...]] = ("px", "py", "pz", "e")
 
 
-class PlotError(ValueError):
-    """Bad input for the plotting (unknown channel, file without detector-level columns)."""
-
-
 # --------------------------------------------------------------------------------------------
-# Histogram content (pure functions)
+# Kinematics of (n, 4) arrays (px, py, pz, E) through ditau.physics
 
 
-@dataclass(frozen=True)
-class Binning:
-    """``n`` equal bins on ``[lo, hi)``, with ranges from the data where a bound is None.
-
-    ``hi=None``: the 99.5 % quantile of the data, rounded up. ``lo=None`` and ``hi=None``
-    (residuals): symmetric about 0 with half-width |median| + 4 x the 68 % half-width,
-    rounded up, at most ``cap``. Rounding: see :func:`_nice`.
-    """
-
-    n: int
-    lo: float | None
-    hi: float | None
-    cap: float = float("inf")
-
-    def edges(self, *samples: ArrayLike) -> FloatArray:
-        arrays = [np.asarray(s, dtype=np.float64).ravel() for s in samples]
-        values = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.empty(0)
-        lo, hi = self.lo, self.hi
-        if lo is None:
-            half = 1.0
-            if len(values):
-                q16, q50, q84 = np.quantile(values, (0.16, 0.5, 0.84))
-                half = abs(q50) + 2.0 * (q84 - q16)
-            half = min(_nice(half), self.cap)
-            lo, hi = -half, half
-        elif hi is None:
-            span = float(np.quantile(values, 0.995)) - lo if len(values) else 1.0
-            hi = lo + _nice(span)
-        return np.linspace(lo, hi, self.n + 1)
+def _pt4(p4: FloatArray) -> FloatArray:
+    return pt(p4[:, 0], p4[:, 1])
 
 
-def _nice(x: float) -> float:
-    """Round a positive ``x`` up to 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten
-    (1 if not positive): readable axis ranges."""
-    if not np.isfinite(x) or x <= 0:
-        return 1.0
-    mag = 10.0 ** np.floor(np.log10(x))
-    steps = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
-    return float(next(step * mag for step in steps if x <= step * mag * 1.0001))
+def _eta4(p4: FloatArray) -> FloatArray:
+    return eta(p4[:, 0], p4[:, 1], p4[:, 2])
 
 
-def hist_content(values: ArrayLike, weights: ArrayLike, edges: ArrayLike,
-                 fold: bool = True) -> tuple[FloatArray, FloatArray]:
-    """Weighted histogram: ``(sum w, sum w^2)`` per bin of ``edges``.
-
-    Non-finite values (NaN = absent object) and non-finite weights are dropped. With ``fold``,
-    under/overflow are added to the first/last bin (ATLAS convention for input plots).
-    """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), x.shape).ravel()
-    ok = np.isfinite(x) & np.isfinite(w)
-    h = hist.Hist(hist.axis.Variable(np.asarray(edges, dtype=np.float64)),
-                  storage=hist.storage.Weight())
-    h.fill(x[ok], weight=w[ok])
-    view = h.view(flow=True)
-    sumw = np.array(view.value, dtype=np.float64)
-    sumw2 = np.array(view.variance, dtype=np.float64)
-    if fold:
-        for arr in (sumw, sumw2):
-            arr[1] += arr[0]
-            arr[-2] += arr[-1]
-    return sumw[1:-1], sumw2[1:-1]
+def _phi4(p4: FloatArray) -> FloatArray:
+    return phi(p4[:, 0], p4[:, 1])
 
 
-def weighted_quantiles(values: ArrayLike, weights: ArrayLike,
-                       qs: Sequence[float]) -> FloatArray:
-    """Quantiles of a weighted sample (linear interpolation of the mid-point CDF).
-
-    Non-finite entries are dropped; NaNs come back if nothing (or no positive weight) is left.
-    """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), x.shape).ravel()
-    ok = np.isfinite(x) & np.isfinite(w) & (w > 0)
-    x, w = x[ok], w[ok]
-    if not len(x):
-        return np.full(len(qs), np.nan)
-    order = np.argsort(x, kind="stable")
-    x, w = x[order], w[order]
-    # Mid-point empirical CDF: (cumsum(w) - w/2) / sum(w) (Hyndman & Fan 1996, def. 5).
-    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return np.interp(np.asarray(qs, dtype=np.float64), cdf, x)
-
-
-# --------------------------------------------------------------------------------------------
-# Kinematics (vectorised over events; arrays of shape (n, 4) = px, py, pz, E)
-
-
-def pt(p4: FloatArray) -> FloatArray:
-    """Transverse momentum, sqrt(px^2 + py^2)."""
-    return np.hypot(p4[:, 0], p4[:, 1])
-
-
-def eta(p4: FloatArray) -> FloatArray:
-    """Pseudorapidity, asinh(pz / pT) = -ln tan(theta/2) (PDG review "Kinematics")."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.arcsinh(p4[:, 2] / pt(p4))
-
-
-def phi(p4: FloatArray) -> FloatArray:
-    """Azimuth in (-pi, pi], atan2(py, px)."""
-    return np.arctan2(p4[:, 1], p4[:, 0])
-
-
-def mass(p4: FloatArray) -> FloatArray:
-    """Invariant mass sqrt(E^2 - |p|^2), clipped at 0 against rounding."""
-    m2 = p4[:, 3] ** 2 - (p4[:, 0] ** 2 + p4[:, 1] ** 2 + p4[:, 2] ** 2)
-    return np.sqrt(np.clip(m2, 0.0, None))
+def _e4(p4: FloatArray) -> FloatArray:
+    return p4[:, 3]
 
 
 def _p4(cols: Mapping[str, FloatArray], prefix: str, leg: str = "") -> FloatArray:
@@ -224,15 +122,6 @@ def truth_met(cols: Mapping[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
     return mx, my
 
 
-def split_channel(channel: str) -> tuple[str, str]:
-    """The two leg modes of a channel name, in name order: ``"murho"`` -> ``("mu", "rho")``."""
-    for first in ("e", "mu", "pi", "rho"):
-        rest = channel[len(first):]
-        if channel.startswith(first) and rest in _MODE_TEX:
-            return first, rest
-    raise PlotError(f"unknown channel {channel!r}; valid channels: {', '.join(PLOT_CHANNELS)}")
-
-
 def first_leg_is_p(cols: Mapping[str, NDArray[Any]], channel: str) -> NDArray[np.bool_]:
     """Per event: is the channel's first leg the tau+ (``_p``) leg?
 
@@ -242,7 +131,7 @@ def first_leg_is_p(cols: Mapping[str, NDArray[Any]], channel: str) -> NDArray[np
     first, second = split_channel(channel)
     if first != second:
         return np.asarray(cols["reco_mode_p"] == first, dtype=bool)
-    return pt(visible_p4(cols, "p", "reco")) >= pt(visible_p4(cols, "m", "reco"))
+    return _pt4(visible_p4(cols, "p", "reco")) >= _pt4(visible_p4(cols, "m", "reco"))
 
 
 def _pick(first_is_p: NDArray[np.bool_], a_p: FloatArray, a_m: FloatArray,
@@ -299,59 +188,18 @@ def load_inputs(table_or_path: pa.Table | str | os.PathLike[str],
     return cols, meta
 
 
-def _find_key(meta: Any, key: str) -> Any:
-    """First value of ``key`` anywhere in nested metadata (stages nest their configs)."""
-    if isinstance(meta, Mapping):
-        if key in meta:
-            return meta[key]
-        for v in meta.values():
-            found = _find_key(v, key)
-            if found is not None:
-                return found
-    return None
-
-
-def _com_tev(meta: Mapping[str, Any]) -> float | None:
-    sqrt_s = _find_key(meta, "sqrt_s")
-    try:
-        return float(sqrt_s) / 1000.0 if sqrt_s is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 # --------------------------------------------------------------------------------------------
 # Panels
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One histogram panel: reco (points) and optionally truth (line) of one variable."""
-
-    key: str
-    xlabel: str
-    binning: Binning
-    reco: FloatArray
-    reco_w: FloatArray
-    truth: FloatArray | None = None
-    truth_w: FloatArray | None = None
 
 
 _GEV = "[GeV]"
 _RAD = "[rad]"
 
 
-def _leg_tags(channel: str) -> tuple[str, str]:
-    """Math-text tags of the two legs: ``("e", r"\\rho")``; ``pipi``: ``(r"\\pi_{1}", ...)``."""
-    first, second = split_channel(channel)
-    if first == second:  # leading / subleading
-        return rf"{_MODE_TEX[first]}_{{1}}", rf"{_MODE_TEX[second]}_{{2}}"
-    return _MODE_TEX[first], _MODE_TEX[second]
-
-
 def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
                  weights: FloatArray) -> list[Panel]:
     """The input-variable panels of one channel; ``cols`` already restricted to its events."""
-    tags = _leg_tags(channel)
+    tags = leg_tags(channel)
     fp = first_leg_is_p(cols, channel)
     panels: list[Panel] = []
     legs: dict[str, list[FloatArray]] = {"truth": [], "reco": []}
@@ -360,11 +208,10 @@ def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
              for lvl in ("truth", "reco")}
         for lvl in v:
             legs[lvl].append(v[lvl])
-        specs = (("pt", rf"$p_{{\mathrm{{T}}}}^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 100.0), pt),
-                 ("eta", rf"$\eta^{{{tag}}}$", Binning(30, -3.0, 3.0), eta),
-                 ("phi", rf"$\phi^{{{tag}}}$ {_RAD}", Binning(32, -np.pi, np.pi), phi),
-                 ("e", rf"$E^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 300.0),
-                  lambda p: p[:, 3]))
+        specs = (("pt", rf"$p_{{\mathrm{{T}}}}^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 100.0), _pt4),
+                 ("eta", rf"$\eta^{{{tag}}}$", Binning(30, -3.0, 3.0), _eta4),
+                 ("phi", rf"$\phi^{{{tag}}}$ {_RAD}", Binning(32, -np.pi, np.pi), _phi4),
+                 ("e", rf"$E^{{{tag}}}$ {_GEV}", Binning(40, 0.0, 300.0), _e4))
         for key, label, binning, fn in specs:
             panels.append(Panel(f"leg{i + 1}_{key}", label, binning, fn(v["reco"]), weights,
                                 fn(v["truth"]), weights))
@@ -376,10 +223,10 @@ def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
     rmx, rmy = cols["met_x"], cols["met_y"]
     panels += [
         Panel("met", r"$E_{\mathrm{T}}^{\mathrm{miss}}$ " + _GEV, Binning(40, 0.0, 100.0),
-              np.hypot(rmx, rmy), weights, np.hypot(tmx, tmy), weights),
+              pt(rmx, rmy), weights, pt(tmx, tmy), weights),
         Panel("met_phi", r"$\phi(E_{\mathrm{T}}^{\mathrm{miss}})$ " + _RAD,
-              Binning(32, -np.pi, np.pi), np.arctan2(rmy, rmx), weights,
-              np.arctan2(tmy, tmx), weights),
+              Binning(32, -np.pi, np.pi), phi(rmx, rmy), weights,
+              phi(tmx, tmy), weights),
         Panel("met_sumet", r"$\Sigma E_{\mathrm{T}}$ " + _GEV, Binning(40, 0.0, None),
               np.asarray(cols["met_sumet"], dtype=np.float64), weights),
     ]
@@ -393,8 +240,8 @@ def input_panels(cols: Mapping[str, NDArray[Any]], channel: str,
     jet = _p4(cols, "jet1")
     panels += [
         Panel("jet1_pt", r"leading jet $p_{\mathrm{T}}$ " + _GEV, Binning(36, 20.0, 200.0),
-              pt(jet), weights),
-        Panel("jet1_eta", r"leading jet $\eta$", Binning(30, -4.5, 4.5), eta(jet), weights),
+              _pt4(jet), weights),
+        Panel("jet1_eta", r"leading jet $\eta$", Binning(30, -4.5, 4.5), _eta4(jet), weights),
         Panel("n_jets", r"$N_{\mathrm{jets}}$", Binning(6, -0.5, 5.5),
               np.asarray(cols["n_jets"], dtype=np.float64), weights),
     ]
@@ -405,12 +252,12 @@ def residual_panels(cols: Mapping[str, NDArray[Any]], channel: str,
                     weights: FloatArray) -> list[Panel]:
     """Resolution panels of one channel: reco/truth - 1 of the legs' visible pT and of MET x,
     and reco - truth of MET x (filled into ``Panel.reco``)."""
-    tags = _leg_tags(channel)
+    tags = leg_tags(channel)
     fp = first_leg_is_p(cols, channel)
     panels = []
     with np.errstate(divide="ignore", invalid="ignore"):
         for i, tag in enumerate(tags):
-            v = {lvl: pt(_pick(fp, visible_p4(cols, "p", lvl), visible_p4(cols, "m", lvl),
+            v = {lvl: _pt4(_pick(fp, visible_p4(cols, "p", lvl), visible_p4(cols, "m", lvl),
                                i == 0)) for lvl in ("truth", "reco")}
             panels.append(Panel(
                 f"leg{i + 1}_pt_res",
@@ -429,92 +276,18 @@ def residual_panels(cols: Mapping[str, NDArray[Any]], channel: str,
 
 
 # --------------------------------------------------------------------------------------------
-# Drawing
-
-
-def channel_tex(channel: str) -> str:
-    """``"erho"`` -> ``$\\tau_{e}\\tau_{\\rho}$``."""
-    a, b = split_channel(channel)
-    return rf"$\tau_{{{_MODE_TEX[a]}}}\tau_{{{_MODE_TEX[b]}}}$"
-
-
-def _draw_panel(ax: Axes, panel: Panel, ylabel: str, residual: bool) -> None:
-    samples = [panel.reco] + ([panel.truth] if panel.truth is not None else [])
-    edges = panel.binning.edges(*samples)
-    reco_w, reco_w2 = hist_content(panel.reco, panel.reco_w, edges)
-    top = float(np.max(reco_w + np.sqrt(reco_w2))) if len(reco_w) else 0.0
-    if panel.truth is not None and panel.truth_w is not None:
-        truth_w, _ = hist_content(panel.truth, panel.truth_w, edges)
-        mplhep.histplot(truth_w, edges, ax=ax, histtype="step", color="#0072b2",
-                        label="Truth", flow="none")
-        top = max(top, float(np.max(truth_w)))
-    mplhep.histplot(reco_w, edges, yerr=np.sqrt(reco_w2), ax=ax, histtype="errorbar",
-                    color="black", label="Reco", flow="none", markersize=4)
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylim(0.0, 1.45 * top if top > 0 else 1.0)
-    if top <= 0:
-        ax.text(0.5, 0.45, "no entries", transform=ax.transAxes, ha="center")
-    ax.set_xlabel(panel.xlabel)
-    ax.set_ylabel(ylabel)
-    if residual:
-        med, lo, hi = weighted_quantiles(panel.reco, panel.reco_w, (0.5, 0.16, 0.84))
-        ax.text(0.04, 0.95, f"median {med:.3g}\n" + rf"$\sigma_{{68}}$ = {0.5 * (hi - lo):.3g}",
-                transform=ax.transAxes, ha="left", va="top", fontsize="small")
-    else:
-        ax.legend(loc="upper right", fontsize="small")
-
-
-def draw_panels(panels: Sequence[Panel], path: Path, title: str, ylabel: str,
-                com: float | None = 13.0, ncols: int = 4, dpi: int = 80,
-                residual: bool = False) -> Path:
-    """Draw ``panels`` on a grid in ATLAS style and write the PNG atomically to ``path``.
-
-    A header band above the grid carries the experiment label and ``title``.
-    """
-    nrows = -(-len(panels) // ncols)
-    cell_w, cell_h, header, left, right, bottom = 5.0, 4.2, 0.8, 1.0, 0.3, 0.9  # inches
-    width, height = cell_w * ncols, cell_h * nrows + header
-    with mpl.style.context(mplhep.style.ATLAS):
-        fig = Figure(figsize=(width, height))
-        FigureCanvasAgg(fig)  # explicit non-interactive canvas; no pyplot, no global backend
-        # Fixed margins (constrained layout re-measures every text on each draw: too slow).
-        top = 1.0 - (header + 0.15) / height
-        fig.subplots_adjust(left=left / width, right=1.0 - right / width,
-                            bottom=bottom / height, top=top, wspace=0.4, hspace=0.45)
-        head = fig.add_axes((left / width, top + 0.1 / height, 1.0 - (left + right) / width,
-                             (header - 0.1) / height))
-        head.set_axis_off()
-        # mplhep renders the whole figure to place its label: do it while the figure holds
-        # only the empty header (axes coordinates: later content does not move it).
-        mplhep.atlas.label(text=ATLAS_TEXT, data=False, lumi=None, com=com, ax=head, loc=1,
-                           fontsize=18)
-        head.text(1.0, 0.5, title, transform=head.transAxes, ha="right", va="center",
-                  fontsize=18)
-        grid = fig.add_gridspec(nrows, ncols)
-        axes = [fig.add_subplot(grid[i]) for i in range(nrows * ncols)]
-        for ax, panel in zip(axes, panels, strict=False):
-            _draw_panel(ax, panel, ylabel, residual)
-        for ax in axes[len(panels):]:
-            ax.set_axis_off()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=_PNG, dpi=dpi)
-        fig.clear()
-    return path
-
-
-# --------------------------------------------------------------------------------------------
 # Entry point
 
 
 def check_channels(channels: Sequence[str] | None) -> tuple[str, ...]:
-    """Validated channel selection (default: all seven), in the reference's order."""
+    """Validated channel selection (default: all seven) in the registry's order
+    (:func:`ditau.physics.check_channels`; an unknown name is a :class:`PlotError`)."""
     if channels is None:
-        return PLOT_CHANNELS
-    unknown = [c for c in channels if c not in PLOT_CHANNELS]
-    if unknown:
-        raise PlotError(f"unknown channel(s) {unknown}; valid channels: "
-                        f"{', '.join(PLOT_CHANNELS)}")
-    return tuple(c for c in PLOT_CHANNELS if c in set(channels))
+        return ANALYSIS_CHANNELS
+    try:
+        return _registry_check_channels(list(channels))
+    except ValueError as err:
+        raise PlotError(str(err)) from None
 
 
 def event_weights(cols: Mapping[str, NDArray[Any]], weighted: bool = True) -> FloatArray:
@@ -541,7 +314,7 @@ def plot_inputs(table_or_path: pa.Table | str | os.PathLike[str],
     selected = check_channels(channels)
     say = note if note is not None else log.info
     cols, meta = load_inputs(table_or_path)
-    com = _com_tev(meta) if meta else None
+    com = com_tev(meta) if meta else None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PlotError(f"output directory {out} exists and is not a directory")
@@ -568,9 +341,7 @@ def plot_inputs(table_or_path: pa.Table | str | os.PathLike[str],
 
 
 __all__ = [
-    "ATLAS_TEXT", "NEEDED_COLUMNS", "PLOT_CHANNELS", "Binning", "Panel", "PlotError",
-    "channel_tex", "check_channels", "draw_panels", "eta", "event_weights", "first_leg_is_p",
-    "hist_content", "input_panels", "load_inputs", "mass", "neutral_fraction", "phi",
-    "plot_inputs", "pt", "residual_panels", "split_channel", "truth_met", "visible_p4",
-    "weighted_quantiles",
+    "HADRONIC", "NEEDED_COLUMNS", "check_channels", "event_weights", "first_leg_is_p",
+    "input_panels", "load_inputs", "neutral_fraction", "plot_inputs", "residual_panels",
+    "truth_met", "visible_p4",
 ]

@@ -1,0 +1,76 @@
+"""What every command shares: the one error path and the reusable option types.
+
+User errors (a bad file, option or configuration: ValueError and its subclasses, OSError,
+a failed generation job, a missing optional package) become one line ``error: ...`` on stderr
+and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from ditau.generate.runner import GenerationError
+
+#: Exceptions that are the user's to fix (the message names the file/field/option).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, GenerationError,
+                                               ImportError)
+
+
+def fail(err: BaseException | str) -> NoReturn:
+    """Print ``error: <err>`` to stderr and exit with code 2."""
+    typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the user errors raised inside the block into :func:`fail`."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        fail(err)
+
+
+def comma_list(values: str | Iterable[str] | None, option: str,
+               choices: Sequence[str] | None = None) -> tuple[str, ...] | None:
+    """Items of a comma-separated and/or repeated option (``--x a,b --x c`` -> (a, b, c));
+    None if not given. ValueError naming ``option`` for an item not in ``choices``."""
+    if values is None:
+        return None
+    raw = [values] if isinstance(values, str) else list(values)
+    items = tuple(x.strip() for v in raw for x in v.split(",") if x.strip())
+    if choices is not None:
+        bad = [x for x in items if x not in choices]
+        if bad:
+            raise ValueError(f"{option}: unknown value(s) {bad}; choose from "
+                             f"{', '.join(choices)}")
+    return items
+
+
+def key_values(values: Iterable[str] | None, option: str) -> dict[str, str]:
+    """``NAME=VALUE`` items of a repeated option as a mapping (ValueError naming ``option``)."""
+    out: dict[str, str] = {}
+    for v in values or ():
+        name, sep, val = v.partition("=")
+        if not sep or not name.strip() or not val.strip():
+            raise ValueError(f"{option}: expected NAME=VALUE, got {v!r}")
+        out[name.strip()] = val.strip()
+    return out
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options that were given (not None), paths as strings: for config overrides."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()
+            if v is not None}
+
+
+def existing(path: Path, what: str = "file") -> Path:
+    """``path`` if it exists, else a one-line user error naming it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    return path

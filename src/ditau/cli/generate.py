@@ -1,0 +1,67 @@
+"""``ditau generate``: Pythia 8 events (signal or a background) with full truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ditau.cli.common import comma_list, user_errors
+
+
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output Parquet file")],
+    events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
+    process: Annotated[str | None, typer.Option(
+        help="process: ztautau (signal), zll, wlnu, wtaunu, ttbar")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same bytes)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="local worker processes [default: one per core]")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://host:port); overrides --workers")] = None,
+    mass_window: Annotated[tuple[float, float] | None, typer.Option(
+        help="m_hat window in GeV, e.g. --mass-window 60 120")] = None,
+    force_decays: Annotated[str | None, typer.Option(
+        help="force both taus into these modes, comma-separated subset of pi,rho,e,mu "
+             "(weights keep the physical rates)")] = None,
+    events_per_job: Annotated[int | None, typer.Option(help="events per job")] = None,
+    tau_filter: Annotated[str | None, typer.Option(
+        help="generator-level tau filter before hadronisation and decays: 'sr' (looser than "
+             "the signal region: pT > 12/22 GeV, |eta| < 2.7) or 'PT_MIN,PT_LEAD_MIN,ABS_ETA_MAX'; "
+             "weights stay physical")] = None,
+    no_particles: Annotated[bool, typer.Option(
+        "--no-particles", help="do not store the visible final state (smaller files; the "
+                               "detector stage then cannot be re-run)")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML file of GenerateConfig fields; options override it")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Generate events (signal pp -> Z/gamma* -> tau tau, or a background) with Pythia 8."""
+    from ditau.generate import run
+
+    with user_errors():
+        from ditau.generate.config import GenerateConfig
+
+        cfg = GenerateConfig.from_yaml(config) if config else GenerateConfig()
+        changes: dict[str, object] = {}
+        for key, val in (("events", events), ("process", process), ("seed", seed),
+                         ("mass_window", mass_window), ("events_per_job", events_per_job)):
+            if val is not None:
+                changes[key] = val
+        if force_decays is not None:
+            changes["force_decays"] = comma_list(force_decays, "--force-decays",
+                                                 ("pi", "rho", "e", "mu"))
+        if no_particles:
+            changes["keep_particles"] = False
+        if tau_filter is not None:
+            changes["tau_filter"] = tau_filter  # parsed by GenerateConfig.from_dict
+        cfg = GenerateConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
+        summary = run(cfg, out, workers=workers, scheduler=scheduler, progress=not quiet)
+    typer.echo(f"wrote {summary.events} events to {summary.path} "
+               f"({summary.seconds:.1f} s, {summary.events_per_second:.1f} events/s)")
+    from ditau.generate.config import PROCESSES
+
+    typer.echo(f"cross section sigma({PROCESSES[cfg.process].doc}) = "
+               f"{summary.cross_section_pb:.1f} +- {summary.cross_section_err_pb:.1f} pb; "
+               f"truth channels: {summary.channels}")

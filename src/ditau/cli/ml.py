@@ -1,0 +1,73 @@
+"""``ditau train`` and ``ditau export``: the ML neutrino reconstruction's model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ditau.cli.common import user_errors
+
+
+def train_command(
+    config: Annotated[Path, typer.Argument(help="YAML file of TrainConfig fields "
+                                                "(configs/ml/*.yaml)")],
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", "-d", help="training event file (repeatable); replaces 'data'")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", "-o", help="run directory; replaces 'out_dir'")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="replaces 'max_steps'")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda; replaces 'device'")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue from OUT_DIR/last.ckpt")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Train the ML neutrino reconstruction (PET body + generative head) -> OUT_DIR/model.pt.
+    Runs under torchrun for several processes (DDP)."""
+    with user_errors():
+        try:
+            from ditau.ml.train import TrainConfig, train
+        except ImportError as err:
+            raise ImportError(f"the ML commands need PyTorch (pip install torch): {err}") \
+                from err
+
+        cfg = TrainConfig.from_yaml(config)
+        changes: dict[str, object] = {}
+        for key, val in (("out_dir", out_dir), ("max_steps", max_steps), ("device", device)):
+            if val is not None:
+                changes[key] = str(val) if isinstance(val, Path) else val
+        if data:
+            changes["data"] = [str(p) for p in data]
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source=str(config))
+        result = train(cfg, resume=resume, progress=not quiet)
+    if result.model_path is not None:
+        typer.echo(f"wrote {result.model_path} (step {result.step}, best validation loss "
+                   f"{result.best_val:.4g} at step {result.best_step}"
+                   f"{', stopped early' if result.stopped_early else ''}; {result.n_train} "
+                   f"training / {result.n_val} validation events; {result.seconds:.1f} s)")
+
+
+def export_command(
+    model: Annotated[Path, typer.Argument(help="trained model file ('ditau train')")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write")],
+    steps: Annotated[int | None, typer.Option(
+        help="sampler steps unrolled into the graph [default: the model's]")] = None,
+    split: Annotated[bool, typer.Option(
+        "--split", help="write STEM.body.onnx and STEM.head.onnx (one head step) instead")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="compare ONNX Runtime with PyTorch on random inputs")] = False,
+) -> None:
+    """Export a trained model to ONNX (body + unrolled sampler, or body and head step)."""
+    with user_errors():
+        try:
+            from ditau.ml.export import compare_onnx, export_onnx
+        except ImportError as err:
+            raise ImportError(f"the ML commands need PyTorch (pip install torch): {err}") \
+                from err
+
+        paths = export_onnx(model, out, steps=steps, split=split)
+        for p in paths:
+            typer.echo(f"wrote {p}")
+        if check:
+            typer.echo(f"max |ONNX Runtime - PyTorch| = {compare_onnx(paths, model):.3g}")
