@@ -288,3 +288,22 @@ def test_detector_needs_particles(inclusive, tmp_path):
     with pytest.raises(SchemaError, match="--no-particles"):
         run_detector(path, tmp_path / "x.parquet", progress=False)
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_detector_on_a_dask_cluster_is_byte_identical(signal_particles, tmp_path):
+    import hashlib
+
+    from dask.distributed import Client, LocalCluster
+
+    from ditau.detector.config import DetectorConfig
+
+    cfg = DetectorConfig(chunk_size=500)
+    local = run_detector(signal_particles, tmp_path / "local.parquet", cfg,
+                         keep_particles=False, progress=False).path
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        remote = run_detector(signal_particles, tmp_path / "dask.parquet", cfg,
+                              keep_particles=False, progress=False,
+                              scheduler=client.scheduler.address).path
+    assert hashlib.sha256(remote.read_bytes()).digest() == \
+        hashlib.sha256(local.read_bytes()).digest()

@@ -14,13 +14,10 @@ from typer.testing import CliRunner
 
 from ditau.cli.plots import plot_inputs_command
 from ditau.physics import ANALYSIS_CHANNELS, M_PI, M_PI0, eta, mass, phi, pt
-from ditau.plots import (
-    PLOT_CHANNELS,
-    Binning,
-    PlotError,
+from ditau.plots.draw import Binning, PlotError
+from ditau.plots.inputs import (
     event_weights,
     first_leg_is_p,
-    hist_content,
     input_panels,
     load_inputs,
     neutral_fraction,
@@ -28,9 +25,9 @@ from ditau.plots import (
     residual_panels,
     truth_met,
     visible_p4,
-    weighted_quantiles,
 )
 from ditau.schema import arrow_schema, write_events
+from ditau.stats import hist_content, weighted_quantiles
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 XYZE = ("px", "py", "pz", "e")
@@ -296,8 +293,8 @@ def test_table_input(sample) -> None:
     assert from_table.keys() == from_path.keys()
     for k, v in from_path.items():
         np.testing.assert_array_equal(from_table[k], v)
-    assert set(PLOT_CHANNELS) == {"pipi", "pirho", "rhorho", "epi", "mupi", "erho", "murho"}
-    assert PLOT_CHANNELS == ANALYSIS_CHANNELS  # from the one channel registry
+    assert set(ANALYSIS_CHANNELS) == {"pipi", "pirho", "rhorho", "epi", "mupi", "erho", "murho"}
+    assert ANALYSIS_CHANNELS == ANALYSIS_CHANNELS  # from the one channel registry
 
 
 # --------------------------------------------------------------------------------------------
