@@ -5,7 +5,15 @@ normalised to the file ("events per fb^-1" summing to the expected yield). The m
 renumbers ``event_id`` consecutively in input order and scales each file's weights by its
 share of the merged events, so the merged weights again sum to the expected yield (the
 event-count-weighted mean of the files' cross-section estimates). The metadata records the
-source files, their event-id offsets and their own metadata.
+source files, their event-id offsets and their own metadata, the identity of each input and
+the merged file's own run id (:mod:`ditau.provenance`).
+
+Files of one sample only: the same sample name, the same columns, no generation job seed in
+two files (the same events twice: e.g. one file given twice, or two runs with one ``--seed``)
+and the same generator settings (process, mass window, forced decays, tau filter, spin
+settings, ...; for detector-level files also the detector, selection and systematic). Seeds
+and event counts may differ. ``force=True`` turns the seed and settings checks into
+warnings.
 """
 
 from __future__ import annotations
@@ -18,15 +26,56 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ditau.provenance import (
+    INPUTS,
+    RUN_ID,
+    first_difference,
+    identity,
+    input_key,
+    job_seeds,
+    report,
+    run_id,
+    sample_settings,
+)
 from ditau.schema import EventWriter, SchemaError, read_metadata
 
 
-def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 50_000) -> int:
+def check_one_sample(srcs: Sequence[Path], metas: Sequence[dict[str, Any]],
+                     force: bool = False) -> None:
+    """Refuse files that are not independent parts of one sample (module doc): a job seed in
+    two files, or a generator/detector setting that differs. Raises
+    :class:`~ditau.provenance.ProvenanceError` naming both files and the seed or setting;
+    with ``force`` a :class:`~ditau.provenance.ProvenanceWarning` instead."""
+    hint = "merge files of one sample only, or --force to go on anyway"
+    seen: dict[int, Path] = {}
+    for p, meta in zip(srcs, metas, strict=True):
+        dup = sorted({s for s in job_seeds(meta) if s in seen})
+        if dup:
+            other = seen[dup[0]]
+            same = " (the same file twice?)" if other.resolve() == p.resolve() else ""
+            report(f"merge: {other} and {p} share generation job seed(s) {dup[:5]}: the same "
+                   f"events twice{same}; generate each part with its own --seed", force, hint)
+        for s in job_seeds(meta):
+            seen.setdefault(s, p)
+    ref = sample_settings(metas[0])
+    for p, meta in zip(srcs[1:], metas[1:], strict=True):
+        diff = first_difference(ref, sample_settings(meta))
+        if diff is not None:
+            name, a, b = diff
+            report(f"merge: {srcs[0]} and {p} differ in the setting '{name}' ({a!r} vs {b!r})",
+                   force, hint)
+
+
+def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 50_000,
+                force: bool = False) -> int:
     """Merge the event files ``paths`` (same sample, same columns) into ``out``; returns rows.
 
     Streams in batches (memory does not grow with the sample); ``out`` appears only when
     complete. Raises :class:`SchemaError` naming the file for different samples, different
-    columns, an existing output among the inputs, or an unreadable file.
+    columns, an existing output among the inputs, or an unreadable file, and
+    :class:`~ditau.provenance.ProvenanceError` (a SchemaError) naming both files for a shared
+    job seed or a different generator/detector setting (:func:`check_one_sample`; ``force``:
+    a warning instead).
     """
     if not paths:
         raise SchemaError("merge: no input files")
@@ -34,6 +83,7 @@ def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 
     if Path(out).resolve() in {p.resolve() for p in srcs if p.exists()}:
         raise SchemaError(f"merge: output {out} is also an input")
     metas = [read_metadata(p) for p in srcs]
+    check_one_sample(srcs, metas, force)
     files = [pq.ParquetFile(p) for p in srcs]
     schema = files[0].schema_arrow.remove_metadata()
     for p, f in zip(srcs[1:], files[1:], strict=True):
@@ -51,8 +101,10 @@ def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 
             raise SchemaError(f"merge: {p} adds sample(s) {sorted(samples)}; merge files of "
                               "one sample only (yields combine different samples)")
     sources: list[dict[str, Any]] = []
-    writer = EventWriter(out, schema, {"stage": "merge", "merged_stage": metas[0].get("stage")},
-                         require=("id",))
+    inputs = [identity(p, m) for p, m in zip(srcs, metas, strict=True)]
+    meta_out = {"stage": "merge", "merged_stage": metas[0].get("stage"), INPUTS: inputs,
+                RUN_ID: run_id("merge", {"inputs": [input_key(i) for i in inputs]})}
+    writer = EventWriter(out, schema, meta_out, require=("id",))
     try:
         offset = 0
         for p, f, n, meta in zip(srcs, files, rows, metas, strict=True):

@@ -24,13 +24,21 @@ and :data:`ditau.physics.CHANNELS`.
 
 Files carry footer key-value metadata under ``ditau`` (JSON): schema version, the producing
 stage and its configuration (generator settings, seed, per-job seeds), cross section, number of
-generated events. With plain pyarrow:
-``json.loads(pq.ParquetFile(path).metadata.metadata[b"ditau"])``. Writes are atomic: a
+generated events, the file's ``run_id`` and the identity of its inputs (see
+:mod:`ditau.provenance`) and ``event_ids``, a checksum of its ``event_id`` column. With plain
+pyarrow: ``json.loads(pq.ParquetFile(path).metadata.metadata[b"ditau"])``. Writes are atomic: a
 temporary file in the target directory, renamed on success.
+
+A file is of one of three kinds (:data:`FILE_KINDS`), each with its own required columns:
+generated events (``id`` + ``truth``, optionally ``particles``), detector-level events (``id`` +
+``reco``, optionally ``truth`` and ``particles``: a Delphes import may have no truth) and
+reconstruction output (``event_id`` + ``method``). :func:`validate_file` checks a file against
+its kind (``ditau info``); :func:`read_events` with ``kind`` does the same before reading.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -224,6 +232,92 @@ def arrow_schema(*groups: str) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.dtype, nullable=False) for c in group_columns(*groups)])
 
 
+@dataclass(frozen=True)
+class FileKind:
+    """A kind of ditau file: the column groups it must have and those it may have.
+
+    An optional group is all or nothing: a file with some of its columns must have all of
+    them (a truth group without ``m_hat`` is an error, a file without truth is not).
+    """
+
+    name: str
+    doc: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    #: Columns required beyond the groups (``event_id`` of a reconstruction output).
+    extra: tuple[str, ...] = ()
+
+    def required_columns(self) -> list[str]:
+        """Names of the columns every file of this kind has, in schema order."""
+        return [*self.extra, *(c.name for c in group_columns(*self.required))]
+
+
+#: The kinds of ditau files, by name (``kind=`` of :func:`read_events` and
+#: :func:`validate_file`).
+FILE_KINDS: Final[dict[str, FileKind]] = {k.name: k for k in (
+    FileKind("generated", "generated events ('ditau generate')", ("id", "truth"),
+             ("particles",)),
+    FileKind("detector", "detector-level events ('ditau detector', 'ditau import-delphes')",
+             ("id", "reco"), ("truth", "particles")),
+    FileKind("recon", "reconstruction output ('ditau reconstruct')", ("method",), (),
+             ("event_id",)),
+)}
+
+#: Stages whose output is detector-level / reconstruction output (metadata ``stage``).
+_DETECTOR_STAGES: Final[frozenset[str]] = frozenset({"detector", "import-delphes"})
+
+
+def file_kind(names: Iterable[str], metadata: dict[str, Any] | None = None) -> str:
+    """The kind of a file (a key of :data:`FILE_KINDS`) from its column ``names`` and its
+    ``ditau`` metadata: the producing stage where recorded (a merged file: the stage of its
+    sources), else the columns (``rec_status``: reconstruction output, ``reco_channel``:
+    detector level, else generated)."""
+    meta = metadata or {}
+    stage = meta.get("merged_stage") if meta.get("stage") == "merge" else meta.get("stage")
+    cols = set(names)
+    if stage == "reconstruct" or "rec_status" in cols:
+        return "recon"
+    if stage in _DETECTOR_STAGES or "reco_channel" in cols:
+        return "detector"
+    return "generated"
+
+
+def check_columns(schema: pa.Schema, kind: str | None = None, source: str = "file",
+                  require: Sequence[str] = ()) -> None:
+    """Check a file's Arrow ``schema`` (no data read): every schema column it has has its
+    schema dtype; with ``kind``, every required column of that kind is there and the optional
+    groups it has are complete; every column of the groups in ``require`` is there.
+
+    Raises :class:`SchemaError` naming ``source``, the kind and the column(s).
+    """
+    names = set(schema.names)
+    for field_ in schema:
+        col = BY_NAME.get(field_.name)
+        if col is not None and not field_.type.equals(col.dtype):
+            raise SchemaError(f"{source}: column '{field_.name}' has dtype {field_.type}, "
+                              f"schema {SCHEMA_VERSION} requires {col.dtype}")
+    if kind is not None:
+        if kind not in FILE_KINDS:
+            raise ValueError(f"unknown file kind {kind!r}; kinds are {list(FILE_KINDS)}")
+        k = FILE_KINDS[kind]
+        _require_present(names, k.required_columns(), source, f"a {k.doc} file")
+        for group in k.optional:
+            cols = [c.name for c in group_columns(group)]
+            if names & set(cols):
+                _require_present(names, cols, source,
+                                 f"the '{group}' group of a {k.doc} file (it has part of it)")
+    _require_present(names, [c.name for c in group_columns(*require)], source,
+                     f"groups {list(require)}")
+
+
+def _require_present(names: set[str], needed: Sequence[str], source: str, what: str) -> None:
+    missing = [c for c in needed if c not in names]
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise SchemaError(f"{source}: missing required column(s) {shown} "
+                          f"({len(missing)} missing, {what})")
+
+
 # --------------------------------------------------------------------------------------------
 # Validation
 
@@ -311,11 +405,35 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+class EventIdDigest:
+    """A running checksum of an ``event_id`` column: SHA-256 of its int64 little-endian bytes
+    in row order (chunking does not change it). :meth:`value` is what files record under
+    ``event_ids``: ``{"n": rows, "sha256": first 16 hex digits}``."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self.n = 0
+
+    def update(self, ids: Any) -> None:
+        """Add the event ids ``ids`` (any int array or Arrow column, shape (n,))."""
+        if isinstance(ids, pa.ChunkedArray | pa.Array):
+            ids = ids.to_numpy()
+        arr = np.ascontiguousarray(np.asarray(ids, dtype="<i8"))
+        self._h.update(arr.tobytes())
+        self.n += len(arr)
+
+    def value(self) -> dict[str, Any]:
+        """``{"n": rows, "sha256": ...}``."""
+        return {"n": self.n, "sha256": self._h.hexdigest()[:16]}
+
+
 class EventWriter:
     """Stream validated event tables into one Parquet file, atomically.
 
     Use as a context manager; metadata passed to :meth:`close` (e.g. a combined cross section
-    known only at the end) is merged into the file's ``ditau`` metadata.
+    known only at the end) is merged into the file's ``ditau`` metadata. The writer records
+    the checksum of the ``event_id`` column it wrote (:class:`EventIdDigest`) under
+    ``event_ids``.
     """
 
     def __init__(self, path: str | os.PathLike[str], schema: pa.Schema,
@@ -329,15 +447,20 @@ class EventWriter:
         # schema would shadow values (e.g. the cross section) known only at the end.
         self._schema = schema.remove_metadata()
         self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        self._ids = EventIdDigest() if "event_id" in self._schema.names else None
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         table = conform(table)
         validate(table, self._require, source=f"{self.path} (rows {self.rows}+)")
         self._writer.write_table(table.select(self._schema.names).cast(self._schema))
+        if self._ids is not None:
+            self._ids.update(table.column("event_id"))
         self.rows += table.num_rows
 
     def close(self, metadata: dict[str, Any] | None = None) -> None:
+        if self._ids is not None:
+            self._metadata["event_ids"] = self._ids.value()
         self._metadata.update(metadata or {})
         meta = {"schema_version": SCHEMA_VERSION, **self._metadata}
         self._writer.add_key_value_metadata(
@@ -401,19 +524,21 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = None,
-                require: Sequence[str] = ("id",)) -> pa.Table:
+                require: Sequence[str] | None = None, kind: str | None = None) -> pa.Table:
     """Read and validate an event file (optionally only some ``columns``).
 
-    Required groups are checked on the full file schema, so asking for a subset of columns
-    does not hide a malformed file.
+    ``kind`` (a key of :data:`FILE_KINDS`: ``generated``, ``detector``, ``recon``): the file
+    must have every required column of that kind (:func:`check_columns`). ``require``: groups
+    that must be there (default ``("id",)`` without ``kind``, none with it). Every schema
+    column of the file must have its dtype, whether read or not, so asking for a subset of
+    columns does not hide a malformed file; the columns read are validated in full
+    (:func:`validate`). Raises :class:`SchemaError` naming the file and the column.
     """
     pf = _open(path)
     _metadata(pf, path)
+    groups = tuple(require) if require is not None else (() if kind else ("id",))
+    check_columns(pf.schema_arrow, kind, source=str(path), require=groups)
     names = set(pf.schema_arrow.names)
-    missing = [c.name for c in group_columns(*require) if c.name not in names]
-    if missing:
-        raise SchemaError(f"{path}: missing required column(s) {', '.join(missing[:8])}"
-                          f"{' ...' if len(missing) > 8 else ''}")
     cols = list(columns) if columns is not None else None
     if cols is not None:
         absent = [c for c in cols if c not in names]
@@ -425,6 +550,44 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
         raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
     validate(table, require=(), source=str(path))
     return table
+
+
+def validate_file(path: str | os.PathLike[str], kind: str | None = None,
+                  batch_rows: int = 20_000) -> tuple[str, dict[str, Any]]:
+    """Validate the whole file ``path`` as a file of ``kind`` (default: its own kind,
+    :func:`file_kind`): footer metadata and schema version, the kind's required columns,
+    every schema column's dtype, then every row in batches of ``batch_rows`` (NaN, nulls,
+    unknown labels; memory bounded by the batch). Returns ``(kind, metadata)``.
+
+    Raises :class:`SchemaError` naming the file, the kind and the column.
+    """
+    pf = _open(path)
+    meta = _metadata(pf, path)
+    kind = kind or file_kind(pf.schema_arrow.names, meta)
+    check_columns(pf.schema_arrow, kind, source=str(path))
+    first = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            validate(pa.Table.from_batches([batch]), require=(),
+                     source=f"{path} (rows {first}+)")
+            first += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
+    return kind, meta
+
+
+def event_id_digest(path: str | os.PathLike[str], column: str = "event_id",
+                    batch_rows: int = 200_000) -> dict[str, Any] | None:
+    """``{"n", "sha256"}`` of the ``column`` of a Parquet file (:class:`EventIdDigest`),
+    computed from the data (for files that do not record ``event_ids``); None if the file
+    has no such column."""
+    pf = _open(path)
+    if column not in pf.schema_arrow.names:
+        return None
+    digest = EventIdDigest()
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=[column]):
+        digest.update(batch.column(0))
+    return digest.value()
 
 
 def column_array(table: Any, name: str) -> NDArray[Any]:

@@ -9,7 +9,7 @@ Uncertainties are the MC statistical ones, sqrt(sum w^2).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,21 +44,30 @@ _CHANNEL_NAMES = {"pipi": "ππ", "pirho": "πρ", "rhorho": "ρρ", "epi": "eπ
 
 @dataclass
 class Yield:
-    """A weighted MC yield; ``unit`` is the mean weight of one selected MC event of the sample
-    (for the limit quoted when no MC event passed)."""
+    """A weighted MC yield per fb^-1; ``unit`` is the mean weight of one selected MC event of
+    the sample (for the limit quoted when no MC event passed).
+
+    A cell without MC events is an upper limit, not a yield: :func:`total` never adds it to
+    the sum; it keeps the limits of its empty parts apart in ``limits`` (their sum, a
+    conservative bound), shown as ``(+ < L)`` after the summed yield.
+    """
 
     sum_w: float = 0.0
     sum_w2: float = 0.0
     n: int = 0
     unit: float = 0.0
+    #: Sum of the upper limits of the parts of a total that had no MC event (not in sum_w).
+    limits: float = 0.0
 
     def add(self, w: np.ndarray) -> None:
+        """Add the weights ``w`` (shape (n,), events per fb^-1) of n selected MC events."""
         self.sum_w += float(np.sum(w))
         self.sum_w2 += float(np.sum(np.square(w)))
         self.n += len(w)
 
     @property
     def error(self) -> float:
+        """MC statistical uncertainty, sqrt(sum w^2), per fb^-1."""
         return float(np.sqrt(self.sum_w2))
 
     @property
@@ -66,10 +75,32 @@ class Yield:
         """68 % CL upper limit when no MC event passed: -ln(0.32) x the weight of one event."""
         return 1.14 * self.unit
 
+    @property
+    def is_limit(self) -> bool:
+        """True for a cell with no MC event of a sample with selected events: an upper limit
+        (:attr:`limit`), not a yield."""
+        return self.n == 0 and self.unit > 0
+
     def __str__(self) -> str:
-        if self.n == 0:
-            return f"< {self.limit:.2g}" if self.unit > 0 else "0"
-        return f"{self.sum_w:.2f} ± {self.error:.2f}"
+        if self.is_limit:
+            return f"< {self.limit:.2g}"
+        text = f"{self.sum_w:.2f} ± {self.error:.2f}" if self.n else "0"
+        return text + (f" (+ < {self.limits:.2g})" if self.limits > 0 else "")
+
+
+def total(ys: Iterable[Yield]) -> Yield:
+    """The sum of the yields ``ys``; the upper limits among them (cells without MC events)
+    are not summed into the yield but into the total's ``limits``."""
+    t = Yield()
+    for y in ys:
+        if y.is_limit:
+            t.limits += y.limit
+            continue
+        t.sum_w += y.sum_w
+        t.sum_w2 += y.sum_w2
+        t.n += y.n
+        t.limits += y.limits
+    return t
 
 
 @dataclass
@@ -82,10 +113,12 @@ class YieldTable:
     events: dict[str, int] = field(default_factory=dict)
 
     def total_signal(self) -> Yield:
-        return _total(y for row in self.signal.values() for y in row.values())
+        """All signal cells (upper limits apart, :func:`total`)."""
+        return total(y for row in self.signal.values() for y in row.values())
 
     def total_background(self) -> Yield:
-        return _total(y for row in self.background.values() for y in row.values())
+        """All background cells (upper limits apart, :func:`total`)."""
+        return total(y for row in self.background.values() for y in row.values())
 
     def to_markdown(self) -> str:
         bkgs = [s for s in self.samples if s != SIGNAL]
@@ -102,6 +135,10 @@ class YieldTable:
                                                              for s in bkgs])
             lines += ["", f"Background total: {self.total_background()} per fb⁻¹", ""]
         lines.append("Events read: " + ", ".join(f"{k} {v}" for k, v in self.events.items()))
+        lines += ["", "< L: no MC event of the sample passed; L is the 68 % CL upper limit "
+                  "(1.14 x the mean weight of one selected event). Limits are never summed "
+                  "into a total: (+ < L) after a total is the sum of the limits of its cells "
+                  "without MC events."]
         return "\n".join(lines)
 
 
@@ -115,18 +152,8 @@ def _markdown_table(cells: dict[str, dict[str, Yield]], keys: list[str],
             row = cells.get(ch, {})
             lines.append(f"| {_CHANNEL_NAMES[ch]} | "
                          + " | ".join(str(row.get(k, Yield())) for k in keys)
-                         + f" | {_total(row.values())} |")
+                         + f" | {total(row.get(k, Yield()) for k in keys)} |")
     return lines
-
-
-def _total(ys: object) -> Yield:
-    t = Yield()
-    for y in ys:  # type: ignore[attr-defined]
-        t.sum_w += y.sum_w
-        t.sum_w2 += y.sum_w2
-        t.n += y.n
-        t.unit = max(t.unit, y.unit)
-    return t
 
 
 _NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "in_sr")
@@ -135,14 +162,17 @@ _NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "
 def _selected(path: Path) -> pa.Table:
     """The columns the yields need from a detector-level file (SchemaError naming the file and
     the missing columns otherwise: the yields never run the detector themselves)."""
-    if not path.exists():
+    if not path.is_file():
         raise SchemaError(f"{path}: no such file")
-    names = pq.ParquetFile(path).schema_arrow.names
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SchemaError(f"{path}: not a readable Parquet file: {err}") from err
     missing = [c for c in _NEEDED if c not in names]
     if missing:
         raise SchemaError(f"{path}: no reco columns {missing[:4]}: the yields read "
                           "detector-level files; run 'ditau detector' on it first")
-    return read_events(path, columns=_NEEDED, require=("id",))
+    return read_events(path, columns=_NEEDED, kind="detector")
 
 
 def compute_yields(paths: Sequence[str | Path]) -> YieldTable:

@@ -7,10 +7,11 @@ and exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -70,7 +71,40 @@ def given(**options: Any) -> dict[str, Any]:
 
 
 def existing(path: Path, what: str = "file") -> Path:
-    """``path`` if it exists, else a one-line user error naming it."""
+    """``path`` if it exists, else a one-line user error naming it (FileNotFoundError,
+    reported by :func:`user_errors` as ``error: PATH: no such file``)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such {what}")
     return path
+
+
+def existing_all(paths: Iterable[Path | None], what: str = "file") -> None:
+    """:func:`existing` for each of ``paths`` (None: an option not given, skipped)."""
+    for p in paths:
+        if p is not None:
+            existing(p, what)
+
+
+#: The ``--force`` option of the commands that join files (merge, evaluate): a provenance
+#: mismatch (files that do not belong together) becomes a warning instead of an error.
+Force = Annotated[bool, typer.Option(
+    "--force", help="go on when the files do not belong together (other run, shared job "
+                    "seeds, other generator settings): a warning instead of an error")]
+
+
+@contextmanager
+def reported_warnings() -> Iterator[None]:
+    """Print the provenance warnings raised inside the block as one line each,
+    ``warning: ...`` on stderr (files without run id, checks overridden by --force)."""
+    from ditau.provenance import ProvenanceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ProvenanceWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ProvenanceWarning):
+                    typer.secho(f"warning: {w.message}", err=True, fg=typer.colors.YELLOW)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import user_errors
+from ditau.cli.common import existing_all, user_errors
 
 
 def detector(
@@ -36,6 +36,7 @@ def detector(
     from ditau.select import SelectConfig
 
     with user_errors():
+        existing_all([inp, config, select])
         scfg = SelectConfig.from_yaml(select) if select else SelectConfig()
         cfg = DetectorConfig.from_yaml(config) if config else DetectorConfig()
         changes: dict[str, object] = {}
@@ -64,6 +65,7 @@ def yields(
     from ditau.yields import compute_yields
 
     with user_errors():
+        existing_all(files)
         table = compute_yields(files)
         text = table.to_markdown()
         if markdown is not None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ditau.detector.config import DetectorConfig
 from ditau.detector.parametric import INPUT_COLUMNS, simulate
 from ditau.generate.config import SIGNAL
+from ditau.provenance import INPUT, INPUTS, RUN_ID, identity, input_key, run_id
 from ditau.schema import (
     SchemaError,
     arrow_schema,
@@ -98,6 +99,13 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
         "fake_taus": fakes,
     }
     metadata.pop("config", None)
+    metadata.pop(INPUTS, None)
+    # provenance: the input's identity, and this run's own id (input + detector settings)
+    metadata[INPUT] = identity(inp, meta_in)
+    metadata[RUN_ID] = run_id("detector", {
+        "input": input_key(metadata[INPUT]), "keep_particles": keep_particles,
+        **{k: metadata[k] for k in ("detector_config", "select_config", "systematic",
+                                    "fake_taus")}})
     start = time.perf_counter()
     n = n_sr = 0
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -60,7 +61,7 @@ def read_truth_events(path: str | os.PathLike[str], by: str = "reco_channel",
         hint = "run 'ditau detector' on it first" if what == "detector-level" else \
             "an event file with the truth group is needed"
         raise ResolutionError(f"{path}: no {what} column(s) {', '.join(missing[:6])}; {hint}")
-    return read_events(path, columns=need, require=("id",))
+    return read_events(path, columns=need, kind="detector")
 
 
 def read_methods(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, pa.Table],
@@ -70,12 +71,12 @@ def read_methods(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, pa.
     A file holding several methods is split by its ``method`` column; a name seen in an
     earlier file gets the file's stem appended.
     """
-    from ditau.reconstruct import read_recon
+    from ditau.schema import read_events
 
     tables: dict[str, pa.Table] = {}
     sources: dict[str, str] = {}
     for p in paths:
-        t = read_recon(p)
+        t = read_events(p, kind="recon")
         names = sorted(set(t["method"].to_pylist())) or [Path(p).stem]
         for name in names:
             sub = t.filter(pc.equal(t["method"], name)) if len(names) > 1 else t
@@ -91,18 +92,29 @@ def evaluate_files(events: str | os.PathLike[str],
                    recon: Sequence[str | os.PathLike[str]],
                    out: str | os.PathLike[str] | None = None,
                    channels: Sequence[str] | None = None, only_sr: bool = True,
-                   all_candidates: bool = False, plots: bool = True) -> Evaluation:
+                   all_candidates: bool = False, plots: bool = True,
+                   force: bool = False) -> Evaluation:
     """Evaluate method-output files against their event file.
 
+    Every method-output file must have been reconstructed from ``events``
+    (:func:`ditau.provenance.check_recon_input`: same run id, or for files written before
+    provenance the same event ids); otherwise :class:`~ditau.provenance.ProvenanceError`
+    names both files and what differs (``force``: a warning, and the evaluation goes on).
     Returns the table and its Markdown (the full layout, then dm_tautau side by side with
     the reference's ML and MMC). With ``out``: writes ``table.md`` there and, with ``plots``,
     the figures of :func:`~ditau.evaluate.resolution.plot_resolution` (atomically).
     """
     from ditau.plots.draw import com_tev
+    from ditau.provenance import check_recon_input
     from ditau.schema import atomic_path, read_metadata
 
     ev = read_truth_events(events, only_sr=only_sr)
     tables, sources = read_methods(recon)
+    event_ids = ev["event_id"].to_numpy()
+    for path in dict.fromkeys(str(p) for p in recon):
+        ids = [t["event_id"].to_numpy() for k, t in tables.items() if sources[k] == path]
+        check_recon_input(events, path, recon_ids=np.concatenate(ids), event_ids=event_ids,
+                          force=force)
     table = resolution_table(ev, tables, channels=channels, only_sr=only_sr,
                              all_candidates=all_candidates, events_source=str(events),
                              sources=sources)

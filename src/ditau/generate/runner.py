@@ -27,6 +27,7 @@ from ditau.generate.config import PROCESSES, GenerateConfig
 from ditau.generate.tau_filter import make_hook
 from ditau.generate.truth import extract
 from ditau.physics import MB_TO_FB
+from ditau.provenance import run_id
 from ditau.schema import EventWriter, arrow_schema, check_writable
 
 #: Pythia accepts seeds 1 .. 900 000 000.
@@ -246,6 +247,10 @@ def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
         "weight_definition": "events per fb^-1: sigma_gen x open tau fractions x gen_weight "
                              "/ events in file (each job's own sigma estimate)",
     }
+    # the sample's identity (ditau.provenance): what made it, so the same configuration and
+    # seed (the same bytes) give the same id
+    metadata["run_id"] = run_id("generate", {k: metadata[k] for k in (
+        "generator", "config", "pythia_settings")})
     start = time.perf_counter()
     bar = tqdm(total=config.events, unit="ev", desc=f"generate {config.process}",
                disable=not progress, leave=False)

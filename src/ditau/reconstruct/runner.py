@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from ditau.config import StageConfig
 from ditau.inputs import INPUT_COLUMNS
+from ditau.provenance import INPUT, RUN_ID, identity, input_key, run_id
 from ditau.reconstruct.method import Batch, Method, make_method
 from ditau.reconstruct.output import recon_schema
 from ditau.schema import RECO_STATUS, SchemaError, check_writable, read_metadata
@@ -171,7 +172,12 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
         "input_rows": n_in,
         "column_map": dict(column_map or {}),
         "only_sr": only_sr,
+        # provenance: the input's identity and this run's own id (input + method settings)
+        INPUT: identity(inp, meta_in, event_id_column=back.get("event_id", "event_id")),
     }
+    metadata[RUN_ID] = run_id("reconstruct", {
+        "input": input_key(metadata[INPUT]),
+        **{k: metadata[k] for k in ("method", "settings", "column_map", "only_sr")}})
     run_chunked(inp, out, functools.partial(_chunk, method=m, only_sr=only_sr, source=str(inp)),
                 columns=file_cols, schema=recon_schema(), metadata=metadata,
                 require=("method",), chunk=chunk, workers=workers, scheduler=scheduler,
