@@ -88,3 +88,17 @@ def test_demo_writes_report(tmp_path):
     assert "## Resolution" in report and "## Spin tomography" in report
     assert (tmp_path / "tomography" / "summary.md").is_file()
     assert (tmp_path / "tomography" / "significance.png").is_file()
+
+
+def test_missing_file_arguments_are_one_line_errors(tmp_path):
+    gone = tmp_path / "gone.parquet"
+    z = tmp_path / "z.parquet"
+    z.write_bytes(b"")  # exists; the missing one must be named first
+    for args in (["info", str(gone)], ["merge", str(gone), "-o", str(tmp_path / "m.parquet")],
+                 ["detector", str(gone), "-o", str(tmp_path / "d.parquet")],
+                 ["detector", str(z), "-o", str(tmp_path / "d.parquet"), "--select", str(gone)],
+                 ["detector", str(z), "-o", str(tmp_path / "d.parquet"), "-c", str(gone)],
+                 ["yields", str(gone)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, args
+        assert res.output.strip() == f"error: {gone}: no such file", args

@@ -17,6 +17,7 @@ from ditau.evaluate import (
     REFERENCE_CHANNELS,
     REFERENCE_ORDER,
     ResolutionError,
+    evaluate_files,
     half_max,
     hwhm,
     peak,
@@ -24,8 +25,9 @@ from ditau.evaluate import (
     residuals,
     resolution_table,
 )
+from ditau.provenance import ProvenanceWarning, identity
 from ditau.reconstruct import INPUT_COLUMNS, inputs_from_table, recon_table, write_recon
-from ditau.schema import write_events
+from ditau.schema import group_columns, write_events
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEGS = ("p", "m")
@@ -307,7 +309,8 @@ def test_low_statistics_cells_are_marked():
     tab = resolution_table(ev, {"m": rec})
     assert tab.cell("pipi", "m").efficiency == pytest.approx(5 / 30)
     md = tab.to_markdown()
-    assert "0.00*" in md and "fewer than" in md and "25 selected event(s) absent" in md
+    # an HWHM from 5 events is no number (tomography.bounds / evaluate.resolution: N >= 20)
+    assert "n/a (5 events)" in md and "25 selected event(s) absent" in md
 
 
 def test_plots_are_png(tmp_path):
@@ -356,9 +359,28 @@ def _detector_table(n: int, seed: int, first_id: int = 0) -> dict[str, np.ndarra
     return ev
 
 
+def _detector_file(ev: dict[str, np.ndarray], path: Path, run: str) -> Path:
+    """``ev`` as a complete detector-level file (the schema's id, truth and reco columns the
+    table lacks filled with valid placeholders), with the run id ``run``."""
+    n = len(ev["event_id"])
+    cols = dict(ev)
+    for c in group_columns("id", "truth", "reco"):
+        if c.name in cols:
+            continue
+        if c.allowed is not None:
+            cols[c.name] = np.full(n, c.allowed[-1], dtype=object)
+        elif pa.types.is_boolean(c.dtype):
+            cols[c.name] = np.zeros(n, bool)
+        elif pa.types.is_string(c.dtype):
+            cols[c.name] = np.full(n, "", dtype=object)
+        else:
+            cols[c.name] = pa.array(np.zeros(n), pa.float64()).cast(c.dtype)
+    return write_events(pa.table(cols), path, {"stage": "detector", "run_id": run})
+
+
 def _write_files(tmp_path: Path, n: int = 40) -> tuple[Path, Path, dict[str, np.ndarray]]:
     ev = _detector_table(n, seed=12)
-    events = write_events(pa.table(ev), tmp_path / "events.parquet", {"stage": "test"})
+    events = _detector_file(ev, tmp_path / "events.parquet", "detector-test12")
     inputs = inputs_from_table(ev)
     assert inputs.good.all()
     tau = {leg: np.stack([ev[f"tau_{c}_{leg}"] for c in (*XYZ, "e")], axis=1) * 1.1
@@ -366,7 +388,7 @@ def _write_files(tmp_path: Path, n: int = 40) -> tuple[Path, Path, dict[str, np.
     status = np.where(np.arange(n) % 4 == 1, "no_solution", "ok").astype(object)  # erho only
     rec = recon_table("scaled", inputs, tau["p"], tau["m"], status)
     path = tmp_path / "scaled.parquet"
-    write_recon(rec, path, {"method": "scaled"})
+    write_recon(rec, path, {"method": "scaled", "input_identity": identity(events)})
     return events, path, ev
 
 
@@ -386,7 +408,7 @@ def test_cli_prints_table_and_writes_plots(tmp_path):
                for ln in r.output.splitlines() if ln.startswith("| e rho"))
     assert row[1] == "20" and row[2] == "50.0"  # 10 of 20 erho events are no_solution
     # Reco = 1.1 x truth: every residual is 0.1, so the HWHM is 0.
-    assert row[3:10] == ["0.00"] * 7 or row[3:10] == ["0.00*"] * 7
+    assert row[3:10] == ["n/a (10 events)"] * 7  # 10 ok events: too few for an HWHM
     assert "ML (ref.)" in r.output and "wrote" in r.output
     assert (out / "table.md").read_text().startswith("HWHM")
     for name in ("residuals_scaled_erho.png", "mtautau_erho.png"):
@@ -400,11 +422,17 @@ def test_cli_rejects_recon_from_another_file(tmp_path):
     tau = np.stack([other[f"tau_{c}_p"] for c in (*XYZ, "e")], axis=1)
     rec = recon_table("other", inputs, tau, tau, np.full(40, "ok", dtype=object))
     bad = tmp_path / "other.parquet"
-    write_recon(rec, bad, {})
+    other_events = _detector_file(other, tmp_path / "other_events.parquet", "detector-test13")
+    write_recon(rec, bad, {"input_identity": identity(other_events)})
     r = CliRunner().invoke(_app(), [str(events), "--recon", str(bad), "-q"])
     assert r.exit_code == 2
     err = r.stderr if hasattr(r, "stderr") else r.output
-    assert "error:" in err and str(bad) in err and str(events) in err and "30 of 40" in err
+    assert "error:" in err and str(bad) in err and str(events) in err
+    assert f"reconstructed from {other_events} (run detector-test13)" in err
+    # forced: the evaluation's own event-id check still refuses the foreign ids
+    with pytest.warns(ProvenanceWarning, match="--force"), \
+            pytest.raises(ResolutionError, match="30 of 40"):
+        evaluate_files(events, [bad], force=True, plots=False)
 
 
 @pytest.mark.parametrize(("args", "message"), [

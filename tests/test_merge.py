@@ -5,6 +5,7 @@ import pyarrow as pa
 import pytest
 
 from ditau.merge import merge_files
+from ditau.provenance import ProvenanceError, ProvenanceWarning
 from ditau.schema import SchemaError, read_events, read_metadata, write_events
 
 
@@ -43,3 +44,80 @@ def test_merge_refuses_mixed_samples_and_columns(tmp_path):
     with pytest.raises(SchemaError, match="also an input"):
         merge_files([a], a)
     assert not (tmp_path / "m.parquet").exists()
+
+
+def _gen(path, n, seed, **config):
+    """A file that looks generated with ``config`` (GenerateConfig fields) and job ``seed``."""
+    from ditau.generate import GenerateConfig
+
+    cfg = GenerateConfig(events=n, seed=seed, **config).to_dict()
+    cols = {"event_id": pa.array(np.arange(n, dtype=np.int64)),
+            "sample": pa.array(["ztautau"] * n), "weight": pa.array(np.ones(n)),
+            "gen_weight": pa.array(np.ones(n))}
+    write_events(pa.table(cols), path, {"stage": "generate", "config": cfg,
+                                        "jobs": [{"index": 0, "seed": 1000 + seed}]})
+    return path
+
+
+def test_merge_refuses_the_same_file_twice_and_shared_job_seeds(tmp_path):
+    a = _gen(tmp_path / "a.parquet", 5, seed=1)
+    with pytest.raises(ProvenanceError, match=r"a\.parquet and .*a\.parquet share generation "
+                                              r"job seed\(s\) \[1001\].*same file twice"):
+        merge_files([a, a], tmp_path / "m.parquet")
+    b = _gen(tmp_path / "b.parquet", 7, seed=1)  # another file, the same seed: same events
+    with pytest.raises(ProvenanceError, match=r"share generation job seed.*own --seed"):
+        merge_files([a, b], tmp_path / "m.parquet")
+    assert not (tmp_path / "m.parquet").exists()
+
+
+@pytest.mark.parametrize("setting, value, name", [
+    ("tau_filter", "sr", "generator.tau_filter"),
+    ("mass_window", (70.0, 110.0), "generator.mass_window"),
+    ("force_decays", ("pi",), "generator.force_decays"),
+    ("process", "zll", "generator.process"),
+    ("tau_spin_correlations", False, "generator.tau_spin_correlations"),
+])
+def test_merge_refuses_mixed_generator_settings_naming_the_setting(tmp_path, setting, value,
+                                                                   name):
+    from ditau.generate.tau_filter import parse_tau_filter
+
+    if setting == "tau_filter":
+        value = parse_tau_filter(value)
+    a = _gen(tmp_path / "a.parquet", 5, seed=1)
+    b = _gen(tmp_path / "b.parquet", 5, seed=2, **{setting: value})
+    with pytest.raises(ProvenanceError, match=rf"a\.parquet and .*b\.parquet differ in the "
+                                              rf"setting '{name}'"):
+        merge_files([a, b], tmp_path / "m.parquet")
+
+
+def test_merge_force_warns_and_records_the_inputs(tmp_path):
+    from ditau.generate.tau_filter import parse_tau_filter
+
+    a = _gen(tmp_path / "a.parquet", 5, seed=1)
+    b = _gen(tmp_path / "b.parquet", 5, seed=2, tau_filter=parse_tau_filter("sr"))
+    with pytest.warns(ProvenanceWarning, match="tau_filter.*--force: going on"):
+        assert merge_files([a, b], tmp_path / "m.parquet", force=True) == 10
+    meta = read_metadata(tmp_path / "m.parquet")
+    assert meta["run_id"].startswith("merge-")
+    assert [i["path"] for i in meta["input_identities"]] == [str(a), str(b)]
+    assert meta["input_identities"][1]["seed"] == 2
+    # seeds 1 and 2, same settings: merged without a word
+    c = _gen(tmp_path / "c.parquet", 5, seed=3)
+    merge_files([a, c], tmp_path / "ac.parquet")
+
+
+def test_merge_cli_force_and_missing_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from ditau.cli import app
+
+    a = _gen(tmp_path / "a.parquet", 5, seed=1)
+    res = CliRunner().invoke(app, ["merge", str(a), str(a), "-o", str(tmp_path / "m.parquet")])
+    assert res.exit_code == 2 and "share generation job seed" in res.output
+    res = CliRunner().invoke(app, ["merge", str(a), str(a), "-o", str(tmp_path / "m.parquet"),
+                                   "--force"])
+    assert res.exit_code == 0, res.output
+    assert "warning: merge:" in res.output and "merged 2 files (10 events)" in res.output
+    res = CliRunner().invoke(app, ["merge", str(a), str(tmp_path / "nope.parquet"), "-o",
+                                   str(tmp_path / "n.parquet")])
+    assert res.exit_code == 2 and "nope.parquet: no such file" in res.output

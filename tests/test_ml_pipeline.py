@@ -44,7 +44,7 @@ def events(tmp_path_factory):
     d["reco_mode_p"][7], d["reco_mode_m"][7] = "e", "mu"
     d["reco_channel"][3] = d["reco_channel"][7] = "other"
     path = tmp_path_factory.mktemp("mlpipe") / "events.parquet"
-    write_events(pa.table(d), path, {"stage": "detector"})
+    write_events(pa.table(d), path, {"stage": "detector", "run_id": "synthetic-mlpipe"})
     return path
 
 

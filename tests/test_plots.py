@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib as mpl
-import mplhep
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -127,14 +126,16 @@ def plotted(sample, tmp_path_factory) -> tuple[list[Path], list[str], Path, list
     out = tmp_path_factory.mktemp("figs") / "new" / "dir"
     before = dict(mpl.rcParams)
     labels: list[dict] = []
-    real_label = mplhep.atlas.label
+    import ditau.plots.draw
 
-    def spy(*args, **kwargs):
-        labels.append(kwargs)
-        return real_label(*args, **kwargs)
+    real_label = ditau.plots.draw.draw_label
+
+    def spy(ax, label=None, *args, **kwargs):
+        labels.append({"label": label, **kwargs})
+        return real_label(ax, label, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mplhep.atlas, "label", spy)
+        mp.setattr(ditau.plots.draw, "draw_label", spy)
         files = plot_inputs(sample[0], out, dpi=30, note=notes.append)  # all seven channels
     assert dict(mpl.rcParams) == before, "plotting leaked style into the global rcParams"
     return files, notes, out, labels
@@ -261,12 +262,14 @@ def test_no_pyplot_figures_left(plotted) -> None:
     assert plt.get_fignums() == []
 
 
-def test_atlas_label(plotted) -> None:
+def test_experiment_neutral_label(plotted) -> None:
     files, _, _, labels = plotted
-    assert len(labels) == len(files)  # one experiment label per figure
-    for kw in labels:  # "ATLAS Simulation Internal", sqrt(s) from the file's metadata
-        assert kw["text"] == "Internal" and kw["data"] is False and kw["lumi"] is None
-        assert kw["com"] == pytest.approx(13.0)
+    assert len(labels) == len(files)  # one label per figure
+    for kw in labels:  # ditau's own simulation, sqrt(s) from the file's metadata
+        lab = kw["label"]
+        assert lab.experiment == "ditau" and "ATLAS" not in lab.experiment
+        assert lab.left == "Simulation, ATLAS-like detector" and lab.lumi is None
+        assert lab.com == pytest.approx(13.0)
 
 
 def test_signal_region_only(sample, tmp_path) -> None:

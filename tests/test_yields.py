@@ -10,7 +10,7 @@ from ditau.cli import app
 from ditau.detector.run import run_detector
 from ditau.schema import read_events
 from ditau.select import HADHAD, LEPHAD
-from ditau.yields import compute_yields
+from ditau.yields import Yield, YieldTable, compute_yields, total
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,30 @@ def test_yields_read_detector_level_files_only(signal_particles, tmp_path):
     assert str(signal_particles) in res.output
     res = CliRunner().invoke(app, ["yields", str(tmp_path / "missing.parquet")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_upper_limits_are_never_summed_into_a_total():
+    # the pipi row: a yield from Z->ll, no W->lnu MC event (a limit); the rhorho row: limits
+    # only. Before: "0.08 ± 0.06" hiding the limit, and "< 2.6e+04" as the rhorho total.
+    zll = Yield(sum_w=0.08, sum_w2=0.06**2, n=2, unit=0.04)
+    wlnu = Yield(unit=2.28e4)
+    table = YieldTable(background={"pipi": {"zll": zll, "wlnu": wlnu},
+                                   "rhorho": {"zll": Yield(unit=0.04), "wlnu": Yield(unit=2.28e4)}},
+                       samples=["wlnu", "zll"], events={"wlnu": 10, "zll": 10})
+    assert str(wlnu) == "< 2.6e+04"
+    row = total(table.background["pipi"].values())
+    assert row.sum_w == pytest.approx(0.08) and row.n == 2
+    assert str(row) == "0.08 ± 0.06 (+ < 2.6e+04)"
+    rr = total(table.background["rhorho"].values())
+    assert rr.sum_w == 0 and not rr.is_limit and str(rr) == "0 (+ < 2.6e+04)"
+    md = table.to_markdown()
+    assert "| ππ | < 2.6e+04 | 0.08 ± 0.06 | 0.08 ± 0.06 (+ < 2.6e+04) |" in md
+    assert "| ρρ | < 2.6e+04 | < 0.046 | 0 (+ < 2.6e+04) |" in md
+    assert "Limits are never summed into a total" in md
+    assert table.total_background().sum_w == pytest.approx(0.08)
+
+
+def test_yields_cli_missing_file_is_one_line(reco, tmp_path):
+    res = CliRunner().invoke(app, ["yields", str(reco), str(tmp_path / "gone.parquet")])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {tmp_path / 'gone.parquet'}: no such file"

@@ -18,13 +18,14 @@ import numpy as np
 
 from ditau.detector.run import run_detector
 from ditau.evaluate import evaluate_files
+from ditau.evaluate.resolution import LOW_STATS, REFERENCE_DM_TAUTAU, plot_summary
 from ditau.generate import GenerateConfig, run
 from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
 from ditau.physics import BR_PDG, CHANNELS, expected_channel_fractions
 from ditau.reconstruct import reconstruct
 from ditau.schema import read_events
+from ditau.tomography.report import summary_lines, write_report
 from ditau.tomography.report import to_markdown as tomography_markdown
-from ditau.tomography.report import write_report
 from ditau.tomography.run import run_tomography
 from ditau.yields import compute_yields
 
@@ -38,7 +39,7 @@ NU_SAMPLING_SEEDS = tuple(7919 * r for r in range(1, 6))
 
 _PENDING = ("backgrounds in the demo (run `ditau generate --process wlnu|wtaunu|zll|ttbar`, "
             "`ditau detector`, then `ditau yields` / `ditau tomography --background`)",
-            "a GPU-trained ML model (issue #5): the shipped model was trained on CPU")
+            "a GPU-trained ML model: the shipped model was trained on CPU")
 
 
 def _model_line() -> str:
@@ -69,7 +70,7 @@ def run_demo(outdir: Path, events: int = 4000, workers: int = 2, seed: int = 1) 
     br_forced = {m: BR_PDG[m] / br_sum for m in DEMO_MODES}
     expect = expected_channel_fractions(br_forced)
     lines = [
-        "# ditau demo report", "",
+        "## Sample", "",
         f"Generated {n} events of pp -> Z/gamma* -> tau tau at 13 TeV (Pythia 8, correlated tau "
         f"decays forced to {', '.join(DEMO_MODES)}, 60 < m_hat < 120 GeV, generator-level tau "
         f"filter pT > {SIGNAL_REGION_FILTER.pt_min:g}/{SIGNAL_REGION_FILTER.pt_lead_min:g} GeV, "
@@ -137,20 +138,46 @@ def run_demo(outdir: Path, events: int = 4000, workers: int = 2, seed: int = 1) 
         secs += rs.seconds
     lines.append(f"- ml with {len(NU_SAMPLING_SEEDS)} other noise seeds (neutrino-sampling "
                  f"uncertainty) in {secs:.1f} s")
-    lines.append(f"- ml model: {_model_line()}")
+    model_line = _model_line()
+    lines.append(f"- ml model: {model_line}")
     ev = evaluate_files(det.path, list(recon.values()), out=outdir / "evaluation")
-    lines += ["", "## Resolution (HWHM of relative residuals, %)", "",
-              "Small sample: channels with few events carry large errors.", "", ev.markdown]
+    figs = plot_summary(ev.table, outdir / "evaluation")
+    lines += ["", "## Resolution", "",
+              "HWHM of the relative residuals (reco − true)/true in %, per channel; an HWHM "
+              f"from fewer than {LOW_STATS} events reads n/a. Every component of both τ: "
+              f"{outdir / 'evaluation' / 'table.md'}.", ""]
+    for key in ("efficiency", "dm_tautau", "dpx_p", "dpy_p", "dpz_p"):
+        lines += [ev.table.to_markdown("quantity", reference=True, key=key), ""]
     tomo = run_tomography(det.path, recon=recon, variations=variations,
                           variation_recon=variation_recon, nu_sampling_recon={"ml": nu_files},
                           n_boot=5, seed=seed)
     written = write_report(tomo, outdir / "tomography")
-    lines += ["", tomography_markdown(tomo).replace("# Spin tomography", "## Spin tomography",
-                                                     1),
-              f"Plots: {', '.join(str(p) for p in written)}; resolution plots in "
-              f"{outdir / 'evaluation'}."]
+    body = tomography_markdown(tomo).split("\n## Truth level", 1)
+    lines += ["## Spin tomography of pp → Z → τ⁺τ⁻", "",
+              "The summary is at the top of this report.", ""]
+    if len(body) == 2:
+        lines.append("### Truth level" + body[1].replace("\n## ", "\n### "))
+    lines += ["", "## Figures", "", *[f"- {p}" for p in [*written[1:], *figs]],
+              f"- per channel and method: {outdir / 'evaluation'}/residuals_*.png, "
+              "mtautau_*.png"]
     lines += ["", "## Not yet in the chain", ""] + [f"- {p}" for p in _PENDING]
     lines += ["", f"Events: {summary.path}"]
+    head = ["# ditau demo report", "", "## Summary", "",
+            f"- Sample: {n} generated pp → Z/γ* → ττ events at 13 TeV (τ decays forced to "
+            f"{', '.join(DEMO_MODES)}), {det.in_sr} in the signal region of the ATLAS-like "
+            "detector.",
+            f"- Methods: {', '.join(recon)} (ml: {model_line}).", "",
+            "| method | m_ττ HWHM, all channels (%) | events | reference (%) |",
+            "|---|---|---|---|"]
+    ref = {"ml": np.mean([v[0] for v in REFERENCE_DM_TAUTAU.values()]),
+           "mmc": np.mean([v[1] for v in REFERENCE_DM_TAUTAU.values()])}
+    for m in ev.table.methods:
+        hw, k = ev.table.overall(m)
+        txt = f"{hw:.1f}" if np.isfinite(hw) else f"n/a ({k} events)"
+        r = f"{ref[m]:.1f} (channel mean)" if m in ref else "–"
+        head.append(f"| {m} | {txt} | {k} | {r} |")
+    head += ["", "Spin tomography:", "", *summary_lines(tomo)[2:], ""]
+    lines = head + lines
     report = "\n".join(lines) + "\n"
     (outdir / "report.md").write_text(report)
     return report

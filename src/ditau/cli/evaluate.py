@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import comma_list, user_errors
+from ditau.cli.common import Force, comma_list, existing_all, reported_warnings, user_errors
 
 
 def evaluate_command(
@@ -26,6 +26,7 @@ def evaluate_command(
         "--all", help="all events of a reco channel, not only the signal region")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="print only the tables (no list of written files)")] = False,
+    force: Force = False,
 ) -> None:
     """HWHM of the relative tau-momentum and m_tautau residuals per channel and method."""
     from ditau.evaluate import evaluate_files
@@ -33,11 +34,12 @@ def evaluate_command(
 
     with user_errors():
         channels = comma_list(channel, "--channel", ANALYSIS_CHANNELS)
-    with user_errors():
+    with user_errors(), reported_warnings():
         if not recon:
             raise ValueError("give at least one method-output file with --recon")
+        existing_all([events, *recon])
         result = evaluate_files(events, recon, out=out, channels=channels,
-                                only_sr=not all_events)
+                                only_sr=not all_events, force=force)
     typer.echo(result.markdown)
     if not quiet:
         for p in result.written:

@@ -33,6 +33,7 @@ from ditau.evaluate.resolution import (
     ResolutionTable,
     channel_label,
     plot_resolution,
+    plot_summary,
     residuals,
     resolution_table,
 )
@@ -128,6 +129,7 @@ def evaluate_files(events: str | os.PathLike[str],
         if plots:
             com = com_tev(read_metadata(events))
             result.written += plot_resolution(table, out_dir, com=com)
+            result.written += plot_summary(table, out_dir, com=com)
         with atomic_path(out_dir / "table.md") as tmp:
             tmp.write_text(md + "\n")
         result.written.append(out_dir / "table.md")

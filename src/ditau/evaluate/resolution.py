@@ -28,6 +28,17 @@ from ditau.evaluate.hwhm import half_max
 from ditau.physics import REFERENCE_ORDER
 from ditau.physics import check_channels as _registry_check_channels
 from ditau.plots.draw import Binning, Panel, channel_tex, draw_panels, split_channel
+from ditau.plots.style import (
+    REFERENCE_STYLES,
+    Label,
+    default_label,
+    draw_label,
+    legend_outside,
+    method_style,
+    new_figure,
+    save_figure,
+    style_context,
+)
 from ditau.schema import column_array, column_names
 
 FloatArray = NDArray[np.float64]
@@ -60,7 +71,8 @@ REFERENCE_ML_DP: Final[dict[str, tuple[float, float, float]]] = {
     "rhorho": (16.38, 16.38, 16.49),
 }
 
-#: Cells with fewer ok rows than this are marked with "*" in the Markdown tables.
+#: An HWHM from fewer ok rows than this is not a number: the Markdown tables show
+#: "n/a (k events)" and the figures draw no bar.
 LOW_STATS: Final[int] = 20
 
 _LEGS: Final[tuple[str, ...]] = ("p", "m")
@@ -190,20 +202,69 @@ class ResolutionTable:
     def n_events(self, channel: str) -> int:
         return int(self.masks[channel].sum()) if channel in self.masks else 0
 
-    def to_markdown(self, layout: str = "full", reference: bool = False) -> str:
+    def to_markdown(self, layout: str = "full", reference: bool = False,
+                    key: str = "dm_tautau") -> str:
         """Markdown table.
 
         ``layout="full"``: one row per channel; columns events, the efficiency per method,
         then each quantity of :data:`QUANTITIES` per method (HWHM of the relative residuals,
-        %). ``layout="mass"``: dm_tautau only, methods side by side. ``reference`` adds the
-        reference's numbers (arXiv:2504.01496 via shared/reference/ml.md): ML and MMC
-        dm_tautau to ``mass``, ML dp(tau+) to ``full``. Empty channels read "n/a".
+        %). ``layout="mass"``: dm_tautau only, methods side by side. ``layout="quantity"``:
+        the quantity ``key`` of :data:`QUANTITIES` (or ``"efficiency"``) only, methods side
+        by side: one small table per quantity. ``reference`` adds the reference's numbers
+        (arXiv:2504.01496 via shared/reference/ml.md): ML and MMC dm_tautau to ``mass`` and
+        to ``quantity`` of dm_tautau, ML dp(tau+) to ``full`` and to ``quantity`` of
+        dp_{x,y,z}(tau+). Empty channels read "n/a", an HWHM from fewer than
+        :data:`LOW_STATS` events "n/a (k events)".
         """
         if layout == "full":
             return self._full(reference)
         if layout == "mass":
             return self._mass(reference)
-        raise ResolutionError(f"unknown layout {layout!r}; use 'full' or 'mass'")
+        if layout == "quantity":
+            return self._quantity(key, reference)
+        raise ResolutionError(f"unknown layout {layout!r}; use 'full', 'mass' or 'quantity'")
+
+    def _quantity(self, key: str, reference: bool) -> str:
+        if key != "efficiency" and key not in QUANTITIES:
+            raise ResolutionError(f"unknown quantity {key!r}; use 'efficiency' or one of "
+                                  f"{', '.join(QUANTITIES)}")
+        head = ["channel", "events", *self.methods]
+        ref_dp = {"dpx_p": 0, "dpy_p": 1, "dpz_p": 2}
+        if reference and key == "dm_tautau":
+            head += ["ML (ref.)", "MMC (ref.)"]
+        elif reference and key in ref_dp:
+            head.append("ML (ref.)")
+        what = ("efficiency (%): events with a solution" if key == "efficiency"
+                else f"HWHM of {QUANTITIES[key]} (reco - true)/true, %")
+        lines = [self._caption(what), "", _row(head), _row(["---"] * len(head))]
+        for ch in self.channels:
+            row = [channel_label(ch), str(self.n_events(ch))]
+            if key == "efficiency":
+                row += [_fmt(100.0 * self.cell(ch, m).efficiency, 1) for m in self.methods]
+            else:
+                row += [self._value(ch, m, key) for m in self.methods]
+            if reference and key == "dm_tautau":
+                ref = REFERENCE_DM_TAUTAU.get(ch)
+                row += [_fmt(ref[0]), _fmt(ref[1])] if ref else ["n/a", "n/a"]
+            elif reference and key in ref_dp:
+                ref_ml = REFERENCE_ML_DP.get(ch)
+                row.append(_fmt(ref_ml[ref_dp[key]]) if ref_ml else "n/a")
+            lines.append(_row(row))
+        if key != "efficiency":
+            lines += self._notes()
+        return "\n".join(lines)
+
+    def overall(self, method: str, key: str = "dm_tautau") -> tuple[float, int]:
+        """(HWHM in %, ok rows) of ``key`` over every channel of the table pooled (NaN with
+        fewer than :data:`LOW_STATS` rows)."""
+        res = self.residuals.get(method)
+        if res is None or not self.masks:
+            return math.nan, 0
+        sel = np.logical_or.reduce(list(self.masks.values()))[res["row"]]
+        n = int(sel.sum())
+        if n < LOW_STATS:
+            return math.nan, n
+        return 100.0 * half_max(res[key][sel]).hwhm, n
 
     def _tag(self, method: str) -> str:
         return f" {method}" if len(self.methods) > 1 else ""
@@ -253,12 +314,15 @@ class ResolutionTable:
     def _value(self, channel: str, method: str, key: str) -> str:
         cell = self.cell(channel, method)
         text = _fmt(cell.hwhm[key])
-        return f"{text}*" if text != "n/a" and cell.n_rows < LOW_STATS else text
+        if text != "n/a" and cell.n_rows < LOW_STATS:
+            return f"n/a ({cell.n_rows} event{'s' if cell.n_rows != 1 else ''})"
+        return text
 
     def _notes(self) -> list[str]:
         notes = []
         if any(0 < c.n_rows < LOW_STATS for c in self.cells.values()):
-            notes.append(f"* fewer than {LOW_STATS} reconstructed events: a rough estimate")
+            notes.append(f"n/a (k events): fewer than {LOW_STATS} reconstructed events, too "
+                         "few for a width")
         notes += [f"{m}: {k} selected event(s) absent from its output (counted as not "
                  "reconstructed)" for m, k in self.n_missing.items() if k]
         return [line for note in notes for line in ("", note)]
@@ -389,6 +453,130 @@ def plot_resolution(table: ResolutionTable, out_dir: str | os.PathLike[str],
     return written
 
 
+def make_hwhm_bars(table: ResolutionTable, keys: Sequence[str] = ("dm_tautau",),
+                   reference: bool = True, label: Label | None = None) -> Any:
+    """Grouped bars of the HWHM per channel, one bar per method in its colour (no bar for a
+    cell with fewer than :data:`LOW_STATS` events: "n/a" written instead), one panel per
+    quantity of ``keys``; with ``reference`` the reference's ML and MMC values (m_tautau) or
+    ML values (tau+ momentum) as open markers. Returns the figure."""
+    lab = label or default_label()
+    chans = table.channels
+    methods = table.methods
+    width = 0.8 / max(len(methods), 1)
+    with style_context():
+        fig, axes, head = new_figure((max(1.3 * len(chans) + 5.0, 11.0), 3.6 * len(keys) + 0.6),
+                                     len(keys), 1, header=True, sharex=True)
+        handles: dict[str, Any] = {}
+        x = np.arange(len(chans))
+        for ax, key in zip(axes[:, 0], keys, strict=True):
+            top = 0.0
+            for k, m in enumerate(methods):
+                st = method_style(m)
+                pos = x + (k - (len(methods) - 1) / 2) * width
+                vals = []
+                for i, ch in enumerate(chans):
+                    cell = table.cell(ch, m)
+                    v = cell.hwhm[key]
+                    if cell.n_rows < LOW_STATS or not np.isfinite(v):
+                        ax.text(pos[i], 0.5, f"n/a ({cell.n_rows})", rotation=90, ha="center",
+                                va="bottom", fontsize=8, color=st.color)
+                        v = np.nan
+                    vals.append(v)
+                arr = np.asarray(vals, float)
+                handles[st.label] = ax.bar(pos, np.nan_to_num(arr), width * 0.95,
+                                           color=st.color, alpha=0.85)
+                top = max(top, float(np.nanmax(arr, initial=0.0)))
+            if reference:
+                refs: list[tuple[str, dict[str, float]]] = []
+                if key == "dm_tautau":
+                    refs = [("ml", {c: v[0] for c, v in REFERENCE_DM_TAUTAU.items()}),
+                            ("mmc", {c: v[1] for c, v in REFERENCE_DM_TAUTAU.items()})]
+                elif key in ("dpx_p", "dpy_p", "dpz_p"):
+                    j = ("dpx_p", "dpy_p", "dpz_p").index(key)
+                    refs = [("ml", {c: v[j] for c, v in REFERENCE_ML_DP.items()})]
+                for meth, vals_ref in refs:
+                    st = REFERENCE_STYLES[meth]
+                    k = next((i for i, m in enumerate(methods) if m.split(" ")[0] == meth),
+                             None)
+                    off = 0.0 if k is None else (k - (len(methods) - 1) / 2) * width
+                    ys = np.array([vals_ref.get(c, np.nan) for c in chans])
+                    handles[st.label] = ax.plot(x + off, ys, ls="none", marker=st.marker,
+                                                markersize=11, markerfacecolor="white",
+                                                markeredgecolor=st.color,
+                                                markeredgewidth=2)[0]
+                    top = max(top, float(np.nanmax(ys, initial=0.0)))
+            ax.set_ylim(0.0, 1.25 * top if top > 0 else 1.0)
+            ax.set_ylabel(f"HWHM of {_TEX[key]} [%]", fontsize=14)
+            ax.set_xlim(-0.6, len(chans) - 0.4)
+        axes[-1, 0].set_xticks(x, [channel_tex(c) for c in chans])
+        axes[-1, 0].tick_params(axis="x", which="minor", bottom=False, top=False)
+        legend_outside(fig, list(handles.values()), list(handles), where="right", fontsize=12)
+        sel = "signal region" if table.only_sr else "all events"
+        axes[0, 0].set_title(f"{sel}; n/a: fewer than {LOW_STATS} events", fontsize=12,
+                             loc="right")
+        draw_label(head, lab, fontsize=13)
+    return fig
+
+
+def make_residual_overlay(table: ResolutionTable, keys: Sequence[str] = tuple(QUANTITIES),
+                          label: Label | None = None) -> Any:
+    """The relative residuals of every channel of the table pooled, one step histogram per
+    method (unit area, method colours), one panel per quantity. Returns the figure."""
+    lab = label or default_label()
+    ncols = 4
+    nrows = -(-len(keys) // ncols)
+    sel = np.logical_or.reduce(list(table.masks.values())) if table.masks else None
+    with style_context():
+        fig, axes, head = new_figure((4.2 * ncols + 2.2, 3.6 * nrows + 0.6), nrows, ncols,
+                                     header=True)
+        handles: dict[str, Any] = {}
+        edges = np.linspace(-1.0, 1.0, 41)
+        for ax, key in zip(axes.ravel(), keys, strict=False):
+            for m in table.methods:
+                st = method_style(m)
+                res = table.residuals[m]
+                use = sel[res["row"]] if sel is not None else np.ones(len(res["row"]), bool)
+                v = np.asarray(res[key][use], float)
+                v = np.clip(v[np.isfinite(v)], edges[0], edges[-1])
+                if len(v) == 0:
+                    continue
+                h, _ = np.histogram(v, edges)
+                h = h / max(h.sum(), 1)
+                handles[f"{st.label} ({len(v)})"] = ax.stairs(h, edges, color=st.color,
+                                                              lw=2, ls=st.linestyle)
+            ax.set_xlabel(_TEX[key], fontsize=14)
+            ax.set_ylabel("fraction / 0.05", fontsize=13)
+            ax.set_xlim(edges[0], edges[-1])
+        for ax in axes.ravel()[len(keys):]:
+            ax.set_axis_off()
+        legend_outside(fig, list(handles.values()), list(handles), where="right", fontsize=12,
+                       title="method (events)")
+        draw_label(head, lab, fontsize=13)
+    return fig
+
+
+def plot_summary(table: ResolutionTable, out_dir: str | os.PathLike[str],
+                 com: float | None = 13.0, dpi: int = 100,
+                 label: Label | None = None) -> list[Path]:
+    """The summary figures of a table, written atomically as PNG in ``out_dir``:
+    ``hwhm_mtautau.png`` (m_tautau HWHM per channel and method, the reference's ML and MMC
+    as markers), ``hwhm_momentum.png`` (tau+ p_x, p_y, p_z, the reference's ML) and
+    ``residuals_overlay.png`` (every residual, methods overlaid). Returns the paths."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ResolutionError(f"output directory {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    lab = (label or default_label()).with_(com=com)
+    if not table.methods:
+        return []
+    return [save_figure(make_hwhm_bars(table, ("dm_tautau",), label=lab),
+                        out / "hwhm_mtautau.png", dpi),
+            save_figure(make_hwhm_bars(table, ("dpx_p", "dpy_p", "dpz_p"), label=lab),
+                        out / "hwhm_momentum.png", dpi),
+            save_figure(make_residual_overlay(table, label=lab), out / "residuals_overlay.png",
+                        dpi)]
+
+
 __all__ = [
     "LOW_STATS",
     "QUANTITIES",
@@ -403,7 +591,10 @@ __all__ = [
     "ResolutionTable",
     "channel_label",
     "check_channels",
+    "make_hwhm_bars",
+    "make_residual_overlay",
     "plot_resolution",
+    "plot_summary",
     "residuals",
     "resolution_table",
 ]

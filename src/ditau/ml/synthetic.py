@@ -30,7 +30,9 @@ from ditau.physics import (
     channel_of,
     from_pt_eta_phi_m,
     mass,
+    pt,
 )
+from ditau.provenance import RUN_ID, run_id
 from ditau.schema import write_events
 
 #: Visible momentum fraction per mode (default).
@@ -116,12 +118,58 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     out["m_tautau"] = mass(s)
     out["reco_channel"] = channel_of(out["reco_mode_p"], out["reco_mode_m"]).astype(object)
     out["in_sr"] = np.ones(n, bool)
+    _complete(out, n)
     return pa.table(out)
+
+
+#: PDG id of the single charged product of a tau+ leg per mode (the tau- leg has the opposite).
+_CHG_PDG_TAUP: dict[str, int] = {"pi": 211, "rho": 211, "e": -11, "mu": -13}
+
+
+def _complete(out: dict[str, Any], n: int) -> None:
+    """The remaining truth and reco columns of a complete detector-level file, derived from
+    the toy without new random numbers (so a seed gives the same events as before): the
+    truth visible parts are the reco ones (no smearing), a u ubar -> Z hard process along +z,
+    no other neutrinos, every leg a real tau product, the channel's trigger fired."""
+    taus = [np.column_stack([out[f"tau_{c}_{leg}"] for c in _C]) for leg in ("p", "m")]
+    pair = taus[0] + taus[1]
+    out["hard_id1"], out["hard_id2"] = np.full(n, 2, np.int32), np.full(n, -2, np.int32)
+    out["quark_pz_sign"] = np.ones(n, np.int8)
+    out["m_hat"] = out["m_tautau"]
+    out["pt_tautau"] = pt(pair[:, 0], pair[:, 1])
+    for leg, sign in (("p", 1), ("m", -1)):
+        mode = np.asarray(out[f"reco_mode_{leg}"], dtype=str)
+        rho, lep = mode == "rho", np.isin(mode, ("e", "mu"))
+        for c in _C:
+            out[f"chg_{c}_{leg}"] = out[f"reco_chg_{c}_{leg}"]
+            out[f"neu_{c}_{leg}"] = np.nan_to_num(out[f"reco_neu_{c}_{leg}"])
+        out[f"n_nu_{leg}"] = np.where(lep, 2, 1).astype(np.int8)
+        out[f"n_charged_{leg}"] = np.ones(n, np.int8)
+        out[f"n_pi0_{leg}"] = rho.astype(np.int8)
+        out[f"n_neutral_{leg}"] = rho.astype(np.int8)
+        out[f"chg_pdg_{leg}"] = (sign * np.vectorize(_CHG_PDG_TAUP.__getitem__, otypes=[int])(
+            mode)).astype(np.int32)
+        out[f"decay_mode_{leg}"] = mode.astype(object)
+        out[f"reco_n_neu_{leg}"] = rho.astype(np.int8)
+        out[f"reco_origin_{leg}"] = np.zeros(n, np.int8)  # a real tau product
+    out["truth_channel"] = out["reco_channel"]
+    for c in ("px", "py"):
+        out[f"nu_other_{c}"] = np.zeros(n)
+        out[f"vis_out_{c}"] = np.zeros(n)
+    ch = np.asarray(out["reco_channel"], dtype=str)
+    out["trig_ditau"] = np.isin(ch, ("pipi", "pirho", "rhorho"))
+    out["trig_etau"] = np.char.startswith(ch, "e")
+    out["trig_mutau"] = np.char.startswith(ch, "mu")
+    out["trig_single_e"] = np.zeros(n, bool)
+    out["trig_single_mu"] = np.zeros(n, bool)
+    out["reco_weight"] = np.ones(n)
 
 
 def write_synthetic(path: str | os.PathLike[str], n: int, seed: int = 0,
                     **kwargs: Any) -> Path:
     """Write :func:`synthetic_events` to a validated ditau Parquet file."""
     table = synthetic_events(n, seed, **kwargs)
+    settings = {"n": n, "seed": seed, **kwargs}
     return write_events(table, path, {"stage": "detector", "sample": "synthetic",
-                                      "synthetic": {"n": n, "seed": seed, **kwargs}})
+                                      "synthetic": settings,
+                                      RUN_ID: run_id("synthetic", settings)})

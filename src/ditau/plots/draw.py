@@ -1,9 +1,10 @@
-"""Drawing: ATLAS-style histogram panels on a grid, written atomically as PNG.
+"""Drawing: histogram panels on a grid in ditau's style, written atomically as PNG.
 
 A :class:`Panel` is one variable's reco sample (points with sqrt(sum w^2) errors) and,
 optionally, its truth sample (a line), binned by a :class:`Binning`; :func:`draw_panels` puts
-panels on a grid under a header with the experiment label. Channel names are turned into
-labels here (:func:`split_channel`, :func:`channel_tex`).
+panels on a grid under a header with the figure label (:class:`ditau.plots.style.Label`:
+ditau's own simulation, not an experiment's). Channel names are turned into labels here
+(:func:`split_channel`, :func:`channel_tex`).
 
 Plotting uses an explicit Agg canvas on a :class:`matplotlib.figure.Figure` (no pyplot
 figure registry, no global backend switch) inside ``matplotlib.style.context`` (no rcParams
@@ -27,12 +28,14 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
 from ditau.physics import ANALYSIS_CHANNELS
+from ditau.plots.style import STYLE, Label, default_label, draw_label
 from ditau.schema import atomic_path
 from ditau.stats import hist_content, weighted_quantiles
 
 FloatArray = NDArray[np.float64]
 
-#: Label text after "ATLAS Simulation" (``data=False`` adds "Simulation"): not an ATLAS result.
+#: Kept for old imports: ditau's figures no longer carry an ATLAS label (see
+#: :class:`ditau.plots.style.Label` for the label and how to set an experiment's own).
 ATLAS_TEXT: Final[str] = "Internal"
 
 _MODE_TEX: Final[dict[str, str]] = {"e": "e", "mu": r"\mu", "pi": r"\pi", "rho": r"\rho"}
@@ -184,29 +187,31 @@ def _draw_panel(ax: Axes, panel: Panel, ylabel: str, residual: bool) -> None:
 
 def draw_panels(panels: Sequence[Panel], path: Path, title: str, ylabel: str,
                 com: float | None = 13.0, ncols: int = 4, dpi: int = 80,
-                residual: bool = False) -> Path:
-    """Draw ``panels`` on a grid in ATLAS style and write the PNG atomically to ``path``.
+                residual: bool = False, label: Label | None = None) -> Path:
+    """Draw ``panels`` on a grid and write the PNG atomically to ``path``.
 
-    A header band above the grid carries the experiment label and ``title``.
+    A header band above the grid carries the figure label (``label``, default
+    :func:`ditau.plots.style.default_label`, with sqrt(s) = ``com`` TeV) and ``title``.
     """
     nrows = -(-len(panels) // ncols)
-    cell_w, cell_h, header, left, right, bottom = 5.0, 4.2, 0.8, 1.0, 0.3, 0.9  # inches
+    cell_w, cell_h, header, left, right, bottom = 5.0, 4.2, 1.2, 1.0, 0.3, 0.9  # inches
     width, height = cell_w * ncols, cell_h * nrows + header
-    with mpl.style.context(mplhep.style.ATLAS):
+    lab = (label or default_label()).with_(com=com)
+    with mpl.style.context(STYLE):
         fig = Figure(figsize=(width, height))
         FigureCanvasAgg(fig)  # explicit non-interactive canvas; no pyplot, no global backend
         # Fixed margins (constrained layout re-measures every text on each draw: too slow).
         top = 1.0 - (header + 0.15) / height
         fig.subplots_adjust(left=left / width, right=1.0 - right / width,
                             bottom=bottom / height, top=top, wspace=0.4, hspace=0.45)
-        head = fig.add_axes((left / width, top + 0.1 / height, 1.0 - (left + right) / width,
-                             (header - 0.1) / height))
+        # header: the label above a thin axes-free strip, the title below it
+        head = fig.add_axes((left / width, top + 0.55 / height, 1.0 - (left + right) / width,
+                             0.05 / height))
         head.set_axis_off()
         # mplhep renders the whole figure to place its label: do it while the figure holds
         # only the empty header (axes coordinates: later content does not move it).
-        mplhep.atlas.label(text=ATLAS_TEXT, data=False, lumi=None, com=com, ax=head, loc=1,
-                           fontsize=18)
-        head.text(1.0, 0.5, title, transform=head.transAxes, ha="right", va="center",
+        draw_label(head, lab, fontsize=18)
+        head.text(1.0, -0.5, title, transform=head.transAxes, ha="right", va="top",
                   fontsize=18)
         grid = fig.add_gridspec(nrows, ncols)
         axes = [fig.add_subplot(grid[i]) for i in range(nrows * ncols)]

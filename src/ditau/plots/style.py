@@ -84,7 +84,7 @@ class Label:
         if self.lumi is not None:
             parts.append(f"{self.lumi:g} fb$^{{-1}}$")
         if self.com is not None:
-            parts.append(rf"$\sqrt{{s}}$ = {self.com:g} TeV")
+            parts.append(f"√s = {self.com:g} TeV")
         return ", ".join(parts)
 
     def with_(self, **changes: Any) -> Label:
@@ -115,18 +115,28 @@ def set_default_label(label: Label | None) -> None:
     _default_label = label
 
 
-def draw_label(ax: Axes, label: Label | None = None, right_ax: Axes | None = None) -> list[Text]:
-    """Draw ``label`` above ``ax``, left-aligned (mplhep's generic experiment label, its
-    ``loc=0``), with the luminosity/sqrt(s) part above ``right_ax`` (default ``ax``),
-    right-aligned. Returns the text artists (tagged :data:`LABEL_GID`)."""
+def draw_label(ax: Axes, label: Label | None = None, right_ax: Axes | None = None,
+               fontsize: float | None = None) -> list[Text]:
+    """Draw ``label`` above ``ax``, left-aligned, in the layout of mplhep's generic experiment
+    label (its ``loc=0``: the experiment in bold, then the text in italics), with the
+    luminosity/sqrt(s) part above ``right_ax`` (default ``ax``), right-aligned. Returns the
+    text artists (tagged :data:`LABEL_GID`).
+
+    Drawn with plain text artists (the second anchored to the first's box): mplhep's label
+    functions fall back to pyplot's current axes internally, which would register a pyplot
+    figure."""
     lab = label or default_label()
-    texts = mplhep.label.exp_label(exp=lab.experiment, llabel=" " + lab.left if lab.left else "",
-                                   rlabel="", loc=0, ax=ax)
-    out = [t for t in texts if isinstance(t, Text) and t.get_text().strip()]
+    size = fontsize or mpl.rcParams["font.size"]
+    out = [ax.text(0.0, 1.005, lab.experiment, transform=ax.transAxes, ha="left", va="bottom",
+                   fontsize=size * 1.25, fontweight="bold")]
+    if lab.left:
+        out.append(ax.annotate(lab.left, xy=(1.0, 0.0), xycoords=out[0], xytext=(0.4 * size, 0),
+                               textcoords="offset points", ha="left", va="bottom",
+                               fontsize=size, fontstyle="italic"))
     if lab.right:
         target = right_ax if right_ax is not None else ax
         out.append(target.text(1.0, 1.005, lab.right, transform=target.transAxes,
-                               ha="right", va="bottom", fontsize="medium"))
+                               ha="right", va="bottom", fontsize=size))
     for t in out:
         t.set_gid(LABEL_GID)
     return out
@@ -206,15 +216,30 @@ def style_context() -> Iterator[None]:
 
 
 def new_figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1,
-               **subplots: Any) -> tuple[Figure, Any]:
-    """A figure with constrained layout on an explicit Agg canvas and its axes (``subplots``
-    passed to :meth:`Figure.subplots`, ``squeeze=False`` unless given). Call inside
+               header: bool = False, **subplots: Any) -> tuple[Figure, Any, Axes | None]:
+    """``(fig, axes, head)``: a figure with constrained layout on an explicit Agg canvas, its
+    axes (an ``(nrows, ncols)`` array; ``subplots``: ``sharex``/``sharey``) and, with
+    ``header``, an axes-free strip above every panel for the label (:func:`draw_label` on
+    it), so that panel titles never meet the label (else None). Call inside
     :func:`style_context`."""
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
-    subplots.setdefault("squeeze", False)
-    axes = fig.subplots(nrows, ncols, **subplots)
-    return fig, axes
+    if not header:
+        axes = fig.subplots(nrows, ncols, squeeze=False, **subplots)
+        return fig, axes, None
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[0.001] + [1.0] * nrows)
+    head = fig.add_subplot(grid[0, :])
+    head.set_axis_off()
+    axes = np.empty((nrows, ncols), dtype=object)
+    for i in range(nrows):
+        for j in range(ncols):
+            share: dict[str, Any] = {}
+            if subplots.get("sharey") and j > 0:
+                share["sharey"] = axes[i, 0]
+            if subplots.get("sharex") and i > 0:
+                share["sharex"] = axes[0, j]
+            axes[i, j] = fig.add_subplot(grid[i + 1, j], **share)
+    return fig, axes, head
 
 
 def legend_outside(fig: Figure, handles: Sequence[Artist], labels: Sequence[str],
@@ -279,8 +304,6 @@ def layout_problems(fig: Figure) -> list[str]:
     every = named + titles
     for i, (na, a) in enumerate(named):
         for nb, b in every[i + 1:]:
-            if na.startswith("label") and nb.startswith("label"):
-                continue  # the parts of one label touch by design
             if _bbox_overlap(a, b):
                 problems.append(f"{na} overlaps {nb}")
     return problems

@@ -39,7 +39,7 @@ N_SIGMA: Final[float] = 2.0
 #: Fewest simulated events behind a per-channel number for the report to print it.
 MIN_EVENTS: Final[int] = 20
 #: Smallest singular value of the calibration's response below which it counts as near singular.
-MIN_RESPONSE: Final[float] = 0.1
+MIN_RESPONSE: Final[float] = 0.2
 #: Method efficiency below which it is named as a reason.
 MIN_EFFICIENCY: Final[float] = 0.5
 _AXES: Final[tuple[str, ...]] = ("kk", "rr", "nn")
@@ -78,7 +78,7 @@ def _round(n: float) -> str:
     """2 significant digits with thousands separators: 123456 -> '120 000'."""
     if not np.isfinite(n) or n <= 0:
         return "?"
-    digits = max(0, int(math.floor(math.log10(n))) - 1)
+    digits = max(0, math.floor(math.log10(n)) - 1)
     r = int(round(n, -digits))
     return f"{r:,}".replace(",", " ")
 
@@ -162,10 +162,12 @@ def method_flags(r: MethodResult, n_generated: int | None = None,
     needed = None
     needed_gen = None
     if np.isfinite(worst) and worst > TARGET_ERROR:
-        needed = int(math.ceil(r.n_selected * (worst / TARGET_ERROR) ** 2))
+        needed = math.ceil(r.n_selected * (worst / TARGET_ERROR) ** 2)
         if n_generated and r.n_selected:
-            needed_gen = int(math.ceil(needed * n_generated / r.n_selected))
+            needed_gen = math.ceil(needed * n_generated / r.n_selected)
     why = _reasons(r, n_half)
+    if any("near singular" in w for w in why):
+        needed = needed_gen = None  # 1/sqrt(N) does not extrapolate a degenerate calibration
     flags: list[Flag] = []
 
     def add(quantity: str, value: str, bound: str) -> None:
@@ -206,7 +208,7 @@ def channel_significance(r: MethodResult, lumi: float = RUN2_LUMI
     out: dict[str, tuple[float, float, int, str | None]] = {}
     for ch in r.channels:
         z_d, z_b = significance([ch]).at(lumi)
-        k = int(round(0.5 * r.n_selected * ch.signal_per_fb / total))
+        k = round(0.5 * r.n_selected * ch.signal_per_fb / total)
         bound = max_significance(ch.signal_per_fb * lumi)
         why = None
         if k < MIN_EVENTS:
