@@ -28,16 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-from ditau.plots.style import (
-    Label,
-    default_label,
-    draw_label,
-    legend_outside,
-    method_style,
-    new_figure,
-    save_figure,
-    style_context,
-)
+from ditau.plots import style as sty
 from ditau.tomography import quantum
 from ditau.tomography.bounds import result_flags, total_cov
 from ditau.tomography.estimators import lo_inclusive
@@ -80,7 +71,7 @@ def states(res: TomographyResult) -> list[State]:
         cov[np.ix_(idx, idx)] = total_cov(r)
         meas = np.zeros(15, bool)
         meas[idx] = True
-        out.append(State(f"{method_style(m).label}, calibrated", np.zeros(3), np.zeros(3),
+        out.append(State(f"{sty.method_style(m).label}, calibrated", np.zeros(3), np.zeros(3),
                          np.diag(r.calibrated), cov, meas, bool(flags.get(m))))
     return out
 
@@ -136,7 +127,7 @@ def _cmap() -> Any:
     return mpl.colormaps["RdBu_r"].with_extremes(bad="0.92")
 
 
-def make_density_matrix(res: TomographyResult, label: Label | None = None,
+def make_density_matrix(res: TomographyResult, label: sty.Label | None = None,
                         methods: bool = False) -> Figure:
     """Re rho (top row) and Im rho (bottom row) of the LO expectation and the truth-level
     measurement, annotated with the values and their errors (linear propagation of the
@@ -151,9 +142,9 @@ def make_density_matrix(res: TomographyResult, label: Label | None = None,
         sts = [s for s in sts if s.measured.all()]
     n = len(sts)
     rows = 1 if methods else 2
-    lab = (label or default_label())
-    with style_context():
-        fig, axes, head = new_figure((3.9 * n + 1.4, 4.3 * rows + 0.6), rows, n, header=True)
+    lab = (label or sty.default_label())
+    with sty.style_context():
+        fig, axes, head = sty.new_figure((3.9 * n + 1.4, 4.3 * rows + 0.6), rows, n, header=True)
         im = None
         for k, s in enumerate(sts):
             rho, er, ei = _rho_and_errors(s)
@@ -167,19 +158,19 @@ def make_density_matrix(res: TomographyResult, label: Label | None = None,
             axes[1, 0].set_ylabel(r"Im $\rho$")
         if im is not None:
             fig.colorbar(im, ax=list(axes.ravel()), shrink=0.8, label=r"element of $\rho$")
-        draw_label(head, lab.with_(lumi=None), fontsize=12)
+        sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
     return fig
 
 
-def make_correlations(res: TomographyResult, label: Label | None = None) -> Figure:
+def make_correlations(res: TomographyResult, label: sty.Label | None = None) -> Figure:
     """C_ij of :func:`states` as annotated heat-maps with errors; elements a method does not
     measure (off-diagonal) are grey, "n/m"."""
     sts = states(res)
     n = len(sts)
-    lab = (label or default_label())
+    lab = (label or sty.default_label())
     ticks = [f"${a}$" for a in _KRN]
-    with style_context():
-        fig, axes, head = new_figure((3.2 * n + 1.2, 4.6), 1, n, header=True)
+    with sty.style_context():
+        fig, axes, head = sty.new_figure((3.2 * n + 1.2, 4.6), 1, n, header=True)
         im = None
         for k, s in enumerate(sts):
             err = None
@@ -192,24 +183,24 @@ def make_correlations(res: TomographyResult, label: Label | None = None) -> Figu
         axes[0, 0].set_ylabel(r"$\tau^+$ axis")
         if im is not None:
             fig.colorbar(im, ax=list(axes.ravel()), shrink=0.85, label=r"$C_{ij}$")
-        draw_label(head, lab.with_(lumi=None), fontsize=12)
+        sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
     return fig
 
 
-def make_significance(res: TomographyResult, label: Label | None = None) -> Figure:
+def make_significance(res: TomographyResult, label: sty.Label | None = None) -> Figure:
     """Z(D > 1/3) and Z(m12 > 1) versus luminosity, one colour per method: solid without,
     dashed with the calibration's MC-statistics uncertainty; the 5 sigma line and 140 fb^-1
     marked; the legend right of the axes."""
-    lab = (label or default_label())
-    with style_context():
-        fig, axes, head = new_figure((12.5, 5.4), 1, 2, header=True, sharey=True)
+    lab = (label or sty.default_label())
+    with sty.style_context():
+        fig, axes, head = sty.new_figure((12.5, 5.4), 1, 2, header=True, sharey=True)
         handles: list[Any] = []
         names: list[str] = []
         top = 10.0
         for ax, key, title in ((axes[0, 0], "z_entanglement", "entanglement"),
                                (axes[0, 1], "z_bell", "Bell nonlocality")):
             for m, r in res.methods.items():
-                st = method_style(m)
+                st = sty.method_style(m)
                 if r.significance_no_mc is not None:
                     z = np.asarray(getattr(r.significance_no_mc, key), float)
                     h, = ax.plot(r.significance_no_mc.lumi, np.clip(z, 1e-3, None),
@@ -238,17 +229,17 @@ def make_significance(res: TomographyResult, label: Label | None = None) -> Figu
         if handles:
             handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
             names += [r"data stat. $\oplus$ syst.", "+ MC stat. of calibration"]
-        legend_outside(fig, handles, names, where="right", fontsize=11)
-        draw_label(head, lab.with_(lumi=None), fontsize=12)
+        sty.legend_outside(fig, handles, names, where="right", fontsize=11)
+        sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
     return fig
 
 
-def make_closure(res: TomographyResult, label: Label | None = None) -> Figure:
+def make_closure(res: TomographyResult, label: sty.Label | None = None) -> Figure:
     """Closure pulls (calibrated pseudo-data half minus its truth, over the error) per
     parameter and method, with the +-1 and +-2 bands."""
-    lab = (label or default_label())
-    with style_context():
-        fig, axes, _ = new_figure((8.0, 4.6), 1, 1)
+    lab = (label or sty.default_label())
+    with sty.style_context():
+        fig, axes, _ = sty.new_figure((8.0, 4.6), 1, 1)
         ax = axes[0, 0]
         ax.axhspan(-2, 2, color="0.92")
         ax.axhspan(-1, 1, color="0.82")
@@ -256,7 +247,7 @@ def make_closure(res: TomographyResult, label: Label | None = None) -> Figure:
         n = max(len(res.methods), 1)
         handles, names = [], []
         for k, (m, r) in enumerate(res.methods.items()):
-            st = method_style(m)
+            st = sty.method_style(m)
             x = np.arange(3) + (k - (n - 1) / 2) * 0.6 / n
             h = ax.plot(x, r.closure_pull, ls="none", marker=st.marker, color=st.color,
                         markersize=8)[0]
@@ -268,32 +259,32 @@ def make_closure(res: TomographyResult, label: Label | None = None) -> Figure:
         lim = max(3.0, 1.2 * max(pulls, default=0.0))
         ax.set_ylim(-lim, lim)
         ax.set_ylabel("closure pull")
-        legend_outside(fig, handles, names, where="right", fontsize=11)
-        draw_label(ax, lab.with_(lumi=None), fontsize=12)
+        sty.legend_outside(fig, handles, names, where="right", fontsize=11)
+        sty.draw_label(ax, lab.with_(lumi=None), fontsize=12)
     return fig
 
 
 def plot_significance(res: TomographyResult, path: str | os.PathLike[str],
-                      com: float = 13.0, dpi: int = 100, label: Label | None = None) -> Path:
+                      com: float = 13.0, dpi: int = 100, label: sty.Label | None = None) -> Path:
     """Write :func:`make_significance` as PNG."""
-    lab = (label or default_label()).with_(com=com)
-    return save_figure(make_significance(res, lab), path, dpi)
+    lab = (label or sty.default_label()).with_(com=com)
+    return sty.save_figure(make_significance(res, lab), path, dpi)
 
 
 def write_figures(res: TomographyResult, out_dir: str | os.PathLike[str], com: float = 13.0,
-                  dpi: int = 100, label: Label | None = None) -> list[Path]:
+                  dpi: int = 100, label: sty.Label | None = None) -> list[Path]:
     """``significance.png``, ``density_matrix.png`` (LO and truth level),
     ``density_matrix_methods.png``, ``correlations.png`` and, with calibrated methods,
     ``closure.png`` in ``out_dir``."""
     out = Path(out_dir)
-    lab = (label or default_label()).with_(com=com)
+    lab = (label or sty.default_label()).with_(com=com)
     written = [plot_significance(res, out / "significance.png", com, dpi, lab),
-               save_figure(make_density_matrix(res, lab), out / "density_matrix.png", dpi),
-               save_figure(make_density_matrix(res, lab, methods=True),
+               sty.save_figure(make_density_matrix(res, lab), out / "density_matrix.png", dpi),
+               sty.save_figure(make_density_matrix(res, lab, methods=True),
                            out / "density_matrix_methods.png", dpi),
-               save_figure(make_correlations(res, lab), out / "correlations.png", dpi)]
+               sty.save_figure(make_correlations(res, lab), out / "correlations.png", dpi)]
     if res.methods:
-        written.append(save_figure(make_closure(res, lab), out / "closure.png", dpi))
+        written.append(sty.save_figure(make_closure(res, lab), out / "closure.png", dpi))
     return written
 
 
