@@ -168,3 +168,36 @@ def test_file_without_reco_columns_is_named(signal_particles, tmp_path):
     write_events(t, tmp_path / "bare.parquet", {"stage": "generate"})
     with pytest.raises(TomographyError, match=r"bare.parquet: no .*column 'in_sr'"):
         run_tomography(tmp_path / "bare.parquet")
+
+
+def test_a_variation_must_be_the_same_events_with_the_same_random_numbers(
+        signal_particles, signal_reco_tes, tmp_path):
+    from ditau.detector.config import DetectorConfig
+    from ditau.detector.run import run_detector
+    from ditau.tomography.run import check_variation
+
+    nom, up = signal_reco_tes
+    t_nom, t_up = read_events(nom), read_events(up)
+    check_variation(nom, t_nom, up, t_up)  # the real tes_up variation passes
+    other_seed = run_detector(signal_particles, tmp_path / "tes_up_seed2.parquet",
+                              DetectorConfig(seed=2), systematic="tes_up",
+                              keep_particles=False, progress=False).path
+    with pytest.raises(TomographyError, match=r"detector settings differ from .*nom\.parquet "
+                                              r"beyond the systematic handles: seed = 2 "
+                                              r"against 1"):
+        check_variation(nom, t_nom, other_seed, read_events(other_seed))
+    fewer = t_up.slice(0, t_up.num_rows - 5)
+    with pytest.raises(TomographyError, match="5 event ids in one file only"):
+        check_variation(nom, t_nom, up, fewer)
+
+
+def test_cli_names_unknown_methods_and_missing_files(reco_files, tmp_path):
+    r = CliRunner().invoke(app, ["tomography", str(tmp_path / "none.parquet"), "-o",
+                                 str(tmp_path / "t")])
+    assert r.exit_code == 2 and f"error: {tmp_path / 'none.parquet'}: no such file" in r.output
+    nom = reco_files.nom
+    r = CliRunner().invoke(app, ["tomography", str(nom), "-o", str(tmp_path / "t"),
+                                 "-m", "mmcc"])
+    assert r.exit_code == 2
+    assert "--method: unknown value(s) ['mmcc']; choose from truth, collinear, fastmtt, mmc, ml" \
+        in r.output

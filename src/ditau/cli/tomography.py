@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ditau.cli.common import comma_list, existing_all, fail, user_errors
+from ditau.cli.reconstruct import METHOD_NAMES
 from ditau.schema import SchemaError
 
 
@@ -102,19 +104,26 @@ def tomography_command(
 
     if rho not in ("visible", "polarimeter"):
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
+    with user_errors():
+        methods = comma_list(method, "--method", ("truth", *METHOD_NAMES))
+        pairs = _pairs(recon, "--recon", "METHOD=FILE")
+        comma_list(list(pairs), "--recon", METHOD_NAMES)
+        vpairs = _pairs(variation, "--variation")
+        vrecon = _variation_pairs(variation_recon)
+        nu = _list_pairs(nu_sampling, "--nu-sampling")
+        existing_all([events, *pairs.values(), *vpairs.values(), *(background or ()),
+                      *(f for per in vrecon.values() for f in per.values()),
+                      *(f for fs in nu.values() for f in fs)])
     try:
-        res = run_tomography(events, methods=tuple(method) if method else None,
-                             recon=_pairs(recon, "--recon", "METHOD=FILE"),
-                             variations=_pairs(variation, "--variation"),
-                             variation_recon=_variation_pairs(variation_recon),
+        res = run_tomography(events, methods=methods or None,
+                             recon=pairs, variations=vpairs, variation_recon=vrecon,
                              backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
                              reference_yields=reference_yields,
-                             nu_sampling_recon=_list_pairs(nu_sampling, "--nu-sampling"),
+                             nu_sampling_recon=nu,
                              candidate_average=candidate_average,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)
     except (TomographyError, SchemaError, ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+        fail(err)
     typer.echo(to_markdown(res))
     typer.echo("wrote " + ", ".join(str(p) for p in written))

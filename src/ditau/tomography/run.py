@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -375,6 +375,42 @@ def _as_list(files: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(f) for f in files]
 
 
+#: Detector-config fields a named systematic variation changes (ditau.detector.SYSTEMATICS).
+_VARIED: Final[frozenset[str]] = frozenset({"tes", "jes", "soft_met_scale",
+                                            "soft_met_resolution"})
+
+
+def check_variation(nominal: str | Path, nominal_table: pa.Table, variation: str | Path,
+                    variation_table: pa.Table) -> None:
+    """A detector variation must be the nominal's events through the same detector with the
+    same random numbers, shifted: the same event ids in the same order, the same generated
+    input, the same detector seed and settings except the systematic handles. Raises
+    :class:`TomographyError` naming both files and what differs."""
+    a = column_array(nominal_table, "event_id")
+    b = column_array(variation_table, "event_id")
+    if len(a) != len(b) or not np.array_equal(a, b):
+        n_diff = len(np.setxor1d(a, b))
+        raise TomographyError(
+            f"{variation}: not the same events as {nominal} ({len(b)} against {len(a)} events, "
+            f"{n_diff} event ids in one file only): a variation must be 'ditau detector' run on "
+            "the same generated file with --systematic")
+    ma, mb = read_metadata(nominal), read_metadata(variation)
+    ia = (ma.get("input_identity") or {}).get("run_id") or ma.get("input")
+    ib = (mb.get("input_identity") or {}).get("run_id") or mb.get("input")
+    if ia is not None and ib is not None and ia != ib:
+        raise TomographyError(f"{variation}: made from another generated file than {nominal} "
+                              f"({ib} against {ia})")
+    ca, cb = ma.get("detector_config"), mb.get("detector_config")
+    if isinstance(ca, Mapping) and isinstance(cb, Mapping):
+        diff = sorted(k for k in set(ca) | set(cb)
+                      if k not in _VARIED and ca.get(k) != cb.get(k))
+        if diff:
+            raise TomographyError(
+                f"{variation}: detector settings differ from {nominal} beyond the systematic "
+                f"handles: {', '.join(f'{k} = {cb.get(k)!r} against {ca.get(k)!r}' for k in diff)}"
+                " (a variation reuses the nominal's random numbers: same seed and settings)")
+
+
 def _check_files(path: Path, methods: tuple[str, ...], recon: Mapping[str, str | Path],
                  variations: Mapping[str, str | Path],
                  variation_recon: Mapping[str, Mapping[str, str | Path]],
@@ -489,6 +525,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     var_recon: dict[str, dict[str, pa.Table]] = {}
     for name, vpath in variations.items():
         vt = _read(Path(vpath))
+        check_variation(path, ev, vpath, vt)
         var_recon[name] = {m: _only(read_method_output(f, m, vt, vpath), dat_ids)
                            for m, f in variation_recon.get(name, {}).items()}
         var_tables[name] = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), dat_ids)
