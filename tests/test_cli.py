@@ -37,6 +37,24 @@ def test_forced_decays_option(tmp_path):
     assert "fs_px" not in t.column_names
 
 
+def test_spin_weights_option(tmp_path):
+    """--spin weights: unpolarised decays with a spin_weight column, recorded in the metadata;
+    --spin-state without --spin weights is refused."""
+    from ditau.schema import read_metadata
+
+    out = tmp_path / "w.parquet"
+    res = runner.invoke(app, ["generate", "-n", "20", "-o", str(out), "-q", "--no-particles",
+                              "--force-decays", "pi", "--spin", "weights",
+                              "--spin-state", "separable"])
+    assert res.exit_code == 0, res.output
+    w = read_events(out)["spin_weight"].to_numpy()
+    assert np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w != 1.0)
+    assert read_metadata(out)["spin"]["state"] == "separable"
+    bad = runner.invoke(app, ["generate", "-n", "5", "-o", str(tmp_path / "b.parquet"), "-q",
+                              "--spin-state", "separable"])
+    assert bad.exit_code != 0 and "spin_state" in bad.output
+
+
 def test_unknown_process(tmp_path):
     out = tmp_path / "x.parquet"
     res = runner.invoke(app, ["generate", "--process", "higgs", "--out", str(out)])

@@ -270,6 +270,11 @@ def test_truth_columns_from_particle(synth):
                                                                                    "erho")
     assert (c["n_nu_p"][0], c["n_charged_p"][0], c["n_neutral_p"][0], c["chg_pdg_p"][0]) == (
         2, 1, 0, -11)
+    # the lepton-flavour neutrino of the leptonic leg (tau+ -> e+ nu_e nubar_tau): the nu_e;
+    # NaN for the rho leg; no spin weighting known for Delphes input
+    np.testing.assert_allclose(leg(c, "nul", "p", 0), p[8])
+    assert np.all(np.isnan(leg(c, "nul", "m", 0)))
+    np.testing.assert_array_equal(c["spin_weight"], 1.0)
     assert (c["n_nu_m"][0], c["n_pi0_m"][0], c["n_neutral_m"][0], c["chg_pdg_m"][0]) == (
         1, 1, 1, -211)
     pair = p[5] + p[10]

@@ -62,6 +62,8 @@ def synthetic_table(n: int = 300, seed: int = 1, channels: tuple[str, ...] = FIL
         "m_hat": rng.normal(91.0, 3.0, n), "m_tautau": rng.normal(90.0, 3.0, n),
         "pt_tautau": rng.exponential(5.0, n), "nu_other_px": rng.normal(0, 1, n),
         "nu_other_py": rng.normal(0, 1, n), "vis_out_px": np.zeros(n), "vis_out_py": np.zeros(n),
+        "spin_weight": np.ones(n),
+        **{f"nul_{c}_{leg}": np.full(n, np.nan) for c in XYZE for leg in "pm"},
     }
     for leg, sign in (("p", 1), ("m", -1)):
         md = mode[leg]

@@ -37,7 +37,14 @@ from ditau.provenance import (
     run_id,
     sample_settings,
 )
-from ditau.schema import EventWriter, SchemaError, read_metadata
+from ditau.schema import (
+    EventWriter,
+    SchemaError,
+    file_version,
+    read_metadata,
+    upgrade,
+    upgraded_schema,
+)
 
 
 def check_one_sample(srcs: Sequence[Path], metas: Sequence[dict[str, Any]],
@@ -83,12 +90,20 @@ def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 
     if Path(out).resolve() in {p.resolve() for p in srcs if p.exists()}:
         raise SchemaError(f"merge: output {out} is also an input")
     metas = [read_metadata(p) for p in srcs]
+    for p, m in zip(srcs, metas, strict=True):
+        if m.get("stage") == "reconstruct":
+            raise SchemaError(f"{p}: a reconstruction output (method {m.get('method')}); merge "
+                              "takes event files")
     check_one_sample(srcs, metas, force)
     files = [pq.ParquetFile(p) for p in srcs]
-    schema = files[0].schema_arrow.remove_metadata()
-    for p, f in zip(srcs[1:], files[1:], strict=True):
-        if f.schema_arrow.remove_metadata().names != schema.names:
-            diff = set(f.schema_arrow.names) ^ set(schema.names)
+    # files of an older schema version are upgraded (their missing columns filled)
+    versions = [file_version(m) for m in metas]
+    schemas = [upgraded_schema(f.schema_arrow.remove_metadata(), v)
+               for f, v in zip(files, versions, strict=True)]
+    schema = schemas[0]
+    for p, sch in zip(srcs[1:], schemas[1:], strict=True):
+        if set(sch.names) != set(schema.names):  # the writer puts them in one order
+            diff = set(sch.names) ^ set(schema.names)
             raise SchemaError(f"merge: {p} has different columns from {srcs[0]} "
                               f"(e.g. {sorted(diff)[:5]})")
     rows = [f.metadata.num_rows for f in files]
@@ -107,10 +122,10 @@ def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 
     writer = EventWriter(out, schema, meta_out, require=("id",))
     try:
         offset = 0
-        for p, f, n, meta in zip(srcs, files, rows, metas, strict=True):
+        for p, f, n, meta, ver in zip(srcs, files, rows, metas, versions, strict=True):
             share = n / total
             for batch in f.iter_batches(batch_size=batch_rows):
-                t = pa.Table.from_batches([batch])
+                t = upgrade(pa.Table.from_batches([batch]), ver)
                 ids = np.arange(offset, offset + t.num_rows, dtype=np.int64)
                 t = t.set_column(t.schema.get_field_index("event_id"), "event_id", pa.array(ids))
                 w = np.asarray(t["weight"]) * share

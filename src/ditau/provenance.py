@@ -167,6 +167,10 @@ def _ids(path: str | os.PathLike[str]) -> np.ndarray:
 #: Generator settings that may differ between files of one sample (statistics, bookkeeping).
 SAMPLE_FREE: Final[frozenset[str]] = frozenset({"seed", "events", "events_per_job",
                                                 "batch_size"})
+#: Generator settings added after files were first written, with the value every older file
+#: was generated with (issue #14: the spin mode; older files are exact or, with
+#: tau_spin_correlations false, unpolarised without weights: spin "exact").
+GENERATOR_ADDED: Final[dict[str, Any]] = {"spin": "exact", "spin_state": "sm"}
 #: Detector settings that may differ between files of one sample.
 DETECTOR_FREE: Final[frozenset[str]] = frozenset({"seed", "chunk_size"})
 
@@ -196,7 +200,8 @@ def sample_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     gen = meta.get("config") if meta.get("stage") == "generate" else meta.get("input_config")
     if isinstance(gen, Mapping):
-        out["generator"] = {k: v for k, v in gen.items() if k not in SAMPLE_FREE}
+        out["generator"] = {k: v for k, v in {**GENERATOR_ADDED, **gen}.items()
+                            if k not in SAMPLE_FREE}
     det = meta.get("detector_config")
     if isinstance(det, Mapping):
         out["detector"] = {k: v for k, v in det.items() if k not in DETECTOR_FREE}

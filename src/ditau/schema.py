@@ -6,9 +6,11 @@ Every stage reads and writes this schema. Columns come in groups:
     identity and normalisation (always required).
 ``truth``
     generator truth of the signal: both tau four-momenta just before decay (after FSR), each
-    leg's invisible system (sum of its neutrinos), its visible products split into the charged
-    part (pi+- or lepton, or the sum of charged prongs) and the neutral part (pi0s, photons, ...),
-    decay modes, channel, the hard process and the event-level invisible/out-of-acceptance sums.
+    leg's invisible system (sum of its neutrinos) and, for leptonic legs, its lepton-flavour
+    neutrino alone (``nul_*``, since 1.2.0), its visible products split into the charged part
+    (pi+- or lepton, or the sum of charged prongs) and the neutral part (pi0s, photons, ...),
+    decay modes, channel, the hard process, the event-level invisible/out-of-acceptance sums
+    and the spin weight (``spin_weight``, since 1.2.0).
 ``particles``
     the visible final state (list columns, float32), which the detector stage needs to re-run
     with other settings; each particle is tagged with the tau leg it descends from (if any).
@@ -34,6 +36,15 @@ generated events (``id`` + ``truth``, optionally ``particles``), detector-level 
 ``reco``, optionally ``truth`` and ``particles``: a Delphes import may have no truth) and
 reconstruction output (``event_id`` + ``method``). :func:`validate_file` checks a file against
 its kind (``ditau info``); :func:`read_events` with ``kind`` does the same before reading.
+
+Versions: ``MAJOR.MINOR.PATCH``; a file of another major version is refused. A minor version
+adds columns: each column records the version that introduced it (``Column.since``) and the
+value it takes in older files (``Column.fill``). Files of an older minor version are valid
+without those columns and :func:`read_events` (and the detector and merge stages, through
+:func:`upgrade`) add them with their fill values, so downstream code sees one column set.
+1.2.0 (issue #14) added ``nul_{px,py,pz,e}_{p,m}`` (NaN in older files: unknown, so the
+lepton polarimeter falls back to its approximation) and ``spin_weight`` (1 in older files,
+which were all generated with Pythia's exact correlated decays or deliberately unpolarised).
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ from numpy.typing import NDArray
 
 from ditau.physics import CHANNELS, DECAY_MODES
 
-SCHEMA_VERSION: Final[str] = "1.1.0"
+SCHEMA_VERSION: Final[str] = "1.2.0"
 METADATA_KEY: Final[bytes] = b"ditau"
 
 
@@ -75,18 +86,24 @@ class Column:
     doc: str
     nan_allowed: bool = False
     allowed: tuple[str, ...] | None = None
+    #: Schema version that introduced the column (older files may lack it).
+    since: str = "1.0.0"
+    #: The value of the column in files older than ``since`` (see :func:`upgrade`).
+    fill: float | None = None
 
 
 _LEGS: Final[dict[str, str]] = {"p": "tau+", "m": "tau-"}
 _XYZE: Final[tuple[str, ...]] = ("px", "py", "pz", "e")
 
 
-def _vec(prefix: str, what: str, group: str, nan_allowed: bool = False) -> list[Column]:
+def _vec(prefix: str, what: str, group: str, nan_allowed: bool = False,
+         since: str = "1.0.0", fill: float | None = None) -> list[Column]:
     cols = []
     for leg, name in _LEGS.items():
         for c in _XYZE:
             cols.append(Column(f"{prefix}_{c}_{leg}", pa.float64(), "GeV", group,
-                               f"{what} of the {name} leg, {c}", nan_allowed))
+                               f"{what} of the {name} leg, {c}", nan_allowed, since=since,
+                               fill=fill))
     return cols
 
 
@@ -115,6 +132,10 @@ def _build_columns() -> list[Column]:
     # Leg columns are NaN where the event has no such tau (background samples: n_nu = 0).
     cols += _vec("tau", "tau four-momentum just before decay (after FSR)", "truth", True)
     cols += _vec("nu", "sum of the leg's neutrinos (invisible system)", "truth", True)
+    cols += _vec("nul", "lepton-flavour neutrino of a leptonic (e, mu) leg: nu_l for the "
+                 "tau+ (tau+ -> l+ nu_l nubar_tau), nubar_l for the tau- (tau- -> l- nubar_l "
+                 "nu_tau); NaN for other legs and where the record does not give it", "truth",
+                 True, since="1.2.0", fill=float("nan"))
     cols += _vec("chg", "charged visible decay products (pi+- or lepton; sum of prongs)",
                  "truth", True)
     cols += _vec("neu", "neutral visible decay products (pi0s, photons, ...; 0 if none)",
@@ -140,6 +161,11 @@ def _build_columns() -> list[Column]:
                "px sum of visible final particles outside the stored |eta| range"),
         Column("vis_out_py", f64, "GeV", "truth",
                "py sum of visible final particles outside the stored |eta| range"),
+        Column("spin_weight", f64, "", "truth",
+               "tau-pair spin weight: the LO Standard-Model spin state over unpolarised decays "
+               "for samples generated with spin='weights' (ditau.spin.spin_weight), else 1; "
+               "multiply 'weight' by it for spin-sensitive distributions",
+               since="1.2.0", fill=1.0),
     ]
     lf32, li32, li8 = pa.list_(pa.float32()), pa.list_(pa.int32()), pa.list_(pa.int8())
     cols += [
@@ -219,12 +245,50 @@ BY_NAME: Final[dict[str, Column]] = {c.name: c for c in COLUMNS}
 GROUPS: Final[tuple[str, ...]] = ("id", "truth", "particles", "reco", "method")
 
 
-def group_columns(*groups: str) -> list[Column]:
-    """Columns of the given groups, in schema order."""
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.2.0"`` -> ``(1, 2, 0)``; raises :class:`SchemaError` for anything else."""
+    try:
+        return tuple(int(x) for x in str(version).split("."))
+    except ValueError as err:
+        raise SchemaError(f"schema version {version!r} is not MAJOR.MINOR.PATCH") from err
+
+
+def group_columns(*groups: str, version: str | None = None) -> list[Column]:
+    """Columns of the given groups, in schema order; with ``version``, only those that
+    existed in that schema version (``Column.since`` <= version)."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown column group(s) {sorted(unknown)}; groups are {GROUPS}")
-    return [c for c in COLUMNS if c.group in groups]
+    v = version_tuple(version) if version is not None else None
+    return [c for c in COLUMNS if c.group in groups
+            and (v is None or version_tuple(c.since) <= v)]
+
+
+def added_after(version: str) -> list[Column]:
+    """Columns introduced after schema ``version`` (absent from files of that version)."""
+    v = version_tuple(version)
+    return [c for c in COLUMNS if version_tuple(c.since) > v]
+
+
+def upgrade(table: pa.Table, version: str) -> pa.Table:
+    """``table`` (read from a file of schema ``version``) with the columns introduced since
+    then appended with their fill values (``Column.fill``), for every group the table has
+    other columns of; a table of the current version is returned unchanged."""
+    if version_tuple(version) >= version_tuple(SCHEMA_VERSION):
+        return table
+    names = set(table.column_names)
+    have = {BY_NAME[n].group for n in names if n in BY_NAME}
+    for col in added_after(version):
+        if col.name in names or col.group not in have or col.fill is None:
+            continue
+        values = pa.array(np.full(table.num_rows, col.fill), type=col.dtype)
+        table = table.append_column(pa.field(col.name, col.dtype, nullable=False), values)
+    return table
+
+
+def upgraded_schema(schema: pa.Schema, version: str) -> pa.Schema:
+    """The Arrow schema of :func:`upgrade` applied to a table of ``schema``."""
+    return upgrade(schema.empty_table(), version).schema
 
 
 def arrow_schema(*groups: str) -> pa.Schema:
@@ -247,9 +311,10 @@ class FileKind:
     #: Columns required beyond the groups (``event_id`` of a reconstruction output).
     extra: tuple[str, ...] = ()
 
-    def required_columns(self) -> list[str]:
-        """Names of the columns every file of this kind has, in schema order."""
-        return [*self.extra, *(c.name for c in group_columns(*self.required))]
+    def required_columns(self, version: str | None = None) -> list[str]:
+        """Names of the columns every file of this kind (of schema ``version``, default the
+        current one) has, in schema order."""
+        return [*self.extra, *(c.name for c in group_columns(*self.required, version=version))]
 
 
 #: The kinds of ditau files, by name (``kind=`` of :func:`read_events` and
@@ -283,10 +348,12 @@ def file_kind(names: Iterable[str], metadata: dict[str, Any] | None = None) -> s
 
 
 def check_columns(schema: pa.Schema, kind: str | None = None, source: str = "file",
-                  require: Sequence[str] = ()) -> None:
+                  require: Sequence[str] = (), version: str | None = None) -> None:
     """Check a file's Arrow ``schema`` (no data read): every schema column it has has its
     schema dtype; with ``kind``, every required column of that kind is there and the optional
     groups it has are complete; every column of the groups in ``require`` is there.
+    ``version``: the file's schema version (default: the current one); columns introduced
+    after it are not required.
 
     Raises :class:`SchemaError` naming ``source``, the kind and the column(s).
     """
@@ -300,14 +367,14 @@ def check_columns(schema: pa.Schema, kind: str | None = None, source: str = "fil
         if kind not in FILE_KINDS:
             raise ValueError(f"unknown file kind {kind!r}; kinds are {list(FILE_KINDS)}")
         k = FILE_KINDS[kind]
-        _require_present(names, k.required_columns(), source, f"a {k.doc} file")
+        _require_present(names, k.required_columns(version), source, f"a {k.doc} file")
         for group in k.optional:
-            cols = [c.name for c in group_columns(group)]
+            cols = [c.name for c in group_columns(group, version=version)]
             if names & set(cols):
                 _require_present(names, cols, source,
                                  f"the '{group}' group of a {k.doc} file (it has part of it)")
-    _require_present(names, [c.name for c in group_columns(*require)], source,
-                     f"groups {list(require)}")
+    _require_present(names, [c.name for c in group_columns(*require, version=version)],
+                     source, f"groups {list(require)} (schema {version or SCHEMA_VERSION})")
 
 
 def _require_present(names: set[str], needed: Sequence[str], source: str, what: str) -> None:
@@ -384,6 +451,9 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise SchemaError(f"output path {p} is a directory, expected a file name")
+    if p.exists() and not p.is_file():
+        raise SchemaError(f"output path {p} exists and is not a regular file (a device or "
+                          "pipe?): give a file name")
     if not parent.is_dir():
         raise SchemaError(f"cannot write {p}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
@@ -399,6 +469,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600: give the output the usual permissions (0666 & ~umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -511,11 +585,21 @@ def _metadata(pf: pq.ParquetFile, path: str | os.PathLike[str]) -> dict[str, Any
     if METADATA_KEY not in meta:
         raise SchemaError(f"{path}: no ditau metadata; not written by ditau")
     out: dict[str, Any] = json.loads(meta[METADATA_KEY])
-    major = str(out.get("schema_version", "0")).split(".")[0]
+    version = str(out.get("schema_version", "0"))
+    major = version.split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(f"{path}: schema version {out.get('schema_version')} is incompatible "
                           f"with this ditau (schema {SCHEMA_VERSION})")
+    try:
+        version_tuple(version)
+    except SchemaError as err:
+        raise SchemaError(f"{path}: {err}") from err
     return out
+
+
+def file_version(metadata: dict[str, Any]) -> str:
+    """The schema version recorded in a file's ``ditau`` metadata."""
+    return str(metadata.get("schema_version", SCHEMA_VERSION))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -532,23 +616,36 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
     that must be there (default ``("id",)`` without ``kind``, none with it). Every schema
     column of the file must have its dtype, whether read or not, so asking for a subset of
     columns does not hide a malformed file; the columns read are validated in full
-    (:func:`validate`). Raises :class:`SchemaError` naming the file and the column.
+    (:func:`validate`). A file of an older minor version is read with the columns added since
+    (requested ones, or all of its groups' without ``columns``) filled in (:func:`upgrade`).
+    Raises :class:`SchemaError` naming the file and the column.
     """
     pf = _open(path)
-    _metadata(pf, path)
+    version = file_version(_metadata(pf, path))
     groups = tuple(require) if require is not None else (() if kind else ("id",))
-    check_columns(pf.schema_arrow, kind, source=str(path), require=groups)
+    check_columns(pf.schema_arrow, kind, source=str(path), require=groups, version=version)
     names = set(pf.schema_arrow.names)
     cols = list(columns) if columns is not None else None
+    later = {c.name for c in added_after(version)}
     if cols is not None:
-        absent = [c for c in cols if c not in names]
+        absent = [c for c in cols if c not in names and c not in later]
         if absent:
             raise SchemaError(f"{path}: requested column(s) {absent} not in file")
     try:
-        table = pf.read(columns=cols)
+        table = pf.read(columns=[c for c in cols if c in names] if cols is not None else None)
     except (pa.ArrowInvalid, OSError) as err:
         raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
     validate(table, require=(), source=str(path))
+    if later - names:
+        table = upgrade(table, version)
+        if cols is not None:
+            for c in cols:
+                if c not in table.column_names and c in later:
+                    col = BY_NAME[c]
+                    table = table.append_column(pa.field(c, col.dtype, nullable=False),
+                                                pa.array(np.full(table.num_rows, col.fill),
+                                                         type=col.dtype))
+            table = table.select(cols)
     return table
 
 
@@ -564,7 +661,7 @@ def validate_file(path: str | os.PathLike[str], kind: str | None = None,
     pf = _open(path)
     meta = _metadata(pf, path)
     kind = kind or file_kind(pf.schema_arrow.names, meta)
-    check_columns(pf.schema_arrow, kind, source=str(path))
+    check_columns(pf.schema_arrow, kind, source=str(path), version=file_version(meta))
     first = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):

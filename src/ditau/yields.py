@@ -172,7 +172,8 @@ def _selected(path: Path) -> pa.Table:
     if missing:
         raise SchemaError(f"{path}: no reco columns {missing[:4]}: the yields read "
                           "detector-level files; run 'ditau detector' on it first")
-    return read_events(path, columns=_NEEDED, kind="detector")
+    cols = list(_NEEDED) + (["spin_weight"] if "spin_weight" in names else [])
+    return read_events(path, columns=cols, kind="detector")
 
 
 def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
@@ -193,7 +194,9 @@ def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
     for t in tables.values():
         sample = np.asarray(t.column("sample").to_pylist(), dtype=object)
         share = np.array([t.num_rows / per_sample[s] for s in sample]) if len(sample) else 0.0
-        w = np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * share
+        # spin_weight: 1 for exact decays, the weight to the SM state for --spin weights samples
+        spin = np.asarray(t["spin_weight"]) if "spin_weight" in t.column_names else 1.0
+        w = np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * spin * share
         sr = np.asarray(t["in_sr"])
         reco = np.asarray(t["reco_channel"].to_pylist(), dtype=object)
         truth = np.asarray(t["truth_channel"].to_pylist(), dtype=object)

@@ -60,6 +60,9 @@ def key_values(values: Iterable[str] | None, option: str) -> dict[str, str]:
         name, sep, val = v.partition("=")
         if not sep or not name.strip() or not val.strip():
             raise ValueError(f"{option}: expected NAME=VALUE, got {v!r}")
+        if name.strip() in out:
+            raise ValueError(f"{option}: {name.strip()} given twice ({out[name.strip()]!r} and "
+                             f"{val.strip()!r})")
         out[name.strip()] = val.strip()
     return out
 

@@ -17,9 +17,13 @@ def demo(
     seed: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """Run the whole chain on a small sample, on CPU: generation, detector, selection,
-    collinear/FastMTT/MMC, resolution table, spin tomography -> one report folder."""
+    collinear/FastMTT/MMC/ML, resolution tables, spin tomography -> one report folder."""
     from ditau.demo import run_demo
 
     with user_errors():
         report = run_demo(outdir, events=events, workers=workers, seed=seed)
-    typer.echo(report)
+    # the summary section on the terminal; the whole report (tables, figures) is in the folder
+    summary = report.split("\n## ", 2)
+    typer.echo("\n## ".join(summary[:2]).rstrip())
+    typer.echo(f"\nfull report: {Path(outdir) / 'report.md'} (figures in {outdir}/evaluation, "
+               f"{outdir}/tomography)")

@@ -111,6 +111,8 @@ def tomography_command(
         vpairs = _pairs(variation, "--variation")
         vrecon = _variation_pairs(variation_recon)
         nu = _list_pairs(nu_sampling, "--nu-sampling")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: exists and is not a directory (the report folder)")
         existing_all([events, *pairs.values(), *vpairs.values(), *(background or ()),
                       *(f for per in vrecon.values() for f in per.values()),
                       *(f for fs in nu.values() for f in fs)])

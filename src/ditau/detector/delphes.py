@@ -88,7 +88,10 @@ without such a tau: NaN momenta, zero counts, mode "other". ``hard_id1/2``: the 
 partons moving along +z / -z (0 when absent); ``m_hat``: their invariant mass (0 when
 absent); ``quark_pz_sign`` as in :mod:`ditau.generate.truth`; ``nu_other``: final-state
 neutrinos not descending (through M1) from the two taus; ``vis_out``: visible final particles
-with |eta| >= 5 (the generate stage's default stored range).
+with |eta| >= 5 (the generate stage's default stored range). ``nul_*``: the lepton-flavour
+neutrino among the direct daughters of a leptonic tau (as :mod:`ditau.generate.truth`), NaN
+for other legs and where the stored daughters do not include exactly one. ``spin_weight``: 1
+(a Delphes file says nothing about how its tau spins were generated).
 """
 
 from __future__ import annotations
@@ -950,6 +953,7 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
                        ("vis_out", final & ~is_nu & ~(abs_eta < TRUTH_ETA_MAX))):
         cols[f"{name}_px"] = np.bincount(evt[mask], p[mask, 0], minlength=n)
         cols[f"{name}_py"] = np.bincount(evt[mask], p[mask, 1], minlength=n)
+    cols["spin_weight"] = np.ones(n)
     return cols
 
 

@@ -21,8 +21,10 @@ from ditau.schema import (
     SchemaError,
     arrow_schema,
     check_writable,
+    file_version,
     group_columns,
     read_metadata,
+    upgrade,
 )
 from ditau.select import SelectConfig, select
 from ditau.stage import run_chunked
@@ -46,9 +48,10 @@ def reco_table(table: pa.Table, config: DetectorConfig, select_config: SelectCon
 
 
 def _work(table: pa.Table, cfg: DetectorConfig, scfg: SelectConfig, fakes: bool,
-          keep: list[str]) -> pa.Table:
+          keep: list[str], schema_version: str) -> pa.Table:
     reco = reco_table(table, cfg, scfg, fakes)
-    out = table.select(keep)
+    # an input of an older schema version: its missing columns with their fill values
+    out = upgrade(table, schema_version).select(keep)
     for f in reco.schema:
         out = out.append_column(f, reco.column(f.name))
     return out
@@ -68,6 +71,8 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     (:func:`ditau.stage.run_chunked`).
     """
     inp = Path(inp)
+    if Path(out).resolve() == inp.resolve():
+        raise SchemaError(f"output {out} is the input file: give another name")
     cfg = (config or DetectorConfig()).vary(systematic)
     scfg = select_config or SelectConfig()
     meta_in = read_metadata(inp)
@@ -79,7 +84,9 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
         raise SchemaError(f"{inp}: missing column(s) {missing} needed by the detector{hint}")
     groups = ["id", "truth"] + (["particles"] if keep_particles else [])
     keep = [c.name for c in group_columns(*groups)]
-    missing = [c for c in keep if c not in names]
+    in_version = file_version(meta_in)
+    missing = [c.name for c in group_columns(*groups, version=in_version)
+               if c.name not in names]
     if missing:
         raise SchemaError(f"{inp}: missing column(s) {missing[:6]} of groups {groups}")
     out = check_writable(out)
@@ -114,8 +121,9 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
         n += t.num_rows
         n_sr += int(np.sum(np.asarray(t["in_sr"])))
 
-    columns = sorted(set(INPUT_COLUMNS) | set(keep))
-    run_chunked(inp, out, functools.partial(_work, cfg=cfg, scfg=scfg, fakes=fakes, keep=keep),
+    columns = sorted(set(INPUT_COLUMNS) | (set(keep) & set(names)))
+    run_chunked(inp, out, functools.partial(_work, cfg=cfg, scfg=scfg, fakes=fakes, keep=keep,
+                                            schema_version=in_version),
                 columns=columns, schema=arrow_schema(*groups, "reco"), metadata=metadata,
                 require=(*groups, "reco"), chunk=cfg.chunk_size, workers=workers,
                 scheduler=scheduler, progress=progress, desc="detector", on_chunk=count,

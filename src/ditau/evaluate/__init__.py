@@ -110,6 +110,10 @@ def evaluate_files(events: str | os.PathLike[str],
     from ditau.schema import atomic_path, read_metadata
 
     ev = read_truth_events(events, only_sr=only_sr)
+    seen = [Path(p).resolve() for p in recon]
+    twice = sorted({str(p) for p in seen if seen.count(p) > 1})
+    if twice:
+        raise ValueError(f"--recon: {', '.join(twice)} given more than once")
     tables, sources = read_methods(recon)
     event_ids = ev["event_id"].to_numpy()
     for path in dict.fromkeys(str(p) for p in recon):

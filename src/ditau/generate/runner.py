@@ -29,6 +29,7 @@ from ditau.generate.truth import extract
 from ditau.physics import MB_TO_FB
 from ditau.provenance import run_id
 from ditau.schema import EventWriter, arrow_schema, check_writable
+from ditau.spin import truth_weights
 
 #: Pythia accepts seeds 1 .. 900 000 000.
 _PYTHIA_SEED_MAX = 900_000_000
@@ -72,6 +73,18 @@ class RunSummary:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _spin_metadata(config: GenerateConfig) -> dict[str, Any]:
+    """How the tau-pair spin was generated (recorded in the file's metadata)."""
+    if config.spin == "weights":
+        return {"mode": "weights", "state": config.spin_state, "decays": "unpolarised",
+                "frame": "Collins-Soper helicity basis {k, r, n} (ditau.tomography.basis)",
+                "spin_weight": "1 + B+.h+ + B-.h- + h+ C h- (ditau.spin.truth_weights): the "
+                               f"'{config.spin_state}' LO state over unpolarised decays; "
+                               "weight stays the normalisation"}
+    decays = "correlated (Pythia exact)" if config.tau_spin_correlations else "unpolarised"
+    return {"mode": "exact", "decays": decays, "spin_weight": "1"}
 
 
 def plan_jobs(config: GenerateConfig) -> list[Job]:
@@ -149,6 +162,8 @@ def run_job(config: GenerateConfig, job: Job,
                        config.keep_particles, config.particle_eta_max,
                        tau_pair=PROCESSES[config.process].tau_pair)
         cols["weight"] = np.zeros(n)  # set below, once the job's cross section is known
+        cols["spin_weight"] = (truth_weights(cols, config.spin_state)  # type: ignore[arg-type]
+                               if config.spin == "weights" else np.ones(n))
         tables.append(pa.table({f.name: cols[f.name] for f in schema}, schema=schema))
         done += n
         if on_batch is not None:
@@ -246,6 +261,7 @@ def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
         "frame": "laboratory; z along beam 1; GeV",
         "weight_definition": "events per fb^-1: sigma_gen x open tau fractions x gen_weight "
                              "/ events in file (each job's own sigma estimate)",
+        "spin": _spin_metadata(config),
     }
     # the sample's identity (ditau.provenance): what made it, so the same configuration and
     # seed (the same bytes) give the same id

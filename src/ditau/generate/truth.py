@@ -59,6 +59,11 @@ def leg_columns(leg: str, dp: NDArray[np.int64], evt: NDArray[np.int64],
     ``charge``: the charges of ``dp``; ``present``: per event, whether the leg exists (absent
     legs get NaN momenta); ``tau``: the leg's (n, 4) tau four-momenta. Shared by the Pythia
     and the Delphes truth readers, so decay-mode labels mean the same in both.
+
+    ``nul_*``: for legs of mode e or mu, the one direct decay product that is the lepton's
+    own-flavour neutrino with the leg's sign (tau+ -> l+ nu_l nubar_tau: PDG +12/+14;
+    tau- -> l- nubar_l nu_tau: -12/-14; PDG numbering scheme, "Monte Carlo particle
+    numbering" review); NaN for other legs (or a record without exactly one such neutrino).
     """
     n = len(present)
     ev = evt[dp]
@@ -88,6 +93,16 @@ def leg_columns(leg: str, dp: NDArray[np.int64], evt: NDArray[np.int64],
                       ("neu", total(neu))):
         for c, comp in enumerate(("px", "py", "pz", "e")):
             cols[f"{name}_{comp}_{leg}"] = vec[:, c]
+    # the lepton-flavour neutrino of leptonic legs: nu_e (12) with an e, nu_mu (14) with a mu,
+    # positive PDG id for the tau+ leg (nu_l), negative for the tau- leg (nubar_l)
+    sign = 1 if leg == "p" else -1
+    lep_mode = np.isin(mode, ("e", "mu"))
+    want = np.where(mode == "e", 12, 14) * sign
+    nul = (np.isin(abspid, (12, 14)) & (pid[dp] == want[ev]) & lep_mode[ev])
+    one_nul = lep_mode & (count(nul) == 1) & present
+    nul_p4 = np.where(one_nul[:, None], total(nul), np.nan)
+    for c, comp in enumerate(("px", "py", "pz", "e")):
+        cols[f"nul_{comp}_{leg}"] = nul_p4[:, c]
     cols[f"n_nu_{leg}"] = count(nu).astype(np.int8)
     cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
     cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)

@@ -130,7 +130,8 @@ def _complete(out: dict[str, Any], n: int) -> None:
     """The remaining truth and reco columns of a complete detector-level file, derived from
     the toy without new random numbers (so a seed gives the same events as before): the
     truth visible parts are the reco ones (no smearing), a u ubar -> Z hard process along +z,
-    no other neutrinos, every leg a real tau product, the channel's trigger fired."""
+    no other neutrinos, every leg a real tau product, the channel's trigger fired; no
+    lepton-flavour neutrino (NaN) and spin_weight 1."""
     taus = [np.column_stack([out[f"tau_{c}_{leg}"] for c in _C]) for leg in ("p", "m")]
     pair = taus[0] + taus[1]
     out["hard_id1"], out["hard_id2"] = np.full(n, 2, np.int32), np.full(n, -2, np.int32)
@@ -152,7 +153,10 @@ def _complete(out: dict[str, Any], n: int) -> None:
         out[f"decay_mode_{leg}"] = mode.astype(object)
         out[f"reco_n_neu_{leg}"] = rho.astype(np.int8)
         out[f"reco_origin_{leg}"] = np.zeros(n, np.int8)  # a real tau product
+        for c in _C:  # the toy does not split a leptonic leg's neutrinos: unknown
+            out[f"nul_{c}_{leg}"] = np.full(n, np.nan)
     out["truth_channel"] = out["reco_channel"]
+    out["spin_weight"] = np.ones(n)  # the toy's spin state is not an LO one: no reweighting
     for c in ("px", "py"):
         out[f"nu_other_{c}"] = np.zeros(n)
         out[f"vis_out_{c}"] = np.zeros(n)

@@ -18,6 +18,7 @@ from ditau.physics.channels import (
 from ditau.physics.constants import (
     BR_PDG,
     BR_PDG_ERR,
+    GAMMA_Z,
     KAPPA,
     M_PI,
     M_PI0,
@@ -49,7 +50,7 @@ from ditau.physics.fourvec import (
 
 __all__ = [
     "ANALYSIS_CHANNELS", "BR_PDG", "BR_PDG_ERR", "CHANNELS", "CHANNEL_LABELS", "DECAY_MODES",
-    "KAPPA", "MB_TO_FB", "M_PI", "M_PI0", "M_RHO", "M_TAU", "M_Z", "REFERENCE_ORDER",
+    "GAMMA_Z", "KAPPA", "MB_TO_FB", "M_PI", "M_PI0", "M_RHO", "M_TAU", "M_Z", "REFERENCE_ORDER",
     "SIN2_THETA_EFF", "boost_to_rest", "channel_of", "charges", "check_channels", "delta_phi",
     "delta_r", "eta", "expected_channel_fractions", "from_pt_eta_phi_m", "mass", "mass2",
     "momentum3", "momentum4", "p4_from_columns", "phi", "pt", "pt_eta", "to_array", "unit",

@@ -19,6 +19,8 @@ M_PI: Final[float] = Particle.from_pdgid(211).mass / 1000.0
 M_PI0: Final[float] = Particle.from_pdgid(111).mass / 1000.0
 M_RHO: Final[float] = Particle.from_pdgid(113).mass / 1000.0
 M_Z: Final[float] = Particle.from_pdgid(23).mass / 1000.0
+#: Z width in GeV (PDG, via the ``particle`` package, which stores MeV).
+GAMMA_Z: Final[float] = Particle.from_pdgid(23).width / 1000.0
 
 #: Decay modes of one tau leg as labelled in the event schema.
 DECAY_MODES: Final[tuple[str, ...]] = ("pi", "rho", "e", "mu", "other")

@@ -28,7 +28,7 @@ from ditau.inputs import INPUT_COLUMNS
 from ditau.provenance import INPUT, RUN_ID, identity, input_key, run_id
 from ditau.reconstruct.method import Batch, Method, make_method
 from ditau.reconstruct.output import recon_schema
-from ditau.schema import RECO_STATUS, SchemaError, check_writable, read_metadata
+from ditau.schema import BY_NAME, RECO_STATUS, SchemaError, check_writable, read_metadata
 from ditau.stage import read_chunks, run_chunked
 
 
@@ -88,6 +88,30 @@ def _input_names(inp: Path, tree: str | None) -> tuple[list[str], int, dict[str,
     return pf.schema_arrow.names, pf.metadata.num_rows, meta
 
 
+def _check_inputs(inp: Path, file_cols: list[str], needed: list[str]) -> None:
+    """The input columns have numeric types the methods can read (the schema's dtype for a
+    ditau file; any number for a foreign one) and the event ids are unique (SchemaError
+    naming the file, the column and what is wrong)."""
+    schema = pq.ParquetFile(inp).schema_arrow
+    for fc, name in zip(file_cols, needed, strict=True):
+        t = schema.field(fc).type
+        want = BY_NAME[name].dtype if name in BY_NAME else None
+        numeric = pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+        if pa.types.is_string(want) or pa.types.is_large_string(want):
+            ok = pa.types.is_string(t) or pa.types.is_large_string(t)
+        else:
+            ok = numeric
+        if not ok:
+            raise SchemaError(f"{inp}: column {fc} has type {t}, the reconstruction needs "
+                              f"{want} for {name}")
+    ids = pq.read_table(inp, columns=[file_cols[needed.index("event_id")]]).column(0)
+    ids = ids.to_numpy(zero_copy_only=False)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        raise SchemaError(f"{inp}: event_id not unique ({int(np.sum(counts > 1))} repeated, "
+                          f"e.g. {int(uniq[counts > 1][0])})")
+
+
 def _root_chunks(inp: Path, tree: str, columns: list[str], chunk: int) -> Iterator[pa.Table]:
     import awkward as ak
     import uproot
@@ -122,14 +146,27 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     inp = Path(inp_path)
     if not inp.exists():
         raise SchemaError(f"{inp}: no such file")
+    if inp.is_dir():
+        raise SchemaError(f"{inp}: a directory, not an event file")
+    if Path(out_path).resolve() == inp.resolve():
+        raise SchemaError(f"output {out_path} is the input file: give another name")
     m = make_method(method, settings)
     names, n_in, meta_in = _input_names(inp, tree)
+    if meta_in.get("stage") == "reconstruct":
+        raise SchemaError(f"{inp}: a reconstruction output (method {meta_in.get('method')}), "
+                          "not an event file: give the detector-level events it was made from")
+    if n_in == 0:
+        raise SchemaError(f"{inp}: no events")
+    needed = list(INPUT_COLUMNS) + list(m.columns) + (["in_sr"] if only_sr else [])
+    not_read = sorted(set(column_map or {}) - set(needed))
+    if not_read:
+        raise SchemaError(f"--columns: {not_read} are not input columns of method {method} "
+                          f"(it reads {', '.join(needed)})")
     rename = {v: k for k, v in (column_map or {}).items()}  # file name -> schema name
     unknown = [v for v in rename if v not in names]
     if unknown:
         raise SchemaError(f"{inp}: --columns names column(s) {unknown} that the file does not "
                           "have")
-    needed = list(INPUT_COLUMNS) + list(m.columns) + (["in_sr"] if only_sr else [])
     available = {rename.get(c, c) for c in names}
     missing = [c for c in needed if c not in available]
     if missing:
@@ -140,6 +177,8 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
                           f"{hint}")
     back = {rename.get(c, c): c for c in names}  # schema name -> file name
     file_cols = [back[c] for c in needed]
+    if inp.suffix != ".root":
+        _check_inputs(inp, file_cols, needed)
     out = check_writable(out_path)
     if inp.suffix == ".root":
         chunks: Iterator[pa.Table] = _root_chunks(inp, meta_in["tree"], file_cols, chunk)

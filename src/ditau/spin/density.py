@@ -42,12 +42,8 @@ from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from particle import Particle
 
-from ditau.physics import M_TAU, M_Z, SIN2_THETA_EFF
-
-#: Z width in GeV (PDG, via the ``particle`` package; belongs in ditau.physics.constants).
-GAMMA_Z: Final[float] = Particle.from_pdgid(23).width / 1000.0
+from ditau.physics import GAMMA_Z, M_TAU, M_Z, SIN2_THETA_EFF
 
 #: Electric charge and weak isospin of the up-type and down-type quarks and the tau-.
 _Q_UP, _T3_UP = 2.0 / 3.0, 0.5

@@ -13,10 +13,11 @@ momenta flip, the spin does not; shared/reference/tomography.md "Decay-angle est
 * e, mu: exact: h = direction of the nubar_l (tau- -> l- nubar_l nu_tau) or minus the
   direction of the nu_l (tau+ -> l+ nu_l nubar_tau), |h| = 1: the matrix element is
   proportional to (p_tau - m_tau s).p_nubar_l (p_l.p_nu_tau) (tomography.md "What makes the
-  result a measurement"). Needs the individual lepton-flavour neutrino; the truth schema
-  stores only the summed invisible system, so :func:`from_truth` falls back to the labelled
-  approximation h = kappa l_hat with kappa = -+1/3 (exact only for observables integrated
-  over the lepton energy, i.e. without lepton-energy cuts) unless ``nu_lep`` is given.
+  result a measurement"). Needs the individual lepton-flavour neutrino: the truth schema
+  stores it as ``nul_*`` (since 1.2.0); where it is absent or NaN (older files, Delphes
+  records without it) :func:`from_truth` falls back to the labelled approximation
+  h = kappa l_hat with kappa = -+1/3 (exact only for observables integrated over the lepton
+  energy, i.e. without lepton-energy cuts), flagged ``exact_* = False``.
 * anything else (3-prong, other modes): h = 0, labelled approximation (such a leg then
   carries no spin information; its weight factor is 1).
 
@@ -122,18 +123,19 @@ def polarimeters(tau_p: ArrayLike, tau_m: ArrayLike, chg_p: ArrayLike, neu_p: Ar
                  chg_m: ArrayLike, neu_m: ArrayLike, modes_p: ArrayLike, modes_m: ArrayLike,
                  nu_lep_p: ArrayLike | None = None, nu_lep_m: ArrayLike | None = None,
                  axis: Literal["collins-soper", "beam"] = "collins-soper",
-                 lepton: LeptonPolarimeter = "exact") -> Polarimeters:
+                 lepton: LeptonPolarimeter | Literal["auto"] = "exact") -> Polarimeters:
     """Polarimeters of every event from lab four-momenta ``(N, 4)`` and decay modes.
 
     ``chg_*``: charged pion or lepton; ``neu_*``: neutral products (pi0 for the rho);
     ``nu_lep_*``: the lepton-flavour neutrino of a leptonic leg (nu_l for the tau+, nubar_l
     for the tau-; rows of non-leptonic legs are ignored). The rho's neutrino is
     tau - chg - neu. Leptonic legs: ``lepton="exact"`` needs ``nu_lep_*`` (else ValueError);
-    ``lepton="direction"`` uses -+1/3 x lepton direction (approximation, see module doc).
-    Modes other than pi, rho, e, mu get h = 0.
+    ``lepton="direction"`` uses -+1/3 x lepton direction (approximation, see module doc);
+    ``lepton="auto"``: exact for the rows whose ``nu_lep_*`` is finite, the direction
+    elsewhere. Modes other than pi, rho, e, mu get h = 0.
     """
-    if lepton not in ("exact", "direction"):
-        raise ValueError(f"lepton must be 'exact' or 'direction', not {lepton!r}")
+    if lepton not in ("exact", "direction", "auto"):
+        raise ValueError(f"lepton must be 'exact', 'direction' or 'auto', not {lepton!r}")
     tp, tm = as_p4_array(tau_p), as_p4_array(tau_m)
     frame = helicity_frame(momentum4(tp), momentum4(tm), axis=axis)
     out: dict[str, tuple[NDArray[np.float64], NDArray[np.bool_]]] = {}
@@ -153,17 +155,22 @@ def polarimeters(tau_p: ArrayLike, tau_m: ArrayLike, chg_p: ArrayLike, neu_p: Ar
                                             leg)[is_rho]  # type: ignore[arg-type]
             exact |= is_pi | is_rho
             if np.any(is_lep):
-                if lepton == "exact":
-                    if nu_lep is None:
-                        raise ValueError(f"lepton='exact' needs nu_lep_{leg} for the leptonic "
-                                         f"legs (the lepton-flavour neutrino)")
-                    h[is_lep] = lepton_polarimeter(nu_lep, tau, frame,
-                                                   leg)[is_lep]  # type: ignore[arg-type]
-                    exact |= is_lep
-                else:
+                if lepton == "exact" and nu_lep is None:
+                    raise ValueError(f"lepton='exact' needs nu_lep_{leg} for the leptonic "
+                                     f"legs (the lepton-flavour neutrino)")
+                with_nu = np.zeros(len(tp), dtype=bool)
+                if lepton != "direction" and nu_lep is not None:
+                    nl = as_p4_array(nu_lep)
+                    with_nu = is_lep & (np.all(np.isfinite(nl), axis=1) | (lepton == "exact"))
+                    if np.any(with_nu):
+                        h[with_nu] = lepton_polarimeter(nl, tau, frame,
+                                                        leg)[with_nu]  # type: ignore[arg-type]
+                    exact |= with_nu
+                approx = is_lep & ~with_nu
+                if np.any(approx):
                     # lepton direction with kappa = -1/3 (tau-), +1/3 (tau+): tomography.md table
-                    h[is_lep] = (-_sign(leg) / 3.0  # type: ignore[arg-type]
-                                 * _components(c, tau, frame))[is_lep]
+                    h[approx] = (-_sign(leg) / 3.0  # type: ignore[arg-type]
+                                 * _components(c, tau, frame))[approx]
         h[~frame.valid] = np.nan
         out[leg] = (h, exact)
     return Polarimeters(out["p"][0], out["m"][0], out["p"][1], out["m"][1], frame.cos_theta,
@@ -175,12 +182,14 @@ def from_truth(events: Any, axis: Literal["collins-soper", "beam"] = "collins-so
     """Truth polarimeters from an event table (pyarrow Table, pandas, dict of arrays).
 
     Columns: ``tau_*``, ``chg_*``, ``neu_*``, ``decay_mode_{p,m}`` and, where present, the
-    lepton-flavour neutrino ``nul_{px,py,pz,e}_{p,m}`` (not yet in the schema: see the
-    report of issue #14). ``lepton=None``: 'exact' if those columns exist, else 'direction'.
+    lepton-flavour neutrino ``nul_{px,py,pz,e}_{p,m}`` (schema 1.2.0). ``lepton=None``: the
+    exact lepton polarimeter for the rows where ``nul_*`` is finite (``exact_*`` True), the
+    direction approximation elsewhere (files without the columns: everywhere); 'exact' needs
+    the columns (NaN rows give NaN), 'direction' ignores them.
     """
     names = column_names(events)
     has_nul = all(f"nul_{c}_{leg}" in names for c in ("px", "py", "pz", "e") for leg in "pm")
-    mode = lepton or ("exact" if has_nul else "direction")
+    mode = lepton or ("auto" if has_nul else "direction")
     nul = ((_columns(events, "nul", "p"), _columns(events, "nul", "m"))
            if has_nul else (None, None))
     return polarimeters(_columns(events, "tau", "p"), _columns(events, "tau", "m"),

@@ -17,10 +17,12 @@ closure tests.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ditau.spin.density import SpinState
+from ditau.spin.density import SpinState, state_from_truth
 
 
 def decay_density(h_p: ArrayLike, h_m: ArrayLike, state: SpinState) -> NDArray[np.float64]:
@@ -65,3 +67,47 @@ def spin_weight(h_p: ArrayLike, h_m: ArrayLike, target: SpinState,
     ok = np.isfinite(num) & np.isfinite(den) & (den > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+
+
+#: Target states of :func:`truth_weights` (``GenerateConfig.spin_state``).
+TargetState = Literal["sm", "separable", "unpolarised"]
+
+
+def target_state(events: Any, cos_theta: ArrayLike, state: TargetState = "sm") -> SpinState:
+    """The per-event target state of :func:`truth_weights`, shape (N,).
+
+    ``"sm"``: the LO Standard-Model state of each event (:func:`~ditau.spin.state_from_truth`:
+    m_hat, cos Theta, flavour, quark direction); ``"separable"``: the product of its two
+    single-tau states, B+- as for "sm" and C = B+ B-^T (rho = rho+ x rho-: separable, zero
+    concurrence; for validation); ``"unpolarised"``: B = 0, C = 0.
+    """
+    if state not in ("sm", "separable", "unpolarised"):
+        raise ValueError(f"state must be 'sm', 'separable' or 'unpolarised', not {state!r}")
+    n = len(np.atleast_1d(np.asarray(cos_theta)))
+    if state == "unpolarised":
+        return SpinState(np.zeros((n, 3)), np.zeros((n, 3)), np.zeros((n, 3, 3)))
+    sm = state_from_truth(events, cos_theta)
+    if state == "sm":
+        return sm
+    # product state: <s+_i s-_j> = <s+_i><s-_j> for rho = rho+ x rho- (tomography.md)
+    return SpinState(sm.B_p, sm.B_m, np.einsum("ni,nj->nij", sm.B_p, sm.B_m), sm.rate)
+
+
+def truth_weights(events: Any, state: TargetState = "sm",
+                  axis: Literal["collins-soper", "beam"] = "collins-soper"
+                  ) -> NDArray[np.float64]:
+    """Spin weights of unpolarised tau-pair decays to ``state`` from the truth, shape (N,).
+
+    ``events``: a truth table (pyarrow Table, pandas, mapping of arrays) of a q qbar ->
+    gamma*/Z -> tau tau sample generated with unpolarised decays (``spin: weights``); the
+    polarimeters are :func:`~ditau.spin.from_truth`'s (exact for pi, rho and, with the
+    ``nul_*`` columns, e and mu; other modes h = 0), the state :func:`target_state` in the same
+    helicity frame (``axis``; Collins-Soper by default, as the tomography). Weight
+    w = 1 + B+.h+ + B-.h- + h+ C h- (:func:`spin_weight`, TauSpinner EPJC 79 (2019) 91);
+    averages to 1 over the sample. Events without a defined frame get 1 (h = 0); events whose
+    state is undefined (not q qbar: NaN state) get 0 (they cannot be produced at LO).
+    """
+    from ditau.spin.polarimeters import from_truth
+
+    pol = from_truth(events, axis=axis)
+    return spin_weight(pol.h_p, pol.h_m, target_state(events, pol.cos_theta, state))

@@ -155,7 +155,8 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analy
     modes_ok = np.isin(column_array(events, "decay_mode_p"), _SPIN_MODES) \
         & np.isin(column_array(events, "decay_mode_m"), _SPIN_MODES)
     an = from_truth(events, rho="polarimeter")
-    s = _spin_sample(an, np.asarray(column_array(events, "weight"), float))
+    s = _spin_sample(an, np.asarray(column_array(events, "weight"), float)
+                     * spin_weights(events))
     valid = s.valid & modes_ok
     return SpinSample(s.h_p, s.h_m, s.kappa_p, s.kappa_m, s.cos_theta,
                       np.where(valid, s.weight, 0.0), valid), modes_ok, an
@@ -196,10 +197,19 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
     return tp, tm, ok
 
 
+def spin_weights(t: pa.Table) -> NDArray[np.float64]:
+    """Each event's spin weight: 1 for Pythia's exact correlated decays, the weight to the
+    Standard-Model state for samples generated with ``--spin weights`` (unpolarised decays;
+    :func:`ditau.spin.truth_weights`), so that weighted distributions are the exact ones."""
+    if "spin_weight" not in t.column_names:
+        return np.ones(t.num_rows)
+    return np.asarray(column_array(t, "spin_weight"), float)
+
+
 def _event_weight(t: pa.Table) -> NDArray[np.float64]:
-    """Events per fb^-1 of each selected event, fake-rate weight included."""
+    """Events per fb^-1 of each selected event, fake-rate and spin weights included."""
     return np.asarray(column_array(t, "weight"), float) \
-        * np.asarray(column_array(t, "reco_weight"), float)
+        * np.asarray(column_array(t, "reco_weight"), float) * spin_weights(t)
 
 
 def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray[np.float64],
@@ -250,7 +260,13 @@ def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
     """Background SR yields per fb^-1 per reco channel (``ditau yields`` normalisation)."""
     if not paths:
         return dict.fromkeys(CHANNELS, 0.0)
+    from ditau.generate.config import SIGNAL
     from ditau.yields import compute_yields
+
+    for p in paths:
+        samples = set(read_events(p, columns=["sample"])["sample"].to_pylist())
+        if SIGNAL in samples:
+            raise TomographyError(f"{p}: a signal ({SIGNAL}) sample given as a background")
 
     tab = compute_yields(list(paths))
     return {ch: float(sum(y.sum_w for y in tab.background.get(ch, {}).values()))
@@ -381,7 +397,7 @@ _VARIED: Final[frozenset[str]] = frozenset({"tes", "jes", "soft_met_scale",
 
 
 def check_variation(nominal: str | Path, nominal_table: pa.Table, variation: str | Path,
-                    variation_table: pa.Table) -> None:
+                    variation_table: pa.Table, name: str | None = None) -> None:
     """A detector variation must be the nominal's events through the same detector with the
     same random numbers, shifted: the same event ids in the same order, the same generated
     input, the same detector seed and settings except the systematic handles. Raises
@@ -395,6 +411,14 @@ def check_variation(nominal: str | Path, nominal_table: pa.Table, variation: str
             f"{n_diff} event ids in one file only): a variation must be 'ditau detector' run on "
             "the same generated file with --systematic")
     ma, mb = read_metadata(nominal), read_metadata(variation)
+    made = mb.get("systematic")
+    if name is not None and made is not None and made != name:
+        raise TomographyError(f"{variation}: made with --systematic {made}, given as the "
+                              f"variation {name!r}")
+    if made == "nominal" or (made is None and isinstance(mb.get("detector_config"), Mapping) \
+            and mb.get("detector_config") == ma.get("detector_config")):
+        raise TomographyError(f"{variation}: the nominal detector run, not a variation "
+                              f"(given as {name!r})")
     ia = (ma.get("input_identity") or {}).get("run_id") or ma.get("input")
     ib = (mb.get("input_identity") or {}).get("run_id") or mb.get("input")
     if ia is not None and ib is not None and ia != ib:
@@ -525,7 +549,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     var_recon: dict[str, dict[str, pa.Table]] = {}
     for name, vpath in variations.items():
         vt = _read(Path(vpath))
-        check_variation(path, ev, vpath, vt)
+        check_variation(path, ev, vpath, vt, name)
         var_recon[name] = {m: _only(read_method_output(f, m, vt, vpath), dat_ids)
                            for m, f in variation_recon.get(name, {}).items()}
         var_tables[name] = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), dat_ids)
