@@ -156,10 +156,16 @@ def make_density_matrix(res: TomographyResult, label: sty.Label | None = None,
         axes[0, 0].set_ylabel(r"Re $\rho$")
         if rows == 2:
             axes[1, 0].set_ylabel(r"Im $\rho$")
-        if im is not None:
-            fig.colorbar(im, ax=list(axes.ravel()), shrink=0.8, label=r"element of $\rho$")
-        sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
+        _finish_heatmaps(fig, axes, head, im, r"element of $\rho$", lab, 0.8)
     return fig
+
+
+def _finish_heatmaps(fig: Figure, axes: Any, head: Any, im: Any, what: str,
+                     lab: sty.Label, shrink: float) -> None:
+    """One colour bar for a row of heat-maps and the label in the header strip."""
+    if im is not None:
+        fig.colorbar(im, ax=list(axes.ravel()), shrink=shrink, label=what)
+    sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
 
 
 def make_correlations(res: TomographyResult, label: sty.Label | None = None) -> Figure:
@@ -181,9 +187,7 @@ def make_correlations(res: TomographyResult, label: sty.Label | None = None) -> 
             axes[0, k].set_title(s.name + ("\n(unphysical)" if s.flagged else ""), fontsize=12)
             axes[0, k].set_xlabel(r"$\tau^-$ axis")
         axes[0, 0].set_ylabel(r"$\tau^+$ axis")
-        if im is not None:
-            fig.colorbar(im, ax=list(axes.ravel()), shrink=0.85, label=r"$C_{ij}$")
-        sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
+        _finish_heatmaps(fig, axes, head, im, r"$C_{ij}$", lab, 0.85)
     return fig
 
 
