@@ -231,7 +231,9 @@ def make_significance(res: TomographyResult, label: sty.Label | None = None) -> 
         axes[0, 0].text(0.03, 0.97, r"$D > 1/3$", transform=axes[0, 0].transAxes, va="top")
         axes[0, 1].text(0.03, 0.97, r"$m_{12} > 1$", transform=axes[0, 1].transAxes, va="top")
         if handles:
-            handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
+            # line-style keys in grey, so that they cannot be read as the black truth curve
+            handles += [Line2D([], [], color="0.55", ls="-"), Line2D([], [], color="0.55",
+                                                                    ls="--")]
             names += [r"data stat. $\oplus$ syst.", "+ MC stat. of calibration"]
         sty.legend_outside(fig, handles, names, where="right", fontsize=11)
         sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
