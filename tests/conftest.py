@@ -79,3 +79,31 @@ def wtaunu_particles(tmp_path_factory):
     run(GenerateConfig(process="wtaunu", events=400, seed=22, events_per_job=200), path,
         workers=2, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def relabel_three_prong():
+    """A function (src, dst, n) -> event ids: copies the detector-level file ``src`` to
+    ``dst`` with the truth tau+ of its first ``n`` signal-region events whose reco tau+ leg is
+    hadronic relabelled as a 3-prong decay (a leg without a polarimeter; reco unchanged)."""
+    import pyarrow as pa
+
+    from ditau.schema import write_events
+
+    def relabel(src: Path, dst: Path, n: int) -> np.ndarray:
+        t = read_events(src)
+        sr = np.asarray(t["in_sr"]) & np.isin(t["reco_mode_p"].to_numpy(zero_copy_only=False),
+                                               ("pi", "rho"))
+        pick = np.flatnonzero(sr)[:n]
+        assert len(pick) == n, "too few signal-region events with a hadronic tau+"
+        new = {"decay_mode_p": "other", "truth_channel": "other", "n_charged_p": 3,
+               "n_pi0_p": 0, "n_neutral_p": 0, "chg_pdg_p": 0}
+        for name, value in new.items():
+            col = t[name].to_numpy(zero_copy_only=False).copy()
+            col[pick] = value
+            t = t.set_column(t.column_names.index(name), name,
+                             pa.array(col, type=t.schema.field(name).type))
+        write_events(t, dst, read_metadata(src))
+        return np.asarray(t["event_id"])[pick]
+
+    return relabel

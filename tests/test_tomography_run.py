@@ -209,3 +209,34 @@ def test_event_weights_include_the_spin_weight():
     t = pa.table({"weight": [2.0, 2.0], "reco_weight": [1.0, 0.5], "spin_weight": [1.5, 0.25]})
     assert np.allclose(_event_weight(t), [3.0, 0.25])
     assert np.allclose(spin_weights(t.drop_columns(["spin_weight"])), [1.0, 1.0])
+
+
+def test_detector_sample_keeps_events_of_non_analyser_truth_modes(signal_reco_tes, tmp_path,
+                                                                   relabel_three_prong):
+    """No truth-mode cut on the detector-level sample: an SR event whose truth tau+ is a
+    3-prong (reconstructed as pi or rho) stays in it; truth gives it h = 0 (spin weight 1
+    under every hypothesis) and keeps it out of the truth-level target."""
+    from ditau.tomography.calibration import spin_hypotheses
+    from ditau.tomography.run import truth_sample
+
+    nom, _ = signal_reco_tes
+    relabelled = tmp_path / "three_prong.parquet"
+    ids = relabel_three_prong(nom, relabelled, 8)
+    kw = dict(methods=("truth",), n_boot=0, seed=1, min_events=5)
+    before = run_tomography(nom, **kw).methods["truth"]
+    after = run_tomography(relabelled, **kw).methods["truth"]
+    # the same signal-region events enter the detector-level sample (before the fix: 8 fewer)
+    assert after.n_selected == before.n_selected
+    assert sum(c.signal_per_fb for c in after.channels) == pytest.approx(
+        sum(c.signal_per_fb for c in before.channels))
+    assert np.all(np.isfinite(after.calibrated))
+    # truth: out of the target (weight 0), h = 0, weight 1 under every spin hypothesis
+    t = read_events(relabelled)
+    truth, target, _ = truth_sample(t)
+    rows = np.isin(np.asarray(t["event_id"]), ids)
+    assert not target[rows].any() and target[~rows].all()
+    assert np.all(truth.weight[rows] == 0) and np.all(truth.h_p[rows] == 0)
+    assert np.all(truth.h_m[rows] == 0) and truth.valid[rows].all()
+    hyp = spin_hypotheses(truth, 6, seed=3)
+    assert np.allclose(hyp.weights[:, rows], 1.0)
+    assert not np.allclose(hyp.weights[1:, ~rows], 1.0)

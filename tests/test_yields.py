@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +83,64 @@ def test_yields_cli_missing_file_is_one_line(reco, tmp_path):
     res = CliRunner().invoke(app, ["yields", str(reco), str(tmp_path / "gone.parquet")])
     assert res.exit_code == 2
     assert res.output.strip() == f"error: {tmp_path / 'gone.parquet'}: no such file"
+
+
+def test_truth_leg_modes_classify_the_non_analyser_decays():
+    import pyarrow as pa
+
+    from ditau.yields import truth_leg_modes
+
+    t = pa.table({
+        "decay_mode_p": ["pi", "rho", "e", "other", "other", "other", "other", "other", "other"],
+        "n_charged_p": [1, 1, 1, 1, 1, 1, 3, 3, 5],
+        "n_pi0_p": [0, 1, 0, 2, 1, 0, 0, 1, 0],
+        "n_neutral_p": [0, 1, 0, 2, 1, 1, 0, 1, 0],
+        "chg_pdg_p": [211, -211, -11, 211, 321, 211, 0, 0, 0],
+    })
+    assert list(truth_leg_modes(t, "p")) == [
+        "pi", "rho", "e", "pi2pi0", "kaon", "1prong_other", "3prong", "3prong_neu", "other"]
+
+
+def test_composition_and_cutflow(reco, tmp_path, relabel_three_prong):
+    from ditau.yields import REFERENCE_SR_DIAGONAL, composition, cutflow
+
+    relabelled = tmp_path / "three_prong.parquet"
+    ids = relabel_three_prong(reco, relabelled, 6)
+    t = read_events(relabelled, require=("id", "truth", "reco"))
+    w = np.asarray(t["weight"]) * np.asarray(t["reco_weight"])
+    sr = np.asarray(t["in_sr"])
+    rc = np.asarray(t["reco_channel"].to_pylist())
+    tc = np.asarray(t["truth_channel"].to_pylist())
+    rm = np.asarray(t["reco_mode_p"].to_pylist())
+    moved = np.isin(np.asarray(t["event_id"]), ids)
+
+    comp = composition([relabelled])
+    # every SR event of a channel is in one of the three truth categories
+    y = compute_yields([relabelled])
+    for ch in HADHAD + LEPHAD:
+        assert sum(c.sum_w for c in comp.events[ch].values()) == pytest.approx(
+            total(y.signal[ch].values()).sum_w)
+        m = sr & (rc == ch) & moved
+        assert comp.events[ch]["non-analyser"].sum_w == pytest.approx(w[m].sum())
+    # the relabelled tau+ legs are the 3-prong share of the reco legs they were
+    for ch, mode in {(c, m) for c, m in zip(rc[moved], rm[moved], strict=True)}:
+        legs = comp.legs[(ch, mode)]
+        assert legs["3prong"].sum_w == pytest.approx(w[moved & (rc == ch) & (rm == mode)].sum())
+        assert sum(comp.fraction(ch, mode, k) for k in legs) == pytest.approx(1.0)
+    assert "3-prong" in comp.to_markdown()
+
+    flow = cutflow([relabelled])
+    for ch in HADHAD + LEPHAD:
+        steps = [flow.steps[ch][s].sum_w for s in ("generated", "trigger", "object ID",
+                                                    "channel", "SR")]
+        assert steps[0] == pytest.approx(w[tc == ch].sum())
+        assert all(a >= b for a, b in itertools.pairwise(steps))
+        # the last step is the diagonal cell of the yields table
+        assert steps[-1] == pytest.approx(w[sr & (rc == ch) & (tc == ch)].sum())
+        assert ch in REFERENCE_SR_DIAGONAL
+    md = flow.to_markdown()
+    assert "| truth channel | generated | trigger | object ID | channel | SR |" in md
+    res = CliRunner().invoke(app, ["yields", str(relabelled), "--composition", "--cutflow"])
+    assert res.exit_code == 0, res.output
+    assert "Signal cut-flow per truth channel" in res.output
+    assert "Signal-region composition by truth decay mode" in res.output

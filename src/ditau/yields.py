@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ditau.generate.config import SIGNAL
 from ditau.schema import SchemaError, read_events, read_metadata
-from ditau.select import HADHAD
+from ditau.select import HADHAD, SelectConfig
 
 #: Reconstructed channels in the reference's row order, grouped by trigger.
 TRIGGER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -213,3 +213,324 @@ def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
                 else:
                     out.background.setdefault(ch, {}).setdefault(s, Yield(unit=unit)).add(w[m])
     return out
+
+
+# --- signal composition by truth decay mode and the cut-flow ------------------------------
+
+#: Truth decay-mode classes of one tau leg, from the truth columns ``decay_mode_*``,
+#: ``n_charged_*``, ``n_pi0_*``, ``n_neutral_*`` and ``chg_pdg_*`` (direct decay products of
+#: the tau, :mod:`ditau.generate.truth`), with their display names.
+TRUTH_MODES: dict[str, str] = {
+    "pi": "π", "rho": "ρ (π π⁰)", "e": "e", "mu": "μ",
+    "pi2pi0": "π ≥2π⁰", "kaon": "K± (+ π⁰s)", "1prong_other": "1-prong + K⁰/η/ω/γ",
+    "3prong": "3-prong", "3prong_neu": "3-prong + neutrals", "other": "other",
+}
+#: PDG id of the charged kaon (PDG "Monte Carlo particle numbering scheme").
+_KAON = 321
+
+#: The reference's signal-region yields per fb^-1 with truth channel = reconstructed channel
+#: (the diagonal of the signal table, shared/seeds/001_*.txt, "Signal Region Yields"; the
+#: lepton flavours of its l pi / l rho columns follow the row). Their sum is 4 966.61; the
+#: table's "Total: 4996.61" matches it but for one digit, so the reference's total counts only
+#: these diagonal cells (its off-diagonal cells add 106.8 more).
+REFERENCE_SR_DIAGONAL: dict[str, float] = {
+    "pipi": 89.43, "pirho": 206.39, "rhorho": 629.99, "epi": 378.90, "erho": 1233.90,
+    "mupi": 565.94, "murho": 1862.06,
+}
+
+_LEG_NAMES = {"pi": "π", "rho": "ρ", "e": "e", "mu": "μ"}
+
+
+def truth_leg_modes(table: pa.Table, leg: str) -> np.ndarray:
+    """Truth decay-mode class (:data:`TRUTH_MODES` key) of the ``leg`` ("p" or "m") tau of
+    every event, from the truth columns: the analyser modes from ``decay_mode_*``; otherwise
+    1-prong with a charged kaon (``chg_pdg``), with other neutrals than pi0s (K0, eta, omega,
+    photons: ``n_neutral > n_pi0``), or pi+- with >= 2 pi0; 3-prong without / with neutrals;
+    anything else (5-prong, no tau) "other"."""
+    def col(name: str) -> np.ndarray:
+        return np.asarray(table[f"{name}_{leg}"].to_numpy(zero_copy_only=False))
+
+    mode = col("decay_mode").astype(str)
+    n_chg, n_pi0, n_neu = col("n_charged"), col("n_pi0"), col("n_neutral")
+    pdg = np.abs(col("chg_pdg"))
+    out = np.full(len(mode), "other", dtype=object)
+    one, three = n_chg == 1, n_chg == 3
+    out[one & (n_neu > n_pi0)] = "1prong_other"
+    out[one & (n_neu == n_pi0) & (n_pi0 >= 2)] = "pi2pi0"
+    out[one & (pdg == _KAON)] = "kaon"
+    out[three & (n_neu == 0)] = "3prong"
+    out[three & (n_neu > 0)] = "3prong_neu"
+    for m in ("pi", "rho", "e", "mu"):
+        out[mode == m] = m
+    return out
+
+
+_SIGNAL_COLUMNS = (*_NEEDED, "reco_mode_p", "reco_mode_m", "trig_ditau", "trig_etau",
+                   "trig_single_e", "trig_mutau", "trig_single_mu")
+_TRUTH_COLUMNS = tuple(f"{c}_{leg}" for leg in ("p", "m") for c in (
+    "decay_mode", "n_charged", "n_pi0", "n_neutral", "chg_pdg", "chg_px", "chg_py", "chg_pz",
+    "neu_px", "neu_py", "neu_pz"))
+
+
+@dataclass
+class _Signal:
+    """The signal events of detector-level files: columns as numpy arrays and each event's
+    weight per fb^-1 (fake-rate and spin weights, several files of one sample shared)."""
+
+    cols: dict[str, np.ndarray]
+    w: np.ndarray
+    select: dict[str, object]
+    meta: dict[str, object]
+
+
+def _read_signal(paths: Sequence[str | Path]) -> _Signal:
+    """The signal (``sample`` = the signal's name) events of ``paths``; SchemaError naming a
+    file without the reco or truth columns, or without signal events."""
+    tables, metas = [], []
+    for p in (Path(x) for x in paths):
+        _selected(p)  # the reco-column check with its message
+        names = pq.ParquetFile(p).schema_arrow.names
+        missing = [c for c in _TRUTH_COLUMNS if c not in names]
+        if missing:
+            raise SchemaError(f"{p}: no truth columns {missing[:4]}: the composition and the "
+                              "cut-flow need the generated truth (a signal file)")
+        cols = [*_SIGNAL_COLUMNS, *_TRUTH_COLUMNS] + (["spin_weight"] if "spin_weight" in names
+                                                      else [])
+        t = read_events(p, columns=cols, kind="detector")
+        t = t.filter(pa.compute.equal(t["sample"], SIGNAL))
+        if t.num_rows == 0:
+            raise SchemaError(f"{p}: no signal ({SIGNAL}) events")
+        tables.append(t)
+        metas.append(read_metadata(p))
+    n_all = sum(t.num_rows for t in tables)
+    cols: dict[str, list[np.ndarray]] = defaultdict(list)
+    ws = []
+    for t in tables:
+        spin = np.asarray(t["spin_weight"]) if "spin_weight" in t.column_names else 1.0
+        ws.append(np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * spin
+                  * (t.num_rows / n_all))
+        for leg in ("p", "m"):
+            cols[f"truth_mode_{leg}"].append(truth_leg_modes(t, leg))
+        for c in t.column_names:
+            cols[c].append(np.asarray(t[c].to_numpy(zero_copy_only=False)))
+    merged = {c: np.concatenate(v) for c, v in cols.items()}
+    for c in ("truth_channel", "reco_channel", "reco_mode_p", "reco_mode_m", "decay_mode_p",
+              "decay_mode_m"):
+        merged[c] = merged[c].astype(str)
+    sel = metas[0].get("select_config")
+    return _Signal(merged, np.concatenate(ws), dict(sel) if isinstance(sel, dict) else {},
+                   metas[0])
+
+
+@dataclass
+class Composition:
+    """Signal-region composition by truth decay mode.
+
+    ``legs[(channel, reco_mode)][truth_mode]``: the SR yield per fb^-1 of the legs
+    reconstructed as ``reco_mode`` in reconstructed ``channel`` whose tau decayed to
+    ``truth_mode`` (:data:`TRUTH_MODES`). The reco leg of slot ``_p`` (the positively charged
+    measured leg) is matched to the truth tau+: for the signal's real taus its charge is the
+    sum of that tau's own tracks. ``events[channel]``: the channel's SR yield split into
+    "same" (truth channel = reco channel), "migrated" (both truth legs analysers, another
+    channel) and "non-analyser" (a truth leg without a polarimeter: a background to the spin
+    measurement).
+    """
+
+    legs: dict[tuple[str, str], dict[str, Yield]] = field(default_factory=dict)
+    events: dict[str, dict[str, Yield]] = field(default_factory=dict)
+    n_events: int = 0
+
+    def fraction(self, channel: str, reco_mode: str, truth_mode: str) -> float:
+        """Share of the (channel, reco_mode) legs' SR yield from ``truth_mode`` legs."""
+        row = self.legs.get((channel, reco_mode), {})
+        tot = sum(y.sum_w for y in row.values())
+        return row[truth_mode].sum_w / tot if tot > 0 and truth_mode in row else 0.0
+
+    def to_markdown(self) -> str:
+        """Two tables: per reconstructed leg, the truth modes (% of the legs' SR yield); per
+        reconstructed channel, the truth-channel categories."""
+        modes = [m for m in TRUTH_MODES if any(r.get(m, Yield()).n for r in self.legs.values())]
+        lines = ["### Signal-region composition by truth decay mode (% of the legs' SR yield)",
+                 "", "| reco channel: leg | SR legs /fb⁻¹ | MC legs | "
+                 + " | ".join(TRUTH_MODES[m] for m in modes) + " |",
+                 "|---" * (len(modes) + 3) + "|"]
+        for (ch, rm), row in self.legs.items():
+            tot = total(row.values())
+            if not tot.n:
+                continue
+            cells = [f"{100 * row[m].sum_w / tot.sum_w:.1f}" if row.get(m, Yield()).n else "–"
+                     for m in modes]
+            lines.append(f"| {_CHANNEL_NAMES[ch]}: {_LEG_NAMES.get(rm, rm)} | "
+                         f"{tot.sum_w:.0f} | {tot.n} | " + " | ".join(cells) + " |")
+        lines += ["", "### Signal-region events by truth channel (% of the channel's SR yield)",
+                  "", "| reco channel | SR /fb⁻¹ | MC events | truth = reco | other analyser "
+                  "channel | a non-analyser leg |", "|---|---|---|---|---|---|"]
+        for ch, row in self.events.items():
+            tot = total(row.values())
+            if not tot.n:
+                continue
+            lines.append(f"| {_CHANNEL_NAMES[ch]} | {tot.sum_w:.0f} ± {tot.error:.0f} | "
+                         f"{tot.n} | " + " | ".join(f"{100 * row[k].sum_w / tot.sum_w:.1f}"
+                                                    for k in ("same", "migrated",
+                                                              "non-analyser")) + " |")
+        lines += ["", f"{self.n_events} signal events read. A leg of reco channel X is matched "
+                  "to the truth tau of the same charge."]
+        return "\n".join(lines)
+
+
+def composition(paths: Sequence[str | Path]) -> Composition:
+    """Signal-region composition of each reconstructed channel by truth decay mode
+    (:class:`Composition`) from detector-level signal files with truth (several files of one
+    sample are combined as in :func:`compute_yields`)."""
+    sig = _read_signal(paths)
+    c, w = sig.cols, sig.w
+    out = Composition(n_events=len(w))
+    analyser = np.isin(c["decay_mode_p"], ("pi", "rho", "e", "mu")) \
+        & np.isin(c["decay_mode_m"], ("pi", "rho", "e", "mu"))
+    for ch in (x for cs in TRIGGER_GROUPS.values() for x in cs):
+        m = c["in_sr"] & (c["reco_channel"] == ch)
+        same = c["truth_channel"] == ch
+        out.events[ch] = {k: Yield() for k in ("same", "migrated", "non-analyser")}
+        out.events[ch]["same"].add(w[m & same])
+        out.events[ch]["migrated"].add(w[m & ~same & analyser])
+        out.events[ch]["non-analyser"].add(w[m & ~same & ~analyser])
+        for rm in dict.fromkeys(_modes_of(ch)):
+            row = out.legs.setdefault((ch, rm), {k: Yield() for k in TRUTH_MODES})
+            for leg in ("p", "m"):
+                lm = m & (c[f"reco_mode_{leg}"] == rm)
+                for tm in TRUTH_MODES:
+                    row[tm].add(w[lm & (c[f"truth_mode_{leg}"] == tm)])
+    return out
+
+
+def _modes_of(channel: str) -> tuple[str, str]:
+    """The two leg modes of an analysis channel ("murho" -> ("mu", "rho"))."""
+    for lep in ("e", "mu", "pi", "rho"):
+        if channel.startswith(lep) and channel[len(lep):] in ("pi", "rho"):
+            return lep, channel[len(lep):]
+    raise ValueError(f"not an analysis channel: {channel!r}")
+
+
+#: Steps of the cut-flow (cumulative), with their descriptions.
+CUTFLOW_STEPS: dict[str, str] = {
+    "generated": "events of the truth channel (after the generator filter, if any)",
+    "trigger": "the channel's trigger fired on identified offline objects",
+    "object ID": "paired: exactly one lepton + >= 1 tau_h, or no lepton + >= 2 tau_h",
+    "channel": "reconstructed channel = truth channel",
+    "SR": "signal region (opposite charge, trigger, lep-had m_T and sum cos dphi)",
+}
+
+
+@dataclass
+class CutFlow:
+    """Per truth channel, the signal yield per fb^-1 after each step of
+    :data:`CUTFLOW_STEPS` (cumulative) and the truth-level fiducial yield (both visible legs
+    above the channel's object and trigger thresholds: an acceptance, not a step)."""
+
+    steps: dict[str, dict[str, Yield]] = field(default_factory=dict)
+    fiducial: dict[str, Yield] = field(default_factory=dict)
+    cross_section_pb: float | None = None
+    filter_efficiency: float | None = None
+
+    def to_markdown(self) -> str:
+        """The cut-flow table with the step efficiencies and the reference's SR yields."""
+        names = list(CUTFLOW_STEPS)
+        lines = ["### Signal cut-flow per truth channel (per fb⁻¹; step efficiency in "
+                 "brackets)", ""]
+        if self.cross_section_pb is not None:
+            flt = (f", generator-filter efficiency {self.filter_efficiency:.3f} (unfiltered "
+                   f"{self.cross_section_pb / self.filter_efficiency:.0f} pb)"
+                   if self.filter_efficiency else "")
+            lines += [f"Cross section of the sample: {self.cross_section_pb:.0f} pb{flt}.", ""]
+        lines += ["| truth channel | " + " | ".join(names) + " | truth fiducial | reference SR "
+                  "| ours / reference |", "|---" * (len(names) + 4) + "|"]
+        sums = {s: Yield() for s in names}
+        fid = Yield()
+        for ch, row in self.steps.items():
+            cells = []
+            for i, s in enumerate(names):
+                prev = row[names[i - 1]].sum_w if i else 0.0
+                eff = f" ({row[s].sum_w / prev:.2f})" if i and prev > 0 else ""
+                cells.append(f"{row[s].sum_w:.0f}{eff}")
+                sums[s] = total([sums[s], row[s]])
+            fid = total([fid, self.fiducial[ch]])
+            ref = REFERENCE_SR_DIAGONAL[ch]
+            lines.append(f"| {_CHANNEL_NAMES[ch]} | " + " | ".join(cells)
+                         + f" | {self.fiducial[ch].sum_w:.0f} | {ref:g} | "
+                         f"{row['SR'].sum_w / ref:.2f} ± {row['SR'].error / ref:.2f} |")
+        ref_tot = sum(REFERENCE_SR_DIAGONAL.values())
+        lines.append("| total | " + " | ".join(f"{sums[s].sum_w:.0f}" for s in names)
+                     + f" | {fid.sum_w:.0f} | {ref_tot:.0f} | "
+                     f"{sums['SR'].sum_w / ref_tot:.2f} ± {sums['SR'].error / ref_tot:.2f} |")
+        lines += [""] + [f"- {k}: {v}" for k, v in CUTFLOW_STEPS.items()]
+        lines += ["- truth fiducial: both truth visible legs inside the object cuts and above "
+                  "the channel's trigger thresholds (not a step: smearing moves events across)",
+                  "- reference SR: the reference's truth = reco cells (shared/seeds/001)"]
+        return "\n".join(lines)
+
+
+def cutflow(paths: Sequence[str | Path]) -> CutFlow:
+    """Per truth channel, the signal cut-flow :data:`CUTFLOW_STEPS` from detector-level signal
+    files (truth and reco columns; their stored selection: thresholds from the files'
+    ``select_config`` metadata), next to the reference's SR yields."""
+    from ditau.physics import pt_eta
+
+    sig = _read_signal(paths)
+    c, w = sig.cols, sig.w
+    cfg = SelectConfig.from_dict(sig.select, source="select_config") if sig.select \
+        else SelectConfig()
+    vis = {leg: pt_eta(*(c[f"chg_{x}_{leg}"] + c[f"neu_{x}_{leg}"] for x in ("px", "py", "pz")))
+           for leg in ("p", "m")}
+    paired = np.isin(c["reco_channel"], [x for cs in TRIGGER_GROUPS.values() for x in cs])
+    out = CutFlow(cross_section_pb=_number(sig.meta.get("cross_section_pb")))
+    considered = _number(sig.meta.get("filter_considered"))
+    vetoed = _number(sig.meta.get("filter_vetoed"))
+    if considered and vetoed is not None:
+        out.filter_efficiency = 1.0 - vetoed / considered
+    for ch in (x for cs in TRIGGER_GROUPS.values() for x in cs):
+        gen = c["truth_channel"] == ch
+        trig, fid = _trigger_and_fiducial(ch, c, vis, cfg)
+        masks = {"generated": gen, "trigger": gen & trig}
+        masks["object ID"] = masks["trigger"] & paired
+        masks["channel"] = masks["object ID"] & (c["reco_channel"] == ch)
+        masks["SR"] = masks["channel"] & c["in_sr"]
+        out.steps[ch] = {}
+        for s, m in masks.items():
+            out.steps[ch][s] = Yield()
+            out.steps[ch][s].add(w[m])
+        out.fiducial[ch] = Yield()
+        out.fiducial[ch].add(w[gen & fid])
+    return out
+
+
+def _number(x: object) -> float | None:
+    return float(x) if isinstance(x, int | float) else None
+
+
+def _trigger_and_fiducial(ch: str, c: dict[str, np.ndarray],
+                          vis: dict[str, tuple[np.ndarray, np.ndarray]], cfg: SelectConfig
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The channel's offline trigger decision and its truth-level fiducial mask (both visible
+    legs inside the object cuts of ``cfg`` and above its trigger thresholds)."""
+    (pt_p, eta_p), (pt_m, eta_m) = vis["p"], vis["m"]
+    tau_ok = {leg: (pt > cfg.tau_pt_min) & (np.abs(eta) < cfg.tau_eta_max)
+              for leg, (pt, eta) in vis.items()}
+    if ch in HADHAD:
+        lead, sub = np.maximum(pt_p, pt_m), np.minimum(pt_p, pt_m)
+        hi, lo = cfg.ditau_trigger
+        return c["trig_ditau"], tau_ok["p"] & tau_ok["m"] & (lead > hi) & (sub > lo)
+    lep = "e" if ch.startswith("e") else "mu"
+    lep_is_p = c["decay_mode_p"] == lep
+    lpt, leta = np.where(lep_is_p, pt_p, pt_m), np.abs(np.where(lep_is_p, eta_p, eta_m))
+    tpt = np.where(lep_is_p, pt_m, pt_p)
+    t_ok = np.where(lep_is_p, tau_ok["m"], tau_ok["p"])
+    if lep == "e":
+        l_ok = (lpt > cfg.e_pt_min) & (leta < cfg.e_eta_max)
+        (l_thr, t_thr), single = cfg.etau_trigger, cfg.single_e_trigger
+        trig = c["trig_etau"] | c["trig_single_e"]
+    else:
+        l_ok = (lpt > cfg.mu_pt_min) & (leta < cfg.mu_eta_max)
+        (l_thr, t_thr), single = cfg.mutau_trigger, cfg.single_mu_trigger
+        trig = c["trig_mutau"] | c["trig_single_mu"]
+    fid = l_ok & t_ok & (((lpt > l_thr) & (tpt > t_thr)) | (lpt > single))
+    return trig, fid

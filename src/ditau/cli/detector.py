@@ -59,16 +59,42 @@ def yields(
              "re-run it with --select)")],
     markdown: Annotated[Path | None, typer.Option(
         "--markdown", help="also write the tables to this Markdown file")] = None,
+    composition: Annotated[bool, typer.Option(
+        "--composition", help="also the signal-region composition of each reconstructed "
+                              "channel by truth decay mode (signal files with truth)")] = False,
+    cutflow: Annotated[bool, typer.Option(
+        "--cutflow", help="also the signal cut-flow per truth channel (generated, trigger, "
+                          "object ID, channel, SR) next to the reference's SR yields")] = False,
 ) -> None:
-    """Signal-region yields per fb^-1 per channel: signal by truth channel, backgrounds."""
+    """Signal-region yields per fb^-1 per channel: signal by truth channel, backgrounds;
+    optionally the signal's composition by truth decay mode and its cut-flow."""
+    from ditau.generate.config import SIGNAL
     from ditau.schema import atomic_path
+    from ditau.yields import composition as compose
     from ditau.yields import compute_yields
+    from ditau.yields import cutflow as flow
 
     with user_errors():
         existing_all(files)
         table = compute_yields(files)
         text = table.to_markdown()
+        if composition or cutflow:
+            signal = [f for f in files if SIGNAL in _samples(f)]
+            if not signal:
+                raise ValueError(f"--composition / --cutflow need a signal ({SIGNAL}) file "
+                                 "among the inputs")
+            if composition:
+                text += "\n\n" + compose(signal).to_markdown()
+            if cutflow:
+                text += "\n\n" + flow(signal).to_markdown()
         if markdown is not None:
             with atomic_path(markdown) as tmp:
                 tmp.write_text(text + "\n")
     typer.echo(text)
+
+
+def _samples(path: Path) -> set[str]:
+    """The sample names in an event file."""
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(path, columns=["sample"]).column("sample").to_pylist())

@@ -8,8 +8,17 @@ Procedure (module docstrings of :mod:`~ditau.tomography.calibration` and
 
 1. Truth sample: every produced event whose two taus decay to pi, rho, e or mu, with truth
    analysers (rho: optimal polarimeter; it carries the spin information the reweighting
-   needs). Calibration half: even ``event_id``; pseudo-data half: odd (independent closure).
-2. Per method, the signal-region events with a solution: analysers from the method's tau
+   needs): the truth-level target. Calibration half: even ``event_id``; pseudo-data half: odd
+   (independent closure).
+2. Per method, *every* signal-region event with a solution, whatever its truth decay modes
+   (real data has no truth: tau -> pi pi0 pi0 nu, 3-prong and K modes feed the reconstructed
+   channels). Truth enters only the target and the calibration's spin reweighting, which
+   needs each event's truth polarimeters: an event with a leg of another truth mode (or
+   undefined truth analysers) gets h = 0 on both legs, the convention of :mod:`ditau.spin`
+   for modes without a polarimeter, so every spin hypothesis gives it weight 1; it stays in
+   the detector-level sample as a background to the measurement, with the simulated spin
+   state (labelled approximation: its residual spin dependence is not reweighted). Analysers
+   from the method's tau
    momenta and the measured visible objects (rho: ``rho`` option; default the optimal
    polarimeter from the method's tau momentum, which gives 2x (truth taus) to 10x (ML) the
    significance of the visible direction: benchmarks/RESULTS.md). The method ``truth`` uses
@@ -151,15 +160,26 @@ def _spin_sample(an: Any, weight: NDArray[np.float64]) -> SpinSample:
 
 def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analysers]:
     """Truth analysers of the produced events (rho: optimal polarimeter) as a weighted sample,
-    the mask of events that enter (both taus in pi, rho, e, mu), and the analysers."""
+    the mask of the truth-level target (both taus in pi, rho, e, mu) and the analysers.
+
+    Every event is in the returned sample, so that each selected event has its spin weight:
+    target events with their truth analysers and weights; the others (a leg of another truth
+    mode, or truth analysers undefined) with h = 0 on both legs (:mod:`ditau.spin`'s
+    convention for modes without a polarimeter: decay density 1, hence weight 1 under every
+    spin hypothesis), ``valid`` True and weight 0, so they never enter the truth-level C.
+    """
     modes_ok = np.isin(column_array(events, "decay_mode_p"), _SPIN_MODES) \
         & np.isin(column_array(events, "decay_mode_m"), _SPIN_MODES)
     an = from_truth(events, rho="polarimeter")
     s = _spin_sample(an, np.asarray(column_array(events, "weight"), float)
                      * spin_weights(events))
-    valid = s.valid & modes_ok
-    return SpinSample(s.h_p, s.h_m, s.kappa_p, s.kappa_m, s.cos_theta,
-                      np.where(valid, s.weight, 0.0), valid), modes_ok, an
+    target = s.valid & modes_ok
+    known = target[:, None]
+    # no truth polarimeter: h = 0 (and kappa = 0, so the density is exactly 1)
+    return SpinSample(np.where(known, s.h_p, 0.0), np.where(known, s.h_m, 0.0),
+                      np.where(target, s.kappa_p, 0.0), np.where(target, s.kappa_m, 0.0),
+                      s.cos_theta, np.where(target, s.weight, 0.0),
+                      np.ones(len(target), dtype=bool)), modes_ok, an
 
 
 def n_candidates(recon: pa.Table | None) -> int:
@@ -537,7 +557,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
 
     truth, in_spin, truth_an = truth_sample(ev)
     cal_half = (ids % 2 == 0)
-    sr = column_array(ev, "in_sr").astype(bool) & in_spin
+    # the detector-level (pseudo-data and calibration) sample: every signal-region event,
+    # whatever its truth decay modes (no truth-mode cut: data has none)
+    sr = column_array(ev, "in_sr").astype(bool)
     sel = ev.filter(pa.array(sr))
     sel_ids = column_array(sel, "event_id")
     sel_cal = sel_ids % 2 == 0
