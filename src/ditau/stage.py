@@ -60,15 +60,7 @@ def ordered_map(fn: ChunkFunction, items: Iterable[pa.Table], *, workers: int = 
         return
     ctx = mp.get_context(_start_method())
     with cf.ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-        pending: deque[tuple[cf.Future[pa.Table], int]] = deque()
-        for t in items:
-            pending.append((ex.submit(fn, t), t.num_rows))
-            if len(pending) >= 2 * workers:
-                fut, n = pending.popleft()
-                yield n, fut.result()
-        while pending:
-            fut, n = pending.popleft()
-            yield n, fut.result()
+        yield from _in_order(lambda t: ex.submit(fn, t), items, 2 * workers)
 
 
 def _dask_map(fn: ChunkFunction, items: Iterable[pa.Table],
@@ -79,18 +71,25 @@ def _dask_map(fn: ChunkFunction, items: Iterable[pa.Table],
     client = Client(scheduler) if own else scheduler
     try:
         window = 2 * max(1, sum(client.nthreads().values()))
-        pending: deque[tuple[Any, int]] = deque()
-        for t in items:
-            pending.append((client.submit(fn, t, pure=False), t.num_rows))
-            if len(pending) >= window:
-                fut, n = pending.popleft()
-                yield n, fut.result()
-        while pending:
-            fut, n = pending.popleft()
-            yield n, fut.result()
+        yield from _in_order(lambda t: client.submit(fn, t, pure=False), items, window)
     finally:
         if own:
             client.close()
+
+
+def _in_order(submit: Callable[[pa.Table], Any], items: Iterable[pa.Table],
+              window: int) -> Iterator[tuple[int, pa.Table]]:
+    """``(rows in, result)`` of futures ``submit(item)`` (local or Dask: anything with
+    ``.result()``), in input order, with at most ``window`` items in flight."""
+    pending: deque[tuple[Any, int]] = deque()
+    for t in items:
+        pending.append((submit(t), t.num_rows))
+        if len(pending) >= window:
+            fut, n = pending.popleft()
+            yield n, fut.result()
+    while pending:
+        fut, n = pending.popleft()
+        yield n, fut.result()
 
 
 def read_chunks(path: str | Path, columns: Sequence[str], chunk: int) -> Iterator[pa.Table]:
