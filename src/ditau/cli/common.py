@@ -57,13 +57,12 @@ def key_values(values: Iterable[str] | None, option: str) -> dict[str, str]:
     """``NAME=VALUE`` items of a repeated option as a mapping (ValueError naming ``option``)."""
     out: dict[str, str] = {}
     for v in values or ():
-        name, sep, val = v.partition("=")
-        if not sep or not name.strip() or not val.strip():
+        name, sep, val = (x.strip() for x in v.partition("="))
+        if not sep or not name or not val:
             raise ValueError(f"{option}: expected NAME=VALUE, got {v!r}")
-        if name.strip() in out:
-            raise ValueError(f"{option}: {name.strip()} given twice ({out[name.strip()]!r} and "
-                             f"{val.strip()!r})")
-        out[name.strip()] = val.strip()
+        if name in out:
+            raise ValueError(f"{option}: {name} given twice ({out[name]!r} and {val!r})")
+        out[name] = val
     return out
 
 

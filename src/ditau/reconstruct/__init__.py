@@ -21,7 +21,6 @@ from ditau.reconstruct.method import (
     Method,
     get_method,
     make_method,
-    method_columns,
     settings_class,
 )
 from ditau.reconstruct.output import read_recon, recon_schema, recon_table, write_recon
@@ -29,7 +28,7 @@ from ditau.reconstruct.runner import ReconstructSummary, reconstruct, run_on_tab
 
 __all__ = [
     "INPUT_COLUMNS", "METHODS", "ArrayMethod", "Batch", "Inputs", "Method",
-    "ReconstructSummary", "get_method", "inputs_from_table", "make_method", "method_columns",
+    "ReconstructSummary", "get_method", "inputs_from_table", "make_method",
     "read_inputs", "read_recon", "recon_schema", "recon_table", "reconstruct",
     "run_on_table", "settings_class", "write_recon",
 ]

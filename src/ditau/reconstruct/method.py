@@ -126,9 +126,3 @@ def make_method(name: str, settings: StageConfig | Mapping[str, Any] | None = No
 def get_method(name: str) -> Callable[..., pa.Table]:
     """The array function of method ``name`` (``func(inputs, **settings)``)."""
     return getattr(_module(name), METHODS[name].function)  # type: ignore[no-any-return]
-
-
-def method_columns(name: str, settings: StageConfig | Mapping[str, Any] | None = None
-                   ) -> tuple[str, ...]:
-    """Event-table columns method ``name`` needs besides INPUT_COLUMNS (with ``settings``)."""
-    return make_method(name, settings).columns
