@@ -22,6 +22,8 @@ from ditau.schema import SchemaError, read_events
 #: Component suffixes of a four-momentum in the schema (lab frame, GeV).
 FOUR_MOMENTUM: tuple[str, ...] = ("px", "py", "pz", "e")
 _C = FOUR_MOMENTUM
+#: The bad-input reason of an event without a usable MET covariance (collinear ignores it).
+COVARIANCE_REASON: str = "MET covariance missing or not positive definite"
 #: Event-table columns the methods read.
 INPUT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -88,7 +90,7 @@ def inputs_from_table(table: Any, source: str = "table") -> Inputs:
     bad = np.full(n, "", dtype=object)
     # Checks in increasing priority: the last matching reason is reported.
     det = cxx * cyy - cxy**2
-    bad[~((cxx > 0) & (cyy > 0) & (det > 0))] = "MET covariance missing or not positive definite"
+    bad[~((cxx > 0) & (cyy > 0) & (det > 0))] = COVARIANCE_REASON
     bad[~np.all(np.isfinite(met), axis=1)] = "MET is not finite"
     for leg, v, mode in (("tau+", vis_p, mode_p), ("tau-", vis_m, mode_m)):
         bad[~np.isin(mode, [m for m in DECAY_MODES if m != "other"])] = \

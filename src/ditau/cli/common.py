@@ -95,18 +95,22 @@ Force = Annotated[bool, typer.Option(
 
 
 @contextmanager
-def reported_warnings() -> Iterator[None]:
-    """Print the provenance warnings raised inside the block as one line each,
-    ``warning: ...`` on stderr (files without run id, checks overridden by --force)."""
-    from ditau.provenance import ProvenanceWarning
+def reported_warnings(*categories: type[Warning]) -> Iterator[None]:
+    """Print the warnings of ``categories`` (default: the provenance warnings: files without
+    run id, checks overridden by --force) raised inside the block as one line each,
+    ``warning: ...`` on stderr; other warnings pass through."""
+    if not categories:
+        from ditau.provenance import ProvenanceWarning
 
+        categories = (ProvenanceWarning,)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ProvenanceWarning)
+        for c in categories:
+            warnings.simplefilter("always", c)
         try:
             yield
         finally:
             for w in caught:
-                if issubclass(w.category, ProvenanceWarning):
+                if issubclass(w.category, categories):
                     typer.secho(f"warning: {w.message}", err=True, fg=typer.colors.YELLOW)
                 else:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

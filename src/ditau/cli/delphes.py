@@ -5,14 +5,12 @@ Registered in :mod:`ditau.cli` with ``app.command("import-delphes")(import_delph
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ditau.cli.common import comma_list, fail, key_values
-from ditau.schema import SchemaError
+from ditau.cli.common import comma_list, fail, key_values, reported_warnings, user_errors
 
 _COLLECTION_HELP = (
     "ROLE=NAME: read ROLE from the collection NAME (repeatable), e.g. --collection jets=KTjet; "
@@ -42,17 +40,14 @@ def import_delphes_command(
     options of this command (--allow-missing, --collection)."""
     from ditau.detector.delphes import COLLECTIONS, DelphesError, DelphesWarning, import_delphes
 
-    try:
+    with user_errors():
         allowed = comma_list(allow_missing, "--allow-missing") or ()
         names = key_values(collection, "--collection")
         unknown = [k for k in names if k not in COLLECTIONS]
         if unknown:
             raise ValueError(f"--collection: unknown role(s) {', '.join(unknown)}; choose from "
                              f"{', '.join(COLLECTIONS)}")
-    except ValueError as err:
-        fail(err)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DelphesWarning)
+    with reported_warnings(DelphesWarning):
         try:
             summary = import_delphes(files, out, sample=sample,
                                      cross_section_pb=cross_section_pb, step_size=step_size,
@@ -60,13 +55,8 @@ def import_delphes_command(
                                      progress=not quiet)
         except DelphesError as err:
             fail(err.render("cli"))
-        except (SchemaError, ValueError, OSError) as err:
+        except (ValueError, OSError) as err:  # SchemaError is a ValueError
             fail(err)
-    for w in caught:
-        if issubclass(w.category, DelphesWarning):
-            typer.echo(f"warning: {w.message}", err=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     fallbacks = sorted({f"{k}={i[k]}" for i in summary.metadata["inputs"]
                         for k in ("tau_split", "met", "sumet")})
     typer.echo(f"wrote {summary.events} events to {summary.path} ({summary.seconds:.1f} s); "

@@ -554,6 +554,11 @@ def _f64(x: ak.Array) -> ak.Array:
     return ak.values_astype(x, np.float64)
 
 
+def _flat(x: ak.Array, dtype: type = np.float64) -> NDArray[Any]:
+    """The entries of a jagged (per-event list) array, flattened into one numpy array."""
+    return ak.to_numpy(ak.flatten(x, axis=1)).astype(dtype)
+
+
 def _per_event(x: ak.Array, scalar: bool, default: float) -> Flat:
     """One value per event: the number itself (flattened ntuples) or the first entry of the
     event's list (``default`` where empty), e.g. MissingET.MET."""
@@ -667,9 +672,6 @@ def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
     tj = jet[tagged]
     ntau = int(ak.sum(ak.num(tj, axis=1)))
 
-    def flat(x: ak.Array) -> Flat:
-        return ak.to_numpy(ak.flatten(x, axis=1)).astype(np.float64)
-
     if ch.plan.tau_split == "constituents":
         trk = ch.coll(ch.plan.tracks or "EFlowTrack", ("PT", "Eta", "Phi"))
         pho = ch.coll("EFlowPhoton", ("ET", "Eta", "Phi"))
@@ -684,12 +686,12 @@ def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
         n_neu = has_neu.astype(np.float64)
         n_trk = n_tracks.astype(np.float64)
     else:
-        chg = {c: flat(p4[c][tagged]) for c in _P4}
+        chg = {c: _flat(p4[c][tagged]) for c in _P4}
         neu = {c: np.zeros(ntau) for c in _P4}
-        n_trk, n_neu = flat(tj.NCharged), np.zeros(ntau)
+        n_trk, n_neu = _flat(tj.NCharged), np.zeros(ntau)
     rec = {f"chg_{c}": chg[c] for c in _P4}
     rec.update({f"neu_{c}": neu[c] for c in _P4})
-    rec.update({"n_tracks": n_trk, "n_neu": n_neu, "charge": flat(tj.Charge),
+    rec.update({"n_tracks": n_trk, "n_neu": n_neu, "charge": _flat(tj.Charge),
                 "fake_weight": np.ones(ntau), "origin": np.zeros(ntau)})
     counts = ak.num(tj, axis=1)
     vis_pt = pt(chg["px"] + neu["px"], chg["py"] + neu["py"])
@@ -778,10 +780,7 @@ def _links(pid_: ak.Array, m1_: ak.Array, d1_: ak.Array, d2_: ak.Array,
     base = (np.cumsum(counts) - counts)[evt]
     size = counts[evt]
 
-    def flat(x: ak.Array) -> NDArray[np.int64]:
-        return ak.to_numpy(ak.flatten(x, axis=1)).astype(np.int64)
-
-    pid, m1, d1, d2 = flat(pid_), flat(m1_), flat(d1_), flat(d2_)
+    pid, m1, d1, d2 = (_flat(x, np.int64) for x in (pid_, m1_, d1_, d2_))
 
     def at(i: int) -> str:
         return f"entry {first_entry + evt[i]}, index {i - base[i]} (PID {pid[i]})"
@@ -793,6 +792,8 @@ def _links(pid_: ak.Array, m1_: ak.Array, d1_: ak.Array, d2_: ak.Array,
             i = bad[0]
             return None, (f"{at(i)}: {name} = {v[i]} is outside the entry's {size[i]} "
                           "particles" if v[i] >= 0 else f"{at(i)}: {name} = {v[i]} < -1")
+    # Daughters: the range D1..D2, or the two entries D1 and D2 when D2 < D1.
+    is_range = (d1 >= 0) & (d2 >= d1)
     dropped = np.zeros(len(pid), dtype=bool)  # a daughter of this particle is not stored
     if uid_ is None:
         def exact(v: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -800,7 +801,7 @@ def _links(pid_: ak.Array, m1_: ak.Array, d1_: ak.Array, d2_: ak.Array,
 
         lo_r, hi_r = exact(d1), exact(d2)
     else:
-        orig = flat(uid_) - 1
+        orig = _flat(uid_, np.int64) - 1
         same = evt[1:] == evt[:-1]
         bad = np.union1d(np.flatnonzero(orig < 0),
                          np.flatnonzero(same & (np.diff(orig) <= 0)) + 1)
@@ -823,21 +824,17 @@ def _links(pid_: ak.Array, m1_: ak.Array, d1_: ak.Array, d2_: ak.Array,
 
         # D1..D2 range: the stored entries whose original index is in it (the filter keeps the
         # order); a single D1 or D2, or the pair D1, D2 with D2 < D1: those entries.
-        in_range = (d1 >= 0) & (d2 >= d1)
         lo_rng = pos(d1, "left")
         hi_rng = pos(d2, "right") - 1
-        kept = np.where(in_range, np.maximum(hi_rng - lo_rng + 1, 0), 0)
-        dropped = in_range & (kept < d2 - d1 + 1)
+        kept = np.where(is_range, np.maximum(hi_rng - lo_rng + 1, 0), 0)
+        dropped = is_range & (kept < d2 - d1 + 1)
         lo_x, hi_x = exact(d1), exact(d2)
-        dropped |= (d1 >= 0) & ~in_range & (lo_x < 0)
-        dropped |= (d2 >= 0) & ~in_range & (hi_x < 0)
-        lo_r = np.where(in_range, np.where(kept > 0, lo_rng, -1), lo_x)
-        hi_r = np.where(in_range, np.where(kept > 0, hi_rng, -1), hi_x)
+        dropped |= (d1 >= 0) & ~is_range & (lo_x < 0)
+        dropped |= (d2 >= 0) & ~is_range & (hi_x < 0)
+        lo_r = np.where(is_range, np.where(kept > 0, lo_rng, -1), lo_x)
+        hi_r = np.where(is_range, np.where(kept > 0, hi_rng, -1), hi_x)
     M1 = exact(m1)
-    # Daughters: the range D1..D2, or the two entries D1 and D2 when D2 < D1.
-    is_range = (d1 >= 0) & (d2 >= d1)
-    first = np.where(d1 >= 0, lo_r, hi_r)
-    lo = np.where(first >= 0, first, -1)
+    lo = np.where(d1 >= 0, lo_r, hi_r)  # -1: no daughter
     hi = np.where(is_range, hi_r, lo)
     extra = np.where((d1 >= 0) & (d2 >= 0) & (d2 < d1), hi_r, -1)
     links = _Links(evt, M1, lo, hi, extra)
@@ -880,13 +877,10 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
                            f"(links: {plan.particle_links})")
     evt = links.evt
 
-    def flat(name: str, dtype: type) -> NDArray:
-        return ak.to_numpy(ak.flatten(raw[name], axis=1)).astype(dtype)
-
-    pid = flat("PID", np.int64)
-    status = np.abs(flat("Status", np.int64))
-    charge = flat("Charge", np.float64)
-    p = np.stack([flat(c, np.float64) for c in ("Px", "Py", "Pz", "E")], axis=1)
+    pid = _flat(raw["PID"], np.int64)
+    status = np.abs(_flat(raw["Status"], np.int64))
+    charge = _flat(raw["Charge"])
+    p = np.stack([_flat(raw[c]) for c in ("Px", "Py", "Pz", "E")], axis=1)
     abspid = np.abs(pid)
     is_nu = np.isin(abspid, _NEUTRINOS)
 

@@ -38,7 +38,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from ditau.config import StageConfig
-from ditau.inputs import Inputs
+from ditau.inputs import COVARIANCE_REASON, Inputs
 from ditau.reconstruct.output import recon_table
 
 #: |sin(dphi)| between the visible legs below which the system is considered singular.
@@ -46,8 +46,6 @@ MIN_SIN_DPHI = 1e-3
 #: Default largest uncertainty sigma(1/x_i) (from the MET covariance) of an ``ok`` result
 #: (check 2 of the module docstring).
 DEFAULT_MAX_INV_X_UNC = 1.5
-#: The :class:`~ditau.inputs.Inputs` reason collinear ignores (it needs no MET covariance).
-COVARIANCE_REASON = "MET covariance missing or not positive definite"
 
 
 @dataclass(frozen=True)

@@ -420,10 +420,10 @@ def fastmtt(inputs: Inputs, grid: int = 100, *, mass_power: float = 6.0,
     met = np.where(todo[:, None], inputs.met, 0.0)
     l1 = np.where(todo[:, None], l1, 1.0)
     l2 = np.where(todo[:, None], l2, 1.0)
-    icov = np.where(todo[:, None], icov, 0.0)
-    n_threads = default_threads() if threads is None else int(threads)
     vm1 = np.where(todo, vm1, 0.0)
     vm2 = np.where(todo, vm2, 0.0)
+    icov = np.where(todo[:, None], icov, 0.0)
+    n_threads = default_threads() if threads is None else int(threads)
     args = [np.ascontiguousarray(a) for a in (l1, l2, met, icov, lep1, lep2, vm1, vm2)]
 
     def scan(rows: NDArray[np.bool_], use_pt: bool) -> tuple[NDArray[np.float64],

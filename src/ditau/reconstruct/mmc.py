@@ -102,7 +102,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ditau.config import StageConfig
 from ditau.inputs import Inputs
-from ditau.physics import M_TAU
+from ditau.physics import M_TAU, mass2
 from ditau.reconstruct.mmc_pdfs import (
     ATLAS2012,
     MODE_KIND,
@@ -111,6 +111,7 @@ from ditau.reconstruct.mmc_pdfs import (
     param_table,
 )
 from ditau.reconstruct.output import recon_table
+from ditau.schema import column_array, column_names
 
 #: Half-width of the neutrino azimuth window around the visible azimuth (DiTauMassTools
 #: m_dRmax_tau = 0.4).
@@ -750,6 +751,8 @@ def columns_for(settings: MMCSettings) -> tuple[str, ...]:
     """Event-table columns MMC needs with ``settings``: the leading jet only for ``use_mht``
     and the ``atlas2016`` MET tune (the defaults read the inputs alone)."""
     return EXTRA_COLUMNS if settings.use_mht or settings.met_resolution == "atlas2016" else ()
+
+
 #: Jet pT threshold (GeV) of ATLAS's Njet25 (MissingMassCalculatorV2 RunMissingMassCalculator).
 NJET_PT_MIN = 25.0
 
@@ -803,22 +806,24 @@ def n_jets25(table: Any, n: int) -> NDArray[np.int64]:
     """(n,) 1 where the leading jet has pT > 25 GeV, else 0 (all ATLAS's MMC needs of
     Njet25 is whether it is 0). ``table``: pyarrow table or mapping with
     :data:`EXTRA_COLUMNS` (NaN = no jet). Raises ValueError if it is missing."""
-    names = set(table.column_names if hasattr(table, "column_names") else table) \
-        if table is not None else set()
+    names = set(column_names(table)) if table is not None else set()
     missing = [c for c in EXTRA_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"mmc: use_mht / met_resolution='atlas2016' need the jet columns "
                          f"{missing} (pass table=, the event table)")
-
-    def col(c: str) -> NDArray[np.float64]:
-        x = table[c]
-        x = x.to_numpy() if hasattr(x, "to_numpy") else x
-        return np.asarray(x, dtype=float)
-
-    pt = np.hypot(col("jet1_px"), col("jet1_py"))
+    pt = np.hypot(*(np.asarray(column_array(table, c), dtype=float)
+                    for c in ("jet1_px", "jet1_py")))
     if len(pt) != n:
         raise ValueError(f"mmc: table has {len(pt)} rows for {n} events")
     return (pt > NJET_PT_MIN).astype(np.int64)
+
+
+def _abs_dphi(vis_p: NDArray[np.float64], vis_m: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(n,) |dphi| in [0, pi] between the visible legs (of both ATLAS tunes; kept as
+    |arg e^(i dphi)|, not ditau.physics.delta_phi: a last-bit change of dphi moves the
+    sampled MET resolution and with it the scan's random points)."""
+    return np.abs(np.angle(np.exp(1j * (np.arctan2(vis_p[:, 1], vis_p[:, 0])
+                                        - np.arctan2(vis_m[:, 1], vis_m[:, 0])))))
 
 
 def atlas2016_met_sigma(kind_p: NDArray[np.int64], kind_m: NDArray[np.int64],
@@ -834,12 +839,11 @@ def atlas2016_met_sigma(kind_p: NDArray[np.int64], kind_m: NDArray[np.int64],
     ll = lep_p & lep_m
     hh = ~lep_p & ~lep_m
     lh = ~ll & ~hh
-    x = np.abs(np.angle(np.exp(1j * (np.arctan2(vis_p[:, 1], vis_p[:, 0])
-                                     - np.arctan2(vis_m[:, 1], vis_m[:, 0])))))
+    x = _abs_dphi(vis_p, vis_m)
     pt_p = np.hypot(vis_p[:, 0], vis_p[:, 1])
     pt_m = np.hypot(vis_m[:, 0], vis_m[:, 1])
-    m2_p = vis_p[:, 3] ** 2 - np.sum(vis_p[:, :3] ** 2, axis=1)
-    m2_m = vis_m[:, 3] ** 2 - np.sum(vis_m[:, :3] ** 2, axis=1)
+    m2_p = mass2(vis_p)
+    m2_m = mass2(vis_m)
     s = np.asarray(sumet, float).copy()
     # sumEt minus both lepton pT in lep-lep, minus electron (m < 0.05 GeV) pT otherwise, when
     # larger than that pT (MissingMassCalculatorV2.cxx FinalizeSettings)
@@ -881,8 +885,7 @@ def _mht_events(kind_p: NDArray[np.int64], kind_m: NDArray[np.int64],
     |dphi| > 2.95 below MET = 20 GeV, > 2.8 above (MissingMassProb.cxx MET, MMC2016MC15C,
     m_allowUseHT)."""
     lh = (kind_p == 0) != (kind_m == 0)
-    x = np.abs(np.angle(np.exp(1j * (np.arctan2(vis_p[:, 1], vis_p[:, 0])
-                                     - np.arctan2(vis_m[:, 1], vis_m[:, 0])))))
+    x = _abs_dphi(vis_p, vis_m)
     low = np.hypot(met[:, 0], met[:, 1]) < 20.0
     use = lh & (njet == 0) & np.where(low, x > 2.95, x > 2.8)
     return use, low
@@ -916,8 +919,9 @@ def mmc(inputs: Inputs, *, table: Any = None, n_phi: int = DEFAULT_N_PHI,
     solutions in the MLM peak window. Raises ValueError for invalid settings or a missing
     jet column.
     """
-    MMCSettings(n_phi, n_met, n_mnu, seed, pdfs, dphi, smooth, phi_power, tau_probability,
-                use_mht, met_resolution, max_rounds, stop_tol)  # validates
+    settings = MMCSettings(n_phi, n_met, n_mnu, seed, pdfs, dphi, smooth, phi_power,
+                           tau_probability, use_mht, met_resolution, max_rounds,
+                           stop_tol)  # validates
     coef = _pdf_coef(pdfs)
     ptable = _TABLES.get(id(coef)) if coef is ATLAS2012 else None
     if ptable is None:
@@ -935,7 +939,7 @@ def mmc(inputs: Inputs, *, table: Any = None, n_phi: int = DEFAULT_N_PHI,
     # TauProbability scheme: the had-had function for had-had, else the generic one
     # (MissingMassProb.cxx TauProbabilityWrapper)
     tp = np.where(hh, TP_HH, TP_GENERIC) if tau_probability else np.full(n, TP_OFF)
-    if use_mht or met_resolution == "atlas2016":
+    if columns_for(settings):  # the options that need the jet multiplicity
         njet = n_jets25(table, n)
         if met_resolution == "atlas2016":
             sig = atlas2016_met_sigma(kind_p, kind_m, inputs.vis_p, inputs.vis_m, met_in,
