@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import comma_list, existing_all, fail, user_errors
+from ditau.cli.common import comma_list, existing_all, user_errors
 from ditau.cli.reconstruct import METHOD_NAMES
-from ditau.schema import SchemaError
 
 
 def _split(item: str, what: str, form: str) -> tuple[str, Path]:
@@ -100,7 +99,7 @@ def tomography_command(
     Reads 'ditau reconstruct' outputs, runs no method: --recon, --variation-recon, --nu-sampling.
     """
     from ditau.tomography.report import to_markdown, write_report
-    from ditau.tomography.run import TomographyError, run_tomography
+    from ditau.tomography.run import run_tomography
 
     if rho not in ("visible", "polarimeter"):
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
@@ -116,7 +115,6 @@ def tomography_command(
         existing_all([events, *pairs.values(), *vpairs.values(), *(background or ()),
                       *(f for per in vrecon.values() for f in per.values()),
                       *(f for fs in nu.values() for f in fs)])
-    try:
         res = run_tomography(events, methods=methods or None,
                              recon=pairs, variations=vpairs, variation_recon=vrecon,
                              backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
@@ -125,7 +123,5 @@ def tomography_command(
                              candidate_average=candidate_average,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)
-    except (TomographyError, SchemaError, ValueError, OSError) as err:
-        fail(err)
     typer.echo(to_markdown(res))
     typer.echo("wrote " + ", ".join(str(p) for p in written))

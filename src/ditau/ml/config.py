@@ -2,8 +2,8 @@
 :class:`ditau.config.StageConfig`, unknown keys refused): data and selection, model,
 optimiser, schedule, EMA, evaluation, checkpoints, early stopping, device.
 
-Imports the model configuration (:mod:`ditau.ml.model`) and the channel registry
-(:mod:`ditau.physics`); no torch code runs here.
+Imports the model configuration (:mod:`ditau.ml.model`) and the channels of the features
+(:mod:`ditau.ml.features`); no torch code runs here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, Final
 from ditau.config import StageConfig
 from ditau.ml.features import ONE_HOT_CHANNELS
 from ditau.ml.model import ModelConfig
-from ditau.physics import ANALYSIS_CHANNELS
 
 SELECTIONS: Final[tuple[str, ...]] = ("sr", "channels")
 OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "lion")
@@ -96,7 +95,7 @@ class TrainConfig(StageConfig):
         if self.channels is not None:
             self.channels = [self.channels] if isinstance(self.channels, str) \
                 else list(self.channels)
-            bad = [c for c in self.channels if c not in ANALYSIS_CHANNELS]
+            bad = [c for c in self.channels if c not in ONE_HOT_CHANNELS]
             if bad or not self.channels:
                 raise ValueError(f"channels: {bad or 'empty'} not among "
                                  f"{list(ONE_HOT_CHANNELS)}")

@@ -36,8 +36,7 @@ def init_distributed(device: torch.device) -> DistInfo:
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(),
-                    int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), env_local_rank())
 
 
 def env_local_rank() -> int:

@@ -118,7 +118,7 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     out["m_tautau"] = mass(s)
     out["reco_channel"] = channel_of(out["reco_mode_p"], out["reco_mode_m"]).astype(object)
     out["in_sr"] = np.ones(n, bool)
-    _complete(out, n)
+    _complete(out, n, s)
     return pa.table(out)
 
 
@@ -126,14 +126,12 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
 _CHG_PDG_TAUP: dict[str, int] = {"pi": 211, "rho": 211, "e": -11, "mu": -13}
 
 
-def _complete(out: dict[str, Any], n: int) -> None:
+def _complete(out: dict[str, Any], n: int, pair: NDArray[np.float64]) -> None:
     """The remaining truth and reco columns of a complete detector-level file, derived from
     the toy without new random numbers (so a seed gives the same events as before): the
     truth visible parts are the reco ones (no smearing), a u ubar -> Z hard process along +z,
     no other neutrinos, every leg a real tau product, the channel's trigger fired; no
-    lepton-flavour neutrino (NaN) and spin_weight 1."""
-    taus = [np.column_stack([out[f"tau_{c}_{leg}"] for c in _C]) for leg in ("p", "m")]
-    pair = taus[0] + taus[1]
+    lepton-flavour neutrino (NaN) and spin_weight 1. ``pair``: the (n, 4) tau+ + tau-."""
     out["hard_id1"], out["hard_id2"] = np.full(n, 2, np.int32), np.full(n, -2, np.int32)
     out["quark_pz_sign"] = np.ones(n, np.int8)
     out["m_hat"] = out["m_tautau"]

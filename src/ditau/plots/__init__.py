@@ -12,7 +12,7 @@ The statistics behind the histograms (:func:`~ditau.stats.hist_content`,
 
 from __future__ import annotations
 
-from ditau.plots.draw import ATLAS_TEXT, PlotError
+from ditau.plots.draw import PlotError
 from ditau.plots.inputs import plot_inputs
 
-__all__ = ["ATLAS_TEXT", "PlotError", "plot_inputs"]
+__all__ = ["PlotError", "plot_inputs"]

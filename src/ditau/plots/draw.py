@@ -34,10 +34,6 @@ from ditau.stats import hist_content, weighted_quantiles
 
 FloatArray = NDArray[np.float64]
 
-#: Kept for old imports: ditau's figures no longer carry an ATLAS label (see
-#: :class:`ditau.plots.style.Label` for the label and how to set an experiment's own).
-ATLAS_TEXT: Final[str] = "Internal"
-
 _MODE_TEX: Final[dict[str, str]] = {"e": "e", "mu": r"\mu", "pi": r"\pi", "rho": r"\rho"}
 _PNG: Final[str] = "png"
 
@@ -225,5 +221,5 @@ def draw_panels(panels: Sequence[Panel], path: Path, title: str, ylabel: str,
     return path
 
 
-__all__ = ["ATLAS_TEXT", "Binning", "Panel", "PlotError", "channel_tex", "com_tev",
+__all__ = ["Binning", "Panel", "PlotError", "channel_tex", "com_tev",
            "draw_panels", "leg_tags", "split_channel"]

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ditau.tomography import quantum
-from ditau.tomography.significance import RUN2_LUMI, m12_diag, witness_d
+from ditau.tomography.significance import GRAD_D, RUN2_LUMI, m12_diag, witness_d
 
 if TYPE_CHECKING:
     from ditau.tomography.run import MethodResult, TomographyResult
@@ -105,13 +105,12 @@ def diag_quantities(c: NDArray[np.float64], cov: NDArray[np.float64], n_toys: in
     c = np.asarray(c, float)
     cov = np.asarray(cov, float)
     m12, grad = m12_diag(c)
-    gd = np.array([1.0, -1.0, 1.0]) / 3.0
     toys = quantum.gaussian_toys(c, cov, n_toys, seed)
     conc = _concurrence_raw(c)
     conc_t = _concurrence_raw(toys)
     lam = _min_eigenvalue(c)
     lam_t = _min_eigenvalue(toys)
-    return {"D": (witness_d(c), float(np.sqrt(max(gd @ cov @ gd, 0.0)))),
+    return {"D": (witness_d(c), float(np.sqrt(max(GRAD_D @ cov @ GRAD_D, 0.0)))),
             "m12": (m12, float(np.sqrt(max(grad @ cov @ grad, 0.0)))),
             "concurrence": (float(conc), float(np.std(conc_t, ddof=1))),
             "min_eigenvalue": (float(lam), float(np.std(lam_t, ddof=1)))}

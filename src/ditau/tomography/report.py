@@ -23,7 +23,7 @@ from ditau.tomography.bounds import (
     truth_flags,
 )
 from ditau.tomography.estimators import lo_inclusive
-from ditau.tomography.figures import plot_significance, write_figures
+from ditau.tomography.figures import write_figures
 from ditau.tomography.run import CHANNELS, TomographyResult
 from ditau.tomography.significance import RUN2_LUMI
 
@@ -256,4 +256,4 @@ def write_report(res: TomographyResult, out_dir: str | os.PathLike[str]) -> list
     return [out / "summary.md", *write_figures(res, out)]
 
 
-__all__ = ["flag_lines", "plot_significance", "summary_lines", "to_markdown", "write_report"]
+__all__ = ["flag_lines", "summary_lines", "to_markdown", "write_report"]

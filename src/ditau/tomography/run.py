@@ -143,9 +143,10 @@ class TomographyResult:
 # ------------------------------------------------------------------------------------------
 
 
-def _p4(t: pa.Table, prefix: str, leg: str) -> NDArray[np.float64]:
-    return np.stack([column_array(t, f"{prefix}_{c}_{leg}") for c in ("px", "py", "pz", "e")],
-                    axis=1)
+def _p4(t: pa.Table, prefix: str, leg: str,
+        comps: tuple[str, ...] = ("px", "py", "pz", "e")) -> NDArray[np.float64]:
+    """Columns ``{prefix}_{c}_{leg}`` for ``c`` in ``comps`` as an (N, len(comps)) array."""
+    return np.stack([column_array(t, f"{prefix}_{c}_{leg}") for c in comps], axis=1)
 
 
 def _spin_sample(an: Any, weight: NDArray[np.float64]) -> SpinSample:
@@ -373,14 +374,12 @@ def read_method_output(path: str | Path, method: str, events: pa.Table,
     if first.any():
         order = np.argsort(ids)
         rows = order[np.searchsorted(ids[order], rid[first])]
+        xyz = ("px", "py", "pz")
         for leg in ("p", "m"):
-            vis = np.stack([column_array(events, f"reco_chg_{c}_{leg}").astype(float)
-                            + np.nan_to_num(column_array(events, f"reco_neu_{c}_{leg}")
-                                            .astype(float)) for c in ("px", "py", "pz")], 1)
-            tau = np.stack([column_array(recon, f"rec_tau_{c}_{leg}")[first]
-                            for c in ("px", "py", "pz")], 1).astype(float)
-            nu = np.stack([column_array(recon, f"rec_nu_{c}_{leg}")[first]
-                           for c in ("px", "py", "pz")], 1).astype(float)
+            vis = _p4(events, "reco_chg", leg, xyz).astype(float) \
+                + np.nan_to_num(_p4(events, "reco_neu", leg, xyz).astype(float))
+            tau = _p4(recon, "rec_tau", leg, xyz)[first].astype(float)
+            nu = _p4(recon, "rec_nu", leg, xyz)[first].astype(float)
             tol = 1e-6 * (1.0 + np.abs(tau).sum(1) + np.abs(nu).sum(1))
             off = np.any(np.abs(tau - nu - vis[rows]) > tol[:, None], axis=1)
             if off.any():
