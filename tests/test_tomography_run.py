@@ -204,10 +204,10 @@ def test_cli_names_unknown_methods_and_missing_files(reco_files, tmp_path):
 
 
 def test_event_weights_include_the_spin_weight():
-    from ditau.tomography.run import _event_weight, spin_weights
+    from ditau.schema import event_weights, spin_weights
 
     t = pa.table({"weight": [2.0, 2.0], "reco_weight": [1.0, 0.5], "spin_weight": [1.5, 0.25]})
-    assert np.allclose(_event_weight(t), [3.0, 0.25])
+    assert np.allclose(event_weights(t), [3.0, 0.25])
     assert np.allclose(spin_weights(t.drop_columns(["spin_weight"])), [1.0, 1.0])
 
 

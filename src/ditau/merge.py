@@ -56,13 +56,14 @@ def check_one_sample(srcs: Sequence[Path], metas: Sequence[dict[str, Any]],
     hint = "merge files of one sample only, or --force to go on anyway"
     seen: dict[int, Path] = {}
     for p, meta in zip(srcs, metas, strict=True):
-        dup = sorted({s for s in job_seeds(meta) if s in seen})
+        seeds = job_seeds(meta)
+        dup = sorted({s for s in seeds if s in seen})
         if dup:
             other = seen[dup[0]]
             same = " (the same file twice?)" if other.resolve() == p.resolve() else ""
             report(f"merge: {other} and {p} share generation job seed(s) {dup[:5]}: the same "
                    f"events twice{same}; generate each part with its own --seed", force, hint)
-        for s in job_seeds(meta):
+        for s in seeds:
             seen.setdefault(s, p)
     ref = sample_settings(metas[0])
     for p, meta in zip(srcs[1:], metas[1:], strict=True):

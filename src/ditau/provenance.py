@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from ditau.schema import SchemaError, event_id_digest, read_metadata
 
@@ -159,8 +160,6 @@ def check_recon_input(events: str | os.PathLike[str], recon: str | os.PathLike[s
 
 
 def _ids(path: str | os.PathLike[str]) -> np.ndarray:
-    import pyarrow.parquet as pq
-
     return np.asarray(pq.read_table(path, columns=["event_id"])["event_id"])
 
 

@@ -281,9 +281,15 @@ def upgrade(table: pa.Table, version: str) -> pa.Table:
     for col in added_after(version):
         if col.name in names or col.group not in have or col.fill is None:
             continue
-        values = pa.array(np.full(table.num_rows, col.fill), type=col.dtype)
-        table = table.append_column(pa.field(col.name, col.dtype, nullable=False), values)
+        table = _append_filled(table, col)
     return table
+
+
+def _append_filled(table: pa.Table, col: Column) -> pa.Table:
+    """``table`` with the column ``col`` appended, its fill value (``Column.fill``) in every
+    row."""
+    return table.append_column(pa.field(col.name, col.dtype, nullable=False),
+                               pa.array(np.full(table.num_rows, col.fill), type=col.dtype))
 
 
 def upgraded_schema(schema: pa.Schema, version: str) -> pa.Schema:
@@ -399,12 +405,8 @@ def validate(table: pa.Table, require: Sequence[str] = ("id",), source: str = "t
 
     Raises :class:`SchemaError` naming ``source`` and the column.
     """
-    names = set(table.column_names)
-    missing = [c.name for c in group_columns(*require) if c.name not in names]
-    if missing:
-        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
-        raise SchemaError(f"{source}: missing required column(s) {shown} "
-                          f"({len(missing)} missing, groups {list(require)})")
+    _require_present(set(table.column_names), [c.name for c in group_columns(*require)],
+                     source, f"groups {list(require)}")
     for name in table.column_names:
         col = BY_NAME.get(name)
         if col is None:
@@ -637,14 +639,12 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
         raise SchemaError(f"{path}: cannot read data (truncated or corrupt?): {err}") from err
     validate(table, require=(), source=str(path))
     if later - names:
-        table = upgrade(table, version)
-        if cols is not None:
+        if cols is None:
+            table = upgrade(table, version)
+        else:  # the requested columns the file predates (each in ``later``, checked above)
             for c in cols:
-                if c not in table.column_names and c in later:
-                    col = BY_NAME[c]
-                    table = table.append_column(pa.field(c, col.dtype, nullable=False),
-                                                pa.array(np.full(table.num_rows, col.fill),
-                                                         type=col.dtype))
+                if c not in table.column_names:
+                    table = _append_filled(table, BY_NAME[c])
             table = table.select(cols)
     return table
 
@@ -704,6 +704,23 @@ def column_names(table: Any) -> list[str]:
     if hasattr(table, "columns"):
         return [str(c) for c in table.columns]
     return list(table)
+
+
+def spin_weights(table: Any) -> NDArray[np.float64]:
+    """Each event's ``spin_weight``: 1 for Pythia's exact correlated decays, the weight to the
+    Standard-Model state for samples generated with ``--spin weights`` (unpolarised decays;
+    :func:`ditau.spin.truth_weights`); ones for a table without the column."""
+    if "spin_weight" not in column_names(table):
+        return np.ones(len(column_array(table, column_names(table)[0])))
+    return np.asarray(column_array(table, "spin_weight"), float)
+
+
+def event_weights(table: Any) -> NDArray[np.float64]:
+    """Events per fb^-1 of each event of a detector-level table: ``weight`` x ``reco_weight``
+    (fake rates) x ``spin_weight`` (:func:`spin_weights`), so weighted distributions are the
+    physical ones whatever the spin mode of generation."""
+    return np.asarray(column_array(table, "weight"), float) \
+        * np.asarray(column_array(table, "reco_weight"), float) * spin_weights(table)
 
 
 def describe(groups: Sequence[str] = GROUPS) -> str:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ditau.generate.config import SIGNAL
-from ditau.schema import SchemaError, read_events, read_metadata
+from ditau.schema import SchemaError, event_weights, read_events, read_metadata
 from ditau.select import HADHAD, SelectConfig
 
 #: Reconstructed channels in the reference's row order, grouped by trigger.
@@ -159,9 +159,10 @@ def _markdown_table(cells: dict[str, dict[str, Yield]], keys: list[str],
 _NEEDED = ("sample", "weight", "truth_channel", "reco_weight", "reco_channel", "in_sr")
 
 
-def _selected(path: Path) -> pa.Table:
-    """The columns the yields need from a detector-level file (SchemaError naming the file and
-    the missing columns otherwise: the yields never run the detector themselves)."""
+def _reco_names(path: Path) -> list[str]:
+    """The column names of a detector-level file with the columns the yields need
+    (SchemaError naming the file and the missing columns otherwise: the yields never run the
+    detector themselves)."""
     if not path.is_file():
         raise SchemaError(f"{path}: no such file")
     try:
@@ -172,8 +173,19 @@ def _selected(path: Path) -> pa.Table:
     if missing:
         raise SchemaError(f"{path}: no reco columns {missing[:4]}: the yields read "
                           "detector-level files; run 'ditau detector' on it first")
-    cols = list(_NEEDED) + (["spin_weight"] if "spin_weight" in names else [])
-    return read_events(path, columns=cols, kind="detector")
+    return names
+
+
+def _spin_column(names: Sequence[str]) -> list[str]:
+    """``["spin_weight"]`` if the file has it (a detector-level file without truth has
+    not)."""
+    return ["spin_weight"] if "spin_weight" in names else []
+
+
+def _selected(path: Path) -> pa.Table:
+    """The columns the yields need from a detector-level file (:func:`_reco_names`)."""
+    names = _reco_names(path)
+    return read_events(path, columns=[*_NEEDED, *_spin_column(names)], kind="detector")
 
 
 def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
@@ -194,9 +206,7 @@ def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
     for t in tables.values():
         sample = np.asarray(t.column("sample").to_pylist(), dtype=object)
         share = np.array([t.num_rows / per_sample[s] for s in sample]) if len(sample) else 0.0
-        # spin_weight: 1 for exact decays, the weight to the SM state for --spin weights samples
-        spin = np.asarray(t["spin_weight"]) if "spin_weight" in t.column_names else 1.0
-        w = np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * spin * share
+        w = event_weights(t) * share
         sr = np.asarray(t["in_sr"])
         reco = np.asarray(t["reco_channel"].to_pylist(), dtype=object)
         truth = np.asarray(t["truth_channel"].to_pylist(), dtype=object)
@@ -288,15 +298,13 @@ def _read_signal(paths: Sequence[str | Path]) -> _Signal:
     file without the reco or truth columns, or without signal events."""
     tables, metas = [], []
     for p in (Path(x) for x in paths):
-        _selected(p)  # the reco-column check with its message
-        names = pq.ParquetFile(p).schema_arrow.names
+        names = _reco_names(p)  # the reco-column check with its message
         missing = [c for c in _TRUTH_COLUMNS if c not in names]
         if missing:
             raise SchemaError(f"{p}: no truth columns {missing[:4]}: the composition and the "
                               "cut-flow need the generated truth (a signal file)")
-        cols = [*_SIGNAL_COLUMNS, *_TRUTH_COLUMNS] + (["spin_weight"] if "spin_weight" in names
-                                                      else [])
-        t = read_events(p, columns=cols, kind="detector")
+        t = read_events(p, columns=[*_SIGNAL_COLUMNS, *_TRUTH_COLUMNS, *_spin_column(names)],
+                        kind="detector")
         t = t.filter(pa.compute.equal(t["sample"], SIGNAL))
         if t.num_rows == 0:
             raise SchemaError(f"{p}: no signal ({SIGNAL}) events")
@@ -306,9 +314,7 @@ def _read_signal(paths: Sequence[str | Path]) -> _Signal:
     cols: dict[str, list[np.ndarray]] = defaultdict(list)
     ws = []
     for t in tables:
-        spin = np.asarray(t["spin_weight"]) if "spin_weight" in t.column_names else 1.0
-        ws.append(np.asarray(t["weight"]) * np.asarray(t["reco_weight"]) * spin
-                  * (t.num_rows / n_all))
+        ws.append(event_weights(t) * (t.num_rows / n_all))
         for leg in ("p", "m"):
             cols[f"truth_mode_{leg}"].append(truth_leg_modes(t, leg))
         for c in t.column_names:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import existing_all, user_errors
+from ditau.cli.common import existing_all, given, user_errors
 
 
 def detector(
@@ -39,11 +39,7 @@ def detector(
         existing_all([inp, config, select])
         scfg = SelectConfig.from_yaml(select) if select else SelectConfig()
         cfg = DetectorConfig.from_yaml(config) if config else DetectorConfig()
-        changes: dict[str, object] = {}
-        if seed is not None:
-            changes["seed"] = seed
-        if no_smear:
-            changes["smear"] = False
+        changes = given(seed=seed, smear=False if no_smear else None)
         cfg = DetectorConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
         summary = run_detector(inp, out, cfg, scfg, systematic=systematic,
                                keep_particles=not drop_particles, workers=workers,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import comma_list, user_errors
+from ditau.cli.common import comma_list, given, user_errors
 
 
 def generate(
@@ -51,19 +51,13 @@ def generate(
         from ditau.generate.config import GenerateConfig
 
         cfg = GenerateConfig.from_yaml(config) if config else GenerateConfig()
-        changes: dict[str, object] = {}
-        for key, val in (("events", events), ("process", process), ("seed", seed),
-                         ("mass_window", mass_window), ("events_per_job", events_per_job),
-                         ("spin", spin), ("spin_state", spin_state)):
-            if val is not None:
-                changes[key] = val
-        if force_decays is not None:
-            changes["force_decays"] = comma_list(force_decays, "--force-decays",
-                                                 ("pi", "rho", "e", "mu"))
-        if no_particles:
-            changes["keep_particles"] = False
-        if tau_filter is not None:
-            changes["tau_filter"] = tau_filter  # parsed by GenerateConfig.from_dict
+        # tau_filter is parsed by GenerateConfig.from_dict
+        changes = given(events=events, process=process, seed=seed, mass_window=mass_window,
+                        events_per_job=events_per_job, spin=spin, spin_state=spin_state,
+                        tau_filter=tau_filter,
+                        force_decays=comma_list(force_decays, "--force-decays",
+                                                ("pi", "rho", "e", "mu")),
+                        keep_particles=False if no_particles else None)
         cfg = GenerateConfig.from_dict({**cfg.to_dict(), **changes}, source="options")
         summary = run(cfg, out, workers=workers, scheduler=scheduler, progress=not quiet)
     typer.echo(f"wrote {summary.events} events to {summary.path} "

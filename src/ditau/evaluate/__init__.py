@@ -116,7 +116,7 @@ def evaluate_files(events: str | os.PathLike[str],
         raise ValueError(f"--recon: {', '.join(twice)} given more than once")
     tables, sources = read_methods(recon)
     event_ids = ev["event_id"].to_numpy()
-    for path in dict.fromkeys(str(p) for p in recon):
+    for path in map(str, recon):  # each once: a file given twice was refused above
         ids = [t["event_id"].to_numpy() for k, t in tables.items() if sources[k] == path]
         check_recon_input(events, path, recon_ids=np.concatenate(ids), event_ids=event_ids,
                           force=force)

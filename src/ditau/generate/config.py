@@ -219,7 +219,6 @@ class GenerateConfig(StageConfig):
 
     # ---------------------------------------------------------------------------------------
 
-    config_name: ClassVar[str] = "config"
     config_error: ClassVar[type[Exception]] = ConfigError
 
     @classmethod

@@ -88,21 +88,19 @@ def leg_columns(leg: str, dp: NDArray[np.int64], evt: NDArray[np.int64],
     mode[one & (n_pic == 1) & (n_neu == 1) & (n_pi0 == 1)] = "rho"
     mode[one & (n_e == 1) & (n_neu == 0)] = "e"
     mode[one & (n_mu == 1) & (n_neu == 0)] = "mu"
-    cols: dict[str, NDArray] = {}
-    for name, vec in (("tau", tau), ("nu", total(nu)), ("chg", total(chg)),
-                      ("neu", total(neu))):
-        for c, comp in enumerate(("px", "py", "pz", "e")):
-            cols[f"{name}_{comp}_{leg}"] = vec[:, c]
     # the lepton-flavour neutrino of leptonic legs: nu_e (12) with an e, nu_mu (14) with a mu,
     # positive PDG id for the tau+ leg (nu_l), negative for the tau- leg (nubar_l)
     sign = 1 if leg == "p" else -1
     lep_mode = np.isin(mode, ("e", "mu"))
     want = np.where(mode == "e", 12, 14) * sign
-    nul = (np.isin(abspid, (12, 14)) & (pid[dp] == want[ev]) & lep_mode[ev])
+    nul = (pid[dp] == want[ev]) & lep_mode[ev]
     one_nul = lep_mode & (count(nul) == 1) & present
     nul_p4 = np.where(one_nul[:, None], total(nul), np.nan)
-    for c, comp in enumerate(("px", "py", "pz", "e")):
-        cols[f"nul_{comp}_{leg}"] = nul_p4[:, c]
+    cols: dict[str, NDArray] = {}
+    for name, vec in (("tau", tau), ("nu", total(nu)), ("chg", total(chg)),
+                      ("neu", total(neu)), ("nul", nul_p4)):
+        for c, comp in enumerate(("px", "py", "pz", "e")):
+            cols[f"{name}_{comp}_{leg}"] = vec[:, c]
     cols[f"n_nu_{leg}"] = count(nu).astype(np.int8)
     cols[f"n_charged_{leg}"] = n_chg.astype(np.int8)
     cols[f"n_pi0_{leg}"] = n_pi0.astype(np.int8)

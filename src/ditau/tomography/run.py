@@ -57,7 +57,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from ditau.schema import SchemaError, column_array, read_events, read_metadata
+from ditau.schema import (
+    SchemaError,
+    column_array,
+    event_weights,
+    read_events,
+    read_metadata,
+    spin_weights,
+)
 from ditau.tomography.analysers import Analysers, from_reco, from_truth
 from ditau.tomography.calibration import (
     Calibration,
@@ -218,28 +225,13 @@ def method_taus(events: pa.Table, method: str, recon: pa.Table | None = None,
     return tp, tm, ok
 
 
-def spin_weights(t: pa.Table) -> NDArray[np.float64]:
-    """Each event's spin weight: 1 for Pythia's exact correlated decays, the weight to the
-    Standard-Model state for samples generated with ``--spin weights`` (unpolarised decays;
-    :func:`ditau.spin.truth_weights`), so that weighted distributions are the exact ones."""
-    if "spin_weight" not in t.column_names:
-        return np.ones(t.num_rows)
-    return np.asarray(column_array(t, "spin_weight"), float)
-
-
-def _event_weight(t: pa.Table) -> NDArray[np.float64]:
-    """Events per fb^-1 of each selected event, fake-rate and spin weights included."""
-    return np.asarray(column_array(t, "weight"), float) \
-        * np.asarray(column_array(t, "reco_weight"), float) * spin_weights(t)
-
-
 def detector_sample(events: pa.Table, tau_p: NDArray[np.float64], tau_m: NDArray[np.float64],
                     ok: NDArray[np.bool_], rho: str) -> SpinSample:
     """Analysers from reconstructed tau momenta and the measured visible objects."""
     tp = np.where(ok[:, None], tau_p, np.nan)
     tm = np.where(ok[:, None], tau_m, np.nan)
     an = from_reco(events, tp, tm, rho=rho)
-    w = _event_weight(events)
+    w = event_weights(events)
     return _spin_sample(an, w)
 
 
@@ -588,7 +580,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     # position of each selected event in the calibration-half truth arrays
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
     chan = column_array(sel, "reco_channel")
-    w_sr = _event_weight(sel)
+    w_sr = event_weights(sel)
     bkg = background_yields(backgrounds)
     if not backgrounds and not reference_yields:
         res.notes.append("no background files given: background yields taken as 0")
