@@ -13,6 +13,9 @@ events per CPU-second of each mode in the same run:
 
     python benchmarks/spin_weights.py --generate 5000 w.parquet exact.parquet
 
+Then the pulls in bins of |cos Theta| and m_tautau, of the visible energy fractions, and the
+separable-state check (C = B+ B-^T: concurrence 0, D < 1/3 expected).
+
 Prints B+-, C (truth level, tomography truth analysers, Collins-Soper helicity basis) for the
 exact sample, the weights sample unweighted (~0) and weighted, the pulls weighted - exact and
 their chi2; n_eff / n with n_eff = (sum w)^2 / sum w^2; with ``--generate`` the events and
@@ -55,6 +58,73 @@ def _measure(path: Path, weighted: bool) -> tuple[SpinObservables, float]:
         return obs, 1.0
     wv = w[an.valid]
     return obs, float(wv.sum() ** 2 / np.sum(wv**2) / len(wv))
+
+
+def _binned_pulls(weights: Path, exact: Path) -> None:
+    """Pulls (weighted - exact) of the 15 parameters in 3 bins of |cos Theta| and in m_tautau
+    bins 60-80, 80-100, 100-120 GeV, and of the visible pi and rho energy fractions
+    x = E_vis / E_tau (lab) in 10 bins: every bin's largest |pull| and the chi2."""
+    tw, tx = pq.read_table(weights), pq.read_table(exact)
+    aw, ax = from_truth(tw), from_truth(tx)
+    ww = np.asarray(column_array(tw, "spin_weight"), dtype=float)
+    cuts = {f"|cos T| {lo:.2f}-{hi:.2f}": (lambda an, t, lo=lo, hi=hi:
+                                            (np.abs(an.cos_theta) >= lo)
+                                            & (np.abs(an.cos_theta) < hi))
+            for lo, hi in ((0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0001))}
+    cuts |= {f"m {lo}-{hi} GeV": (lambda an, t, lo=lo, hi=hi:
+                                  (column_array(t, "m_tautau") >= lo)
+                                  & (column_array(t, "m_tautau") < hi))
+             for lo, hi in ((60, 80), (80, 100), (100, 120))}
+    all_p = []
+    print(f"{'bin':<20} {'n exact':>8} {'n weights':>9}  chi2/15  max|pull| (parameter)")
+    for name, cut in cuts.items():
+        mw, mx = cut(aw, tw), cut(ax, tx)
+        ow = measure(aw.h_p, aw.h_m, aw.kappa_p, aw.kappa_m, weights=ww, valid=aw.valid & mw)
+        ox = measure(ax.h_p, ax.h_m, ax.kappa_p, ax.kappa_m, valid=ax.valid & mx)
+        pull = (ow.vector - ox.vector) / np.hypot(ow.errors, ox.errors)
+        all_p.append(pull)
+        i = int(np.argmax(np.abs(pull)))
+        print(f"{name:<20} {ox.n:>8d} {ow.n:>9d}  {np.sum(pull**2):6.1f}   "
+              f"{abs(pull[i]):.2f} ({PARAMETER_NAMES[i]})")
+    p = np.concatenate(all_p)
+    print(f"all {len(p)} pulls: {np.sum(np.abs(p) > 2)} beyond 2 sigma "
+          f"(expected {0.0455 * len(p):.1f}), chi2 = {np.sum(p**2):.1f}/{len(p)}")
+    edges = np.linspace(0, 1, 11)
+    for mode in ("pi", "rho"):
+        for leg in ("p", "m"):
+            def frac(t, leg=leg, mode=mode):
+                sel = column_array(t, f"decay_mode_{leg}") == mode
+                vis = column_array(t, f"chg_e_{leg}") + np.nan_to_num(
+                    column_array(t, f"neu_e_{leg}"))
+                return sel, vis / column_array(t, f"tau_e_{leg}")
+            sw, xw = frac(tw)
+            sx, xx = frac(tx)
+            hw, _ = np.histogram(xw[sw], edges, weights=ww[sw])
+            e2w, _ = np.histogram(xw[sw], edges, weights=ww[sw] ** 2)
+            hx, _ = np.histogram(xx[sx], edges)
+            # compare shapes: normalise both to unit area
+            nw, nx = hw.sum(), hx.sum()
+            pull = (hw / nw - hx / nx) / np.sqrt(e2w / nw**2 + hx / nx**2)
+            print(f"E_vis/E_tau {mode} (tau{'+' if leg == 'p' else '-'}): chi2 = "
+                  f"{np.sum(pull**2):.1f}/10, max |pull| = {np.max(np.abs(pull)):.2f}")
+
+
+def _separable(weights: Path) -> None:
+    """The weights sample put in the separable state (C = B+ B-^T): truth-level C, D and the
+    concurrence (expected: 0, D < 1/3)."""
+    from ditau.spin import truth_weights
+    from ditau.tomography import quantum_observables
+
+    t = pq.read_table(weights)
+    an = from_truth(t)
+    w = truth_weights(t, "separable")
+    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m, weights=w, valid=an.valid)
+    q = quantum_observables(obs, n_toys=2000, seed=1)
+    print(f"separable state: C diag = {np.round(np.diag(obs.C), 3)}, "
+          f"D = {q.central['D']:.3f} ± {q.error['D']:.3f} (< 1/3), concurrence = "
+          f"{q.central['concurrence']:.3f} ± {q.error['concurrence']:.3f} "
+          f"(raw {q.central['concurrence_raw']:+.3f}), Z(D > 1/3) = "
+          f"{q.significance['D']:.1f}")
 
 
 def _row(name: str, obs: SpinObservables) -> None:
@@ -115,3 +185,5 @@ if __name__ == "__main__":
                  "exact": _generate(args.exact, args.generate, args.seed + 1, modes, "exact",
                                     args.fast)}
     main(args.weights, args.exact, cpu_s)
+    _binned_pulls(args.weights, args.exact)
+    _separable(args.weights)

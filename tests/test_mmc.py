@@ -251,6 +251,9 @@ def test_mmc_no_solution_status():
     cols["met_y"] = -vy * 2.0
     cols["reco_chg_px_m"] = cols["reco_chg_px_p"] * 1.3  # both legs along the same azimuth
     cols["reco_chg_py_m"] = cols["reco_chg_py_p"] * 1.3
+    # keep the pion on its mass shell (an energy below |p| is a bad input, flagged failed)
+    cols["reco_chg_e_m"] = np.sqrt(cols["reco_chg_px_m"] ** 2 + cols["reco_chg_py_m"] ** 2
+                                   + cols["reco_chg_pz_m"] ** 2 + 0.13957**2)
     tab = mmc(inputs_from_table(cols), n_phi=4, n_met=2)
     st = tab["rec_status"].to_numpy(zero_copy_only=False)
     assert np.all(st == "no_solution")

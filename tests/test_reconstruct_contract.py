@@ -80,6 +80,7 @@ BAD_INPUTS = [  # (column, value, reason of the failed row)
     ("reco_mode_m", "other", "tau- leg: decay mode"),
     ("reco_chg_px_p", np.nan, "tau+ leg: visible momentum missing or zero pT"),
     ("reco_chg_px_m", 0.0, "tau- leg: visible momentum missing or zero pT"),
+    ("reco_chg_e_p", 1e-3, "tau+ leg: visible energy below |p|"),  # E < |p|: unphysical
 ]
 
 

@@ -216,6 +216,7 @@ def test_previous_schema_version_is_readable_and_upgraded(pipi, tmp_path):
     tbl = pq.read_table(old)
     meta2 = read_metadata(old)
     meta2["jobs"] = [{**j, "seed": j["seed"] + 1} for j in meta2["jobs"]]
+    meta2["run_id"] = "generate-old2"  # other seeds: another run (merge refuses one run twice)
     write_events(tbl, old2, meta2)
     out = tmp_path / "merged.parquet"
     assert merge_files([old, old2], out) == 2 * tbl.num_rows

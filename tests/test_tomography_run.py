@@ -61,10 +61,26 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
         assert set(r.systematics) >= {"tes", "MC statistics (calibration)", "luminosity"}
         z = r.significance_no_mc.z_entanglement
         assert np.all(np.diff(z) >= -1e-9)  # more data never hurts
-    # the truth method keeps every selected event
+    # the calibration's MC statistics: the bootstrap covariance, so sigma_D(MC) is the direct
+    # bootstrap of D (g^T cov g), not the fully correlated outer product of the spreads
+    from ditau.tomography.significance import GRAD_D
+
+    for r in res.methods.values():
+        mc = r.systematics["MC statistics (calibration)"]
+        assert np.shape(mc) == (3, 3) and np.allclose(mc, mc.T)
+        row = next(x for x in r.impacts if x[0] == "MC statistics (calibration)")
+        assert row[1] == pytest.approx(np.sqrt(GRAD_D @ mc @ GRAD_D))
+    # the profile-likelihood measurement: two splits, our and the reference's yields, curves
+    for fr in res.fits.values():
+        assert {"split 0, ours yields", "split 1, ours yields",
+                "split 0, reference yields", "split 1, reference yields"} <= set(fr.fits)
+        lumis, zd, zb = fr.curves["ours"]
+        assert len(lumis) == len(zd) == len(zb) and fr.n_template_events > fr.n_data_events
+        # the truth method keeps every selected event
     assert res.methods["truth"].efficiency == 1.0
     md = to_markdown(res)
-    assert "Calibrated spin correlations" in md and "| truth |" in md
+    assert "Cross-check: calibration" in md and "| truth |" in md
+    assert "Measurement: profile-likelihood fit" in md and set(res.fits) == {"truth", "fastmtt"}
     files = write_report(res, tmp_path / "rep")
     assert all(f.is_file() for f in files)
     # reproducible: same seed, same report
@@ -129,7 +145,8 @@ def test_ml_neutrino_sampling_reads_outputs_of_other_seeds(reco_files):
           for s in (0, 7919, 15838)}
     ml_up = f.make(f.up, "ml_tes_up", "ml", candidates=4, device="cpu")
     kw = dict(methods=("truth", "ml"), recon={"ml": ml[0]}, variations={"tes_up": f.up},
-              variation_recon={"tes_up": {"ml": ml_up}}, n_boot=2, seed=1, min_events=5)
+              variation_recon={"tes_up": {"ml": ml_up}}, n_boot=2, seed=1, min_events=5,
+              analysis="calibration")
     res = run_tomography(f.nom, nu_sampling_recon={"ml": [ml[7919], ml[15838]]}, **kw)
     assert "ml" in res.methods, res.notes
     r = res.methods["ml"]
@@ -222,7 +239,7 @@ def test_detector_sample_keeps_events_of_non_analyser_truth_modes(signal_reco_te
     nom, _ = signal_reco_tes
     relabelled = tmp_path / "three_prong.parquet"
     ids = relabel_three_prong(nom, relabelled, 8)
-    kw = dict(methods=("truth",), n_boot=0, seed=1, min_events=5)
+    kw = dict(methods=("truth",), n_boot=0, seed=1, min_events=5, analysis="calibration")
     before = run_tomography(nom, **kw).methods["truth"]
     after = run_tomography(relabelled, **kw).methods["truth"]
     # the same signal-region events enter the detector-level sample (before the fix: 8 fewer)

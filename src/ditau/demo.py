@@ -24,6 +24,7 @@ from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
 from ditau.physics import BR_PDG, CHANNELS, expected_channel_fractions
 from ditau.reconstruct import reconstruct
 from ditau.schema import read_events
+from ditau.tomography.fit_report import fit_lines
 from ditau.tomography.report import summary_lines, write_report
 from ditau.tomography.report import to_markdown as tomography_markdown
 from ditau.tomography.run import run_tomography
@@ -176,7 +177,7 @@ def run_demo(outdir: Path, events: int = 4000, workers: int = 2, seed: int = 1) 
         txt = f"{hw:.1f}" if np.isfinite(hw) else f"n/a ({k} events)"
         r = f"{ref[m]:.1f} (channel mean)" if m in ref else "–"
         head.append(f"| {m} | {txt} | {k} | {r} |")
-    head += ["", "Spin tomography:", "", *summary_lines(tomo)[2:], ""]
+    head += ["", "Spin tomography:", "", *summary_lines(tomo)[2:], *fit_lines(tomo.fits), ""]
     lines = head + lines
     report = "\n".join(lines) + "\n"
     (outdir / "report.md").write_text(report)

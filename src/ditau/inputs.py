@@ -24,6 +24,8 @@ FOUR_MOMENTUM: tuple[str, ...] = ("px", "py", "pz", "e")
 _C = FOUR_MOMENTUM
 #: The bad-input reason of an event without a usable MET covariance (collinear ignores it).
 COVARIANCE_REASON: str = "MET covariance missing or not positive definite"
+#: Relative tolerance of the E >= |p| check of a visible leg (float32 rounding of massless legs).
+MASS_TOLERANCE: float = 1e-5
 #: Event-table columns the methods read.
 INPUT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -95,6 +97,9 @@ def inputs_from_table(table: Any, source: str = "table") -> Inputs:
     for leg, v, mode in (("tau+", vis_p, mode_p), ("tau-", vis_m, mode_m)):
         bad[~np.isin(mode, [m for m in DECAY_MODES if m != "other"])] = \
             f"{leg} leg: decay mode not one of pi, rho, e, mu"
+        p3 = np.linalg.norm(v[:, :3], axis=1)
+        bad[v[:, 3] < p3 * (1 - MASS_TOLERANCE)] = \
+            f"{leg} leg: visible energy below |p| (unphysical four-vector, m^2 < 0)"
         pt = np.hypot(v[:, 0], v[:, 1])
         bad[~(np.all(np.isfinite(v), axis=1) & (pt > 0) & (v[:, 3] > 0))] = \
             f"{leg} leg: visible momentum missing or zero pT"

@@ -9,11 +9,12 @@ source files, their event-id offsets and their own metadata, the identity of eac
 the merged file's own run id (:mod:`ditau.provenance`).
 
 Files of one sample only: the same sample name, the same columns, no generation job seed in
-two files (the same events twice: e.g. one file given twice, or two runs with one ``--seed``)
-and the same generator settings (process, mass window, forced decays, tau filter, spin
-settings, ...; for detector-level files also the detector, selection and systematic). Seeds
-and event counts may differ. ``force=True`` turns the seed and settings checks into
-warnings.
+two files (the same events twice: e.g. one file given twice, or two runs with one ``--seed``),
+no two files with the same ``run_id`` (the same run: one file or a copy of it, e.g. a Delphes
+import, which has no job seeds) and the same generator settings (process, mass window,
+forced decays, tau filter, spin settings, ...; for detector-level files also the detector,
+selection and systematic). Seeds and event counts may differ. ``force=True`` turns the seed,
+run and settings checks into warnings.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ditau.provenance import (
 from ditau.schema import (
     EventWriter,
     SchemaError,
+    check_not_input,
     file_version,
     read_metadata,
     upgrade,
@@ -50,7 +52,8 @@ from ditau.schema import (
 def check_one_sample(srcs: Sequence[Path], metas: Sequence[dict[str, Any]],
                      force: bool = False) -> None:
     """Refuse files that are not independent parts of one sample (module doc): a job seed in
-    two files, or a generator/detector setting that differs. Raises
+    two files, two files of one run (the same ``run_id``), or a generator/detector setting
+    that differs. Raises
     :class:`~ditau.provenance.ProvenanceError` naming both files and the seed or setting;
     with ``force`` a :class:`~ditau.provenance.ProvenanceWarning` instead."""
     hint = "merge files of one sample only, or --force to go on anyway"
@@ -65,6 +68,14 @@ def check_one_sample(srcs: Sequence[Path], metas: Sequence[dict[str, Any]],
                    f"events twice{same}; generate each part with its own --seed", force, hint)
         for s in seeds:
             seen.setdefault(s, p)
+    runs: dict[str, Path] = {}
+    for p, meta in zip(srcs, metas, strict=True):
+        rid = meta.get(RUN_ID)
+        if rid and rid in runs:
+            report(f"merge: {runs[rid]} and {p} are the same run ({rid}): the same events "
+                   "twice; merge independent runs only", force, hint)
+        if rid:
+            runs.setdefault(rid, p)
     ref = sample_settings(metas[0])
     for p, meta in zip(srcs[1:], metas[1:], strict=True):
         diff = first_difference(ref, sample_settings(meta))
@@ -88,8 +99,7 @@ def merge_files(paths: Sequence[str | Path], out: str | Path, batch_rows: int = 
     if not paths:
         raise SchemaError("merge: no input files")
     srcs = [Path(p) for p in paths]
-    if Path(out).resolve() in {p.resolve() for p in srcs if p.exists()}:
-        raise SchemaError(f"merge: output {out} is also an input")
+    check_not_input(out, srcs, prefix="merge: ")
     metas = [read_metadata(p) for p in srcs]
     for p, m in zip(srcs, metas, strict=True):
         if m.get("stage") == "reconstruct":

@@ -463,6 +463,22 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def check_not_input(out: str | os.PathLike[str],
+                    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                    prefix: str = "") -> None:
+    """SchemaError if the output ``out`` is the input (one path) or one of the ``inputs`` (resolved
+    paths, so links and relative paths count, or the same file by inode): writing it would
+    destroy an input. ``prefix``: the message's start (e.g. ``"merge: "``)."""
+    one = isinstance(inputs, str | os.PathLike)
+    ins = [Path(inputs)] if one else [Path(p) for p in inputs]  # type: ignore[union-attr]
+    target = Path(out)
+    for p in ins:
+        if p.resolve() == target.resolve() or (
+                p.exists() and target.exists() and os.path.samefile(p, target)):
+            what = "the input file" if one else f"also an input ({p})"
+            raise SchemaError(f"{prefix}output {out} is {what}: give another name")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
@@ -522,7 +538,11 @@ class EventWriter:
         # The ditau metadata goes into the footer at close only: a copy in the serialised Arrow
         # schema would shadow values (e.g. the cross section) known only at the end.
         self._schema = schema.remove_metadata()
-        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        except BaseException as err:  # no writer: remove the temporary file before going on
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
         self._ids = EventIdDigest() if "event_id" in self._schema.names else None
         self.rows = 0
 

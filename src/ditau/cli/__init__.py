@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from ditau.cli.common import exit_on_sigterm
 from ditau.cli.delphes import import_delphes_command
 from ditau.cli.demo import demo
 from ditau.cli.detector import detector, yields
@@ -32,6 +33,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+@app.callback()
+def _entry(ctx: typer.Context) -> None:
+    # SIGTERM -> SystemExit while a command runs, so atomic writes remove their temporary file
+    ctx.call_on_close(exit_on_sigterm())
+
 
 for name, command in (
     ("generate", generate), ("import-delphes", import_delphes_command),

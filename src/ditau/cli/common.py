@@ -7,8 +7,11 @@ and exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -35,6 +38,49 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as err:
         fail(err)
+
+
+def exit_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM raise ``SystemExit(143)`` in this process (the CLI's), so that the cleanup
+    of an atomic write (``except BaseException``) removes its temporary file; forked workers
+    keep the default action. Main thread only (else a no-op). Returns a function that restores
+    the previous handler. Installed per command by the CLI entry, never at import time."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked worker: die as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def scheduler_option(address: str | None) -> str | None:
+    """The ``--scheduler`` value if it is a Dask scheduler address (``tcp://HOST:PORT``);
+    ValueError naming ``--scheduler`` otherwise (None: not given)."""
+    if address is None:
+        return None
+    try:
+        from distributed.comm import get_address_host_port
+    except ImportError as err:
+        raise ImportError("--scheduler needs dask.distributed (pip install distributed)") \
+            from err
+    try:
+        get_address_host_port(address)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--scheduler {address!r}: not a Dask scheduler address ({err}); "
+                         "expected tcp://HOST:PORT") from err
+    return address
 
 
 def comma_list(values: str | Iterable[str] | None, option: str,

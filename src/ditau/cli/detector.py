@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ditau.cli.common import existing_all, given, user_errors
+from ditau.cli.common import existing_all, given, scheduler_option, user_errors
 
 
 def detector(
@@ -37,6 +37,7 @@ def detector(
 
     with user_errors():
         existing_all([inp, config, select])
+        scheduler = scheduler_option(scheduler)
         scfg = SelectConfig.from_yaml(select) if select else SelectConfig()
         cfg = DetectorConfig.from_yaml(config) if config else DetectorConfig()
         changes = given(seed=seed, smear=False if no_smear else None)

@@ -29,10 +29,51 @@ def merge(
     typer.echo(f"merged {len(inputs)} files ({n} events) into {out}")
 
 
+#: Columns whose values must be finite for the reconstruction (``ditau info`` reports +-inf).
+_FINITE = ("met_x", "met_y", "met_sumet", "met_cov_xx", "met_cov_xy", "met_cov_yy")
+
+
+def _not_a_ditau_file(path: Path) -> None:
+    """ValueError for a directory or a ROOT file given to ``ditau info``."""
+    if path.is_dir():
+        raise ValueError(f"{path}: a directory; ditau info takes one ditau Parquet file")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"root":
+        raise ValueError(f"{path}: a ROOT file, not a ditau Parquet file; import Delphes "
+                         "output with 'ditau import-delphes', or reconstruct an ntuple "
+                         "directly with 'ditau reconstruct FILE --tree NAME'")
+
+
+def _data_problems(path: Path) -> list[str]:
+    """What the schema allows but the stages refuse or flag in an event file: repeated
+    event ids, infinite MET values."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    names = set(pq.ParquetFile(path).schema_arrow.names)
+    out = []
+    if "event_id" in names:
+        ids = np.asarray(pq.read_table(path, columns=["event_id"]).column(0))
+        uniq, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            out.append(f"event_id not unique: {int(np.sum(counts > 1))} id(s) repeated, e.g. "
+                       f"{int(uniq[counts > 1][0])} ({int(counts[counts > 1][0])} times); "
+                       "reconstruct and evaluate refuse such a file")
+    for c in (c for c in _FINITE if c in names):
+        x = np.asarray(pq.read_table(path, columns=[c]).column(0), dtype=float)
+        for sign, bad in (("+inf", np.isposinf(x)), ("-inf", np.isneginf(x))):
+            if bad.any():
+                out.append(f"column {c} has {int(bad.sum())} {sign} value(s) (first at row "
+                           f"{int(np.flatnonzero(bad)[0])}); those events fail reconstruction")
+    return out
+
+
 def info(path: Annotated[Path, typer.Argument(help="a ditau Parquet file")]) -> None:
     """Validate a ditau file in full against its kind (generated events, detector-level
     events or reconstruction output: every required column, dtype, NaN and label) and print
-    its metadata and content."""
+    its metadata and content. Data the schema allows but the stages refuse or flag (repeated
+    event ids, infinite MET) is reported as ``warning:`` lines on stderr."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -40,8 +81,12 @@ def info(path: Annotated[Path, typer.Argument(help="a ditau Parquet file")]) -> 
 
     with user_errors():
         existing(path)
+        _not_a_ditau_file(path)
         kind, meta = validate_file(path)
+        problems = _data_problems(path) if kind != "recon" else []
     typer.echo(f"{path}: valid {FILE_KINDS[kind].doc} file")
+    for p in problems:
+        typer.secho(f"warning: {path}: {p}", err=True, fg=typer.colors.YELLOW)
     typer.echo(json.dumps({k: v for k, v in meta.items() if k != "jobs"}, indent=1))
     if kind == "recon":
         t = pq.read_table(path, columns=["method", "candidate", "rec_status"])

@@ -92,9 +92,23 @@ def tomography_command(
     reference_yields: Annotated[bool, typer.Option(
         "--reference-yields", help="significance with the reference study's signal-region "
                                    "yields instead of this sample's")] = False,
+    analysis: Annotated[str, typer.Option(
+        help="fit (profile-likelihood fit of B and C to the detector-level histograms, the "
+             "measurement), calibration (the calibration of diag C, a cross-check) or both"
+    )] = "both",
+    observable: Annotated[str, typer.Option(
+        help="fit: moments (the 16 analyser moments per channel, Gaussian; default) or signs "
+             "(binned Poisson in the signs of the six analyser components; needs far more "
+             "simulated events)")] = "moments",
+    bins: Annotated[int, typer.Option(
+        help="fit with --observable signs: bins per analyser component (2 or 3)")] = 2,
+    closure: Annotated[bool, typer.Option(
+        "--closure/--no-closure", help="fit: closure tests on the pseudo-data put into other "
+                                       "spin states")] = True,
 ) -> None:
-    """Calibrated spin correlations, concurrence, Bell variable, systematics and expected
-    significance vs luminosity per reconstruction method -> summary.md + significance.png.
+    """The spin measurement per reconstruction method: a profile-likelihood fit of B and C
+    (concurrence, witness D, m12, every uncertainty, significance vs luminosity, closure
+    tests) and the calibration cross-check -> summary.md + figures.
 
     Reads 'ditau reconstruct' outputs, runs no method: --recon, --variation-recon, --nu-sampling.
     """
@@ -103,6 +117,15 @@ def tomography_command(
 
     if rho not in ("visible", "polarimeter"):
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
+    if analysis not in ("fit", "calibration", "both"):
+        raise typer.BadParameter(f"--analysis: 'fit', 'calibration' or 'both', got '{analysis}'")
+    if observable not in ("moments", "signs"):
+        raise typer.BadParameter(f"--observable: 'moments' or 'signs', got '{observable}'")
+    if bins not in (2, 3):
+        raise typer.BadParameter(f"--bins: 2 or 3, got {bins}")
+    if boot == 1 or boot < 0:
+        raise typer.BadParameter(f"--boot: 0 (no MC-statistics estimate of the calibration) or "
+                                 f">= 2 replicas (a spread needs two), got {boot}")
     with user_errors():
         methods = comma_list(method, "--method", ("truth", *METHOD_NAMES))
         pairs = _pairs(recon, "--recon", "METHOD=FILE")
@@ -121,6 +144,8 @@ def tomography_command(
                              reference_yields=reference_yields,
                              nu_sampling_recon=nu,
                              candidate_average=candidate_average,
+                             analysis=analysis, bins=bins, closure=closure,
+                             observable=observable,
                              progress=lambda m: typer.echo(m, err=True))
         written = write_report(res, out)
     typer.echo(to_markdown(res))

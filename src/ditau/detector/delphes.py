@@ -96,6 +96,7 @@ for other legs and where the stored daughters do not include exactly one. ``spin
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -117,7 +118,8 @@ from particle import Particle as _PDG
 from ditau.generate.truth import leg_columns
 from ditau.objects import LEPTON_FIELDS, TAU_FIELDS, Candidates, records
 from ditau.physics import M_PI, channel_of, delta_phi, eta, from_pt_eta_phi_m, mass, pt
-from ditau.schema import EventWriter, arrow_schema, check_writable
+from ditau.provenance import RUN_ID, run_id
+from ditau.schema import EventWriter, arrow_schema, check_not_input, check_writable
 from ditau.select import SelectConfig, select
 
 TREE: Final[str] = "Delphes"
@@ -246,6 +248,7 @@ class _FilePlan:
     particle_links: str | None = None
     truth_problem: str | None = None
     notes: list[str] = field(default_factory=list)
+    sha256: str = ""
 
     def key(self, coll: str, fld: str) -> str:
         return self.keys[(coll, fld)]
@@ -263,7 +266,7 @@ class _FilePlan:
                 "collections": {_ROLE[c]: self.names[c] for c in sorted(self.present)},
                 "per_event_branches": sorted(self.scalar),
                 "particle_truth": self.truth, "particle_links": self.particle_links,
-                "notes": self.notes}
+                "notes": self.notes, "sha256": self.sha256}
 
 
 def _label(coll: str, names: Mapping[str, str]) -> str:
@@ -1065,12 +1068,42 @@ class DelphesStream(Iterator[pa.Table]):
 
 
 def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The input paths; DelphesError for none or one file given twice (its events twice)."""
     if isinstance(paths, str | os.PathLike):
         return [Path(paths)]
     out = [Path(p) for p in paths]
     if not out:
         raise DelphesError("no input files given")
+    seen: dict[Path, Path] = {}
+    for p in out:
+        key = p.resolve()
+        if key in seen:
+            raise DelphesError(f"{p}: given twice (also as {seen[key]}): its events would be "
+                               "imported twice; give each file once")
+        seen[key] = p
     return out
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 (hex) of the bytes of ``path``."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_distinct_content(plans: Sequence[_FilePlan]) -> None:
+    """Hash each input (recorded as ``sha256``); DelphesError for two files with the same
+    content (a copy of one file: its events twice)."""
+    seen: dict[str, Path] = {}
+    for pl in plans:
+        pl.sha256 = _sha256(pl.path)
+        if pl.sha256 in seen:
+            raise DelphesError(f"{pl.path}: the same content as {seen[pl.sha256]} (sha256 "
+                               f"{pl.sha256[:16]}): its events would be imported twice; give "
+                               "each file once")
+        seen[pl.sha256] = pl.path
 
 
 def read_delphes(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
@@ -1117,6 +1150,7 @@ def read_delphes(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     if problems.messages:
         raise DelphesError("; ".join(problems.messages), allow_missing=problems.allow,
                            suggested=problems.suggested)
+    _check_distinct_content(plans)
     for plan in plans:
         if plan.truth_problem is not None:
             warnings.warn(plan.truth_problem, DelphesWarning, stacklevel=2)
@@ -1151,16 +1185,24 @@ def import_delphes(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     ``collections={"jets": "KTjet"}``) into one ditau Parquet file ``out``.
 
     The file appears only when complete (atomic write); metadata: stage ``import-delphes``,
-    the input files and the fallbacks used. ``progress``: a progress bar on stderr. Raises
-    :class:`DelphesError` (inputs) or the schema's errors (output); warns
-    :class:`DelphesWarning` when the truth is omitted.
+    the input files (with their SHA-256) and the fallbacks used, and a ``run_id`` from the
+    inputs' content and the import settings (same inputs and settings, same id; the paths
+    and ``step_size`` do not enter). ``out`` may not be one of the inputs. ``progress``: a
+    progress bar on stderr. Raises :class:`DelphesError` (inputs) or the schema's errors
+    (output); warns :class:`DelphesWarning` when the truth is omitted.
     """
     from tqdm import tqdm
 
     start = time.perf_counter()
+    check_not_input(out, _paths(paths))
     target = check_writable(out)
     stream = read_delphes(paths, **kw)
     metadata = {"stage": "import-delphes", "ditau_version": version("ditau"), **stream.metadata}
+    # the inputs' content and the settings; not what names paths (file, notes, truth)
+    metadata[RUN_ID] = run_id("import-delphes", {
+        **{k: v for k, v in stream.metadata.items() if k not in ("inputs", "truth")},
+        "inputs": [{k: v for k, v in i.items() if k not in ("file", "notes")}
+                   for i in stream.metadata["inputs"]]})
     channels: dict[str, int] = {}
     in_sr = 0
     writer = EventWriter(target, stream.schema, metadata, require=stream.groups)

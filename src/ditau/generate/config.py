@@ -101,7 +101,8 @@ class GenerateConfig(StageConfig):
     #: only: never for a signal sample (use ``spin: weights`` for fast signal samples).
     tau_spin_correlations: bool = True
     #: "exact": Pythia's correlated decays (default, the reference; spin_weight = 1).
-    #: "weights": unpolarised decays (TauDecays:mode = 3, ~2.7x faster; no gamma*/Z -> tau tau
+    #: "weights": unpolarised decays (TauDecays:mode = 3; 2.3x the events, 1.6x the effective
+    #: events per CPU-second with full physics, benchmarks/RESULTS.md; no gamma*/Z -> tau tau
     #: helicity matrix element) and a per-event ``spin_weight`` to ``spin_state`` computed from
     #: the truth (ditau.spin), so that weighted distributions equal the exact ones at LO.
     spin: str = "exact"

@@ -49,8 +49,26 @@ LABEL_GID: Final[str] = "ditau-label"
 LABEL_ENV: Final[str] = "DITAU_PLOT_LABEL"
 
 #: rcParams of every figure: mplhep's ATLAS style (fonts, ticks) without a frame on legends.
-STYLE: Final[dict[str, Any]] = {**mplhep.style.ATLAS, "legend.frameon": False,
+#: mathtext's \mathcal font defaults to the generic 'cursive' family, which mathtext looks up
+#: whenever it draws with a custom fontset (older mplhep ATLAS styles leave it unset): the
+#: roman font instead.
+STYLE: Final[dict[str, Any]] = {"mathtext.cal": mplhep.style.ATLAS.get("mathtext.rm", "sans"),
+                                **mplhep.style.ATLAS, "legend.frameon": False,
                                 "axes.titlesize": "medium"}
+
+
+class _NoCursiveFallback(logging.Filter):
+    r"""Drops matplotlib's "findfont: ... 'cursive' not found" warnings: noise from the
+    \mathcal lookup above (no ditau figure uses \mathcal), not a problem of the figure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("findfont") and "cursive" in msg)
+
+
+_FONT_LOG = logging.getLogger("matplotlib.font_manager")
+if not any(isinstance(f, _NoCursiveFallback) for f in _FONT_LOG.filters):
+    _FONT_LOG.addFilter(_NoCursiveFallback())
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ E_tau = sqrt(|p_tau|^2 + m_tau^2) (:func:`ditau.ml.infer.tau_four_momenta`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,11 @@ from ditau.ml.infer import EXTRA_COLUMNS, POINT_ESTIMATES, predict, tau_four_mom
 from ditau.ml.io import TrainedModel
 from ditau.reconstruct.output import recon_table
 
-__all__ = ["EXTRA_COLUMNS", "MLSettings", "ml"]
+__all__ = ["DEVICES", "EXTRA_COLUMNS", "MLSettings", "ml"]
+
+#: The torch devices the ``device`` setting accepts (N: a GPU index).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class MLSettings(StageConfig):
                              f"{', '.join(POINT_ESTIMATES)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"ml: batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise ValueError(f"ml: unknown device {self.device!r}; choose one of "
+                             f"{', '.join(DEVICES)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -73,7 +81,8 @@ def ml(inputs: Inputs | Any, *, table: Any = None,
     (:mod:`ditau.ml.shipped`); ``candidates``: K samples per event;
     ``steps``/``sampler``: sampler settings (default: the model's); ``point``: ``median``
     (default) or ``constraint`` (module doc); ``seed``: noise seed (same seed, same output);
-    ``device``: ``auto``, ``cpu``, ``cuda``; ``batch_size``: events per body pass.
+    ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; ``batch_size``: events per
+    body pass.
     """
     MLSettings(model, candidates, steps, sampler, point, seed, device, batch_size)  # validates
     pred = predict(inputs, table=table, model=model, candidates=candidates, steps=steps,

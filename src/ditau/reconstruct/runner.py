@@ -6,6 +6,14 @@ one method-output file with the rows in input order, so the output does not depe
 size, the number of workers or the back-end. The input may be a ditau event file or any Parquet
 file (or ROOT TTree) that has the input columns, with ``column_map`` renaming the user's
 columns to the schema's names.
+
+ROOT input: a TTree or an RNTuple (``tree`` names it when the file holds several). Its
+branches are checked like Parquet columns (numeric types, unique ``event_id``);
+``reco_mode_p``/``reco_mode_m`` must hold the decay-mode labels (``pi``, ``rho``, ``e``,
+``mu``, ``other``) as strings: integer decay-mode codes are refused with an error naming
+the branch, not guessed, since the conventions disagree (CMS HPS 0/1/10/11, ATLAS PanTau
+0-4, leptons in neither). uproot writes strings to an RNTuple (its default,
+``f["events"] = {...}``), not to a TTree.
 """
 
 from __future__ import annotations
@@ -28,7 +36,14 @@ from ditau.inputs import INPUT_COLUMNS
 from ditau.provenance import INPUT, RUN_ID, identity, input_key, run_id
 from ditau.reconstruct.method import Batch, Method, make_method
 from ditau.reconstruct.output import recon_schema
-from ditau.schema import BY_NAME, RECO_STATUS, SchemaError, check_writable, read_metadata
+from ditau.schema import (
+    BY_NAME,
+    RECO_STATUS,
+    SchemaError,
+    check_not_input,
+    check_writable,
+    read_metadata,
+)
 from ditau.stage import read_chunks, run_chunked
 
 
@@ -65,18 +80,61 @@ def _chunk(table: pa.Table, method: Method, only_sr: bool, source: str) -> pa.Ta
     return run_on_table(method, table, source=source)
 
 
+#: ROOT classes read as event tables: TTree (and its ntuple subclasses) and RNTuple.
+TREE_CLASSES: tuple[str, ...] = ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple")
+
+
+def _root_trees(inp: Path, f: Any) -> dict[str, str]:
+    """Name -> class of the trees (TTree or RNTuple) at the top of the open ROOT file ``f``."""
+    try:
+        classes = f.classnames(recursive=False)
+    except Exception as err:  # uproot raises many kinds on damaged directories
+        raise SchemaError(f"{inp}: cannot list the ROOT file's objects "
+                          f"({type(err).__name__}: {err})") from err
+    return {k.split(";")[0]: c for k, c in classes.items() if c in TREE_CLASSES}
+
+
+def _open_root(inp: Path) -> Any:
+    import uproot
+
+    try:
+        return uproot.open(inp)
+    except Exception as err:  # OSError, ValueError, deserialisation errors
+        raise SchemaError(f"{inp}: not a readable ROOT file (truncated or corrupt?): "
+                          f"{type(err).__name__}: {err}") from err
+
+
+def _root_tree(inp: Path, f: Any, tree: str | None) -> tuple[str, Any]:
+    """The name and the object of the input tree (``--tree``, or the file's only one)."""
+    import uproot
+
+    trees = _root_trees(inp, f)
+    listed = ", ".join(f"{k} ({c})" for k, c in trees.items()) or "none"
+    if tree is None:
+        if len(trees) != 1:
+            raise SchemaError(f"{inp}: {len(trees)} trees (TTree or RNTuple): {listed}; "
+                              "name one with --tree")
+        tree = next(iter(trees))
+    elif tree not in trees:
+        raise SchemaError(f"--tree {tree}: no such TTree or RNTuple in {inp}; it has: "
+                          f"{listed}")
+    try:
+        obj = f[tree]
+    except Exception as err:
+        if trees[tree] == "ROOT::RNTuple":
+            raise SchemaError(f"{inp}: {tree} is an RNTuple, which uproot {uproot.__version__} "
+                              f"cannot read ({type(err).__name__}: {err}); upgrade uproot or "
+                              "write a TTree") from err
+        raise SchemaError(f"{inp}: cannot read the tree {tree} ({type(err).__name__}: "
+                          f"{err})") from err
+    return tree, obj
+
+
 def _input_names(inp: Path, tree: str | None) -> tuple[list[str], int, dict[str, Any]]:
     """Column names, row count and ditau metadata ({} for a foreign file) of the input."""
     if inp.suffix == ".root":
-        import uproot
-
-        with uproot.open(inp) as f:
-            keys = [k.split(";")[0] for k, cls in f.classnames().items() if cls == "TTree"]
-            name = tree or (keys[0] if len(keys) == 1 else None)
-            if name is None:
-                raise SchemaError(f"{inp}: {len(keys)} TTrees ({', '.join(keys) or 'none'}); "
-                                  "name one with --tree")
-            t = f[name]
+        with _open_root(inp) as f:
+            name, t = _root_tree(inp, f, tree)
             return list(t.keys()), int(t.num_entries), {"tree": name}
     try:
         meta = read_metadata(inp)
@@ -88,11 +146,31 @@ def _input_names(inp: Path, tree: str | None) -> tuple[list[str], int, dict[str,
     return pf.schema_arrow.names, pf.metadata.num_rows, meta
 
 
-def _check_inputs(inp: Path, file_cols: list[str], needed: list[str]) -> None:
-    """The input columns have numeric types the methods can read (the schema's dtype for a
-    ditau file; any number for a foreign one) and the event ids are unique (SchemaError
-    naming the file, the column and what is wrong)."""
-    schema = pq.ParquetFile(inp).schema_arrow
+def _root_read(inp: Path, tree: str, cols: list[str], entry_stop: int | None) -> pa.Table:
+    """The branches ``cols`` of ``tree`` (entries up to ``entry_stop``) as an Arrow table."""
+    import awkward as ak
+
+    with _open_root(inp) as f:
+        _, t = _root_tree(inp, f, tree)
+        try:
+            arrays = t.arrays(cols, entry_stop=entry_stop, library="ak")
+            return ak.to_arrow_table(arrays, extensionarray=False)
+        except Exception as err:  # uproot cannot interpret a branch
+            raise SchemaError(f"{inp}: cannot read the branches {cols[:4]} of {tree} "
+                              f"({type(err).__name__}: {err})") from err
+
+
+def _check_inputs(inp: Path, file_cols: list[str], needed: list[str],
+                  tree: str | None = None) -> None:
+    """The input columns (ROOT: the branches of ``tree``) have numeric types the methods can
+    read (the schema's dtype for a ditau file; any number for a foreign one), the decay
+    modes are strings, and the event ids are unique (SchemaError naming the file, the
+    column and what is wrong)."""
+    id_col = file_cols[needed.index("event_id")]
+    if tree is not None:  # the types of the branches, from their first entry
+        schema, what = _root_read(inp, tree, file_cols, 1).schema, f"branch {tree}/"
+    else:
+        schema, what = pq.ParquetFile(inp).schema_arrow, "column "
     for fc, name in zip(file_cols, needed, strict=True):
         t = schema.field(fc).type
         want = BY_NAME[name].dtype if name in BY_NAME else None
@@ -101,11 +179,19 @@ def _check_inputs(inp: Path, file_cols: list[str], needed: list[str]) -> None:
             ok = pa.types.is_string(t) or pa.types.is_large_string(t)
         else:
             ok = numeric
-        if not ok:
-            raise SchemaError(f"{inp}: column {fc} has type {t}, the reconstruction needs "
-                              f"{want} for {name}")
-    ids = pq.read_table(inp, columns=[file_cols[needed.index("event_id")]]).column(0)
-    ids = ids.to_numpy(zero_copy_only=False)
+        if ok:
+            continue
+        if name.startswith("reco_mode_") and numeric:
+            raise SchemaError(f"{inp}: {what}{fc} holds numbers ({t}); {name} must be the "
+                              "decay-mode label as a string (pi, rho, e, mu, other): integer "
+                              "decay-mode codes are not guessed (conventions differ); store "
+                              "the labels as strings (a std::string branch, uproot's RNTuple "
+                              "writer, or Parquet)")
+        raise SchemaError(f"{inp}: {what}{fc} has type {t}, the reconstruction needs "
+                          f"{want or 'a number'} for {name}")
+    ids_table = (_root_read(inp, tree, [id_col], None) if tree is not None
+                 else pq.read_table(inp, columns=[id_col]))
+    ids = ids_table.column(0).to_numpy(zero_copy_only=False)
     uniq, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):
         raise SchemaError(f"{inp}: event_id not unique ({int(np.sum(counts > 1))} repeated, "
@@ -148,8 +234,7 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
         raise SchemaError(f"{inp}: no such file")
     if inp.is_dir():
         raise SchemaError(f"{inp}: a directory, not an event file")
-    if Path(out_path).resolve() == inp.resolve():
-        raise SchemaError(f"output {out_path} is the input file: give another name")
+    check_not_input(out_path, inp)
     m = make_method(method, settings)
     names, n_in, meta_in = _input_names(inp, tree)
     if meta_in.get("stage") == "reconstruct":
@@ -177,8 +262,7 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
                           f"{hint}")
     back = {rename.get(c, c): c for c in names}  # schema name -> file name
     file_cols = [back[c] for c in needed]
-    if inp.suffix != ".root":
-        _check_inputs(inp, file_cols, needed)
+    _check_inputs(inp, file_cols, needed, meta_in["tree"] if inp.suffix == ".root" else None)
     out = check_writable(out_path)
     if inp.suffix == ".root":
         chunks: Iterator[pa.Table] = _root_chunks(inp, meta_in["tree"], file_cols, chunk)

@@ -91,9 +91,9 @@ def max_significance(n_signal: float) -> float:
 
 def total_cov(r: MethodResult) -> NDArray[np.float64]:
     """Covariance of a method's calibrated diag C: statistics plus the calibration's MC
-    statistics (bootstrap spread, uncorrelated) where estimated."""
-    mc = np.asarray(r.systematics.get("MC statistics (calibration)", np.zeros(3)), float)
-    return np.asarray(r.calibrated_cov, float) + np.diag(mc**2)
+    statistics (the bootstrap covariance) where estimated."""
+    mc = np.asarray(r.systematics.get("MC statistics (calibration)", np.zeros((3, 3))), float)
+    return np.asarray(r.calibrated_cov, float) + (mc if mc.ndim == 2 else np.diag(mc**2))
 
 
 def diag_quantities(c: NDArray[np.float64], cov: NDArray[np.float64], n_toys: int = 2000,

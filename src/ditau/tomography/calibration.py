@@ -15,8 +15,10 @@ in C, so a straight line is exact up to the normalisation of the weights). Apply
 measured detector-level C gives the truth-level C of the produced tau pairs; ATLAS calibrated
 its ttbar entanglement marker the same way (arXiv:2311.07288).
 
-Approximations (labelled): the generated state of each event is the LO expectation at its
-truth scattering angle (:func:`lo_state`); rho legs use the optimal polarimeter or the visible
+Approximations (labelled): the generated state of each event is its LO Standard-Model state
+(``SpinSample.state``: :func:`ditau.spin.state_from_truth`, with m_tautau, the quark flavour
+and the tau mass) or, without it, the Z-pole expectation at its truth scattering angle
+(:func:`lo_state`); rho legs use the optimal polarimeter or the visible
 direction with a fixed analysing power and leptons the average -1/3, so the weights capture
 the spin dependence of the analyser direction but not that of the energy sharing beyond it.
 Decay densities that a hypothesis would make negative are clipped to 0 (counted).
@@ -55,6 +57,9 @@ class SpinSample:
     weight: NDArray[np.float64]
     valid: NDArray[np.bool_]
     prod: NDArray[np.float64] | None = None
+    #: The generated spin state per event (B+ (N,3), B- (N,3), C (N,3,3)); None: the LO
+    #: Z-pole expectation at each event's cos Theta (:func:`lo_state`).
+    state: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.weight)
@@ -70,7 +75,8 @@ class SpinSample:
         i = np.asarray(idx)
         return SpinSample(self.h_p[i], self.h_m[i], self.kappa_p[i], self.kappa_m[i],
                           self.cos_theta[i], self.weight[i], self.valid[i],
-                          None if self.prod is None else self.prod[i])
+                          None if self.prod is None else self.prod[i],
+                          None if self.state is None else tuple(x[i] for x in self.state))
 
 
 def lo_state(cos_theta: ArrayLike, sin2_theta_eff: float = SIN2_THETA_EFF
@@ -103,8 +109,9 @@ def decay_density(s: SpinSample, B_p: NDArray[np.float64], B_m: NDArray[np.float
 
 
 def _generated(truth: SpinSample) -> tuple[NDArray[np.float64], ...]:
-    """The generated (LO) state of every event and its decay density p_gen."""
-    B_p, B_m, C = lo_state(truth.cos_theta)
+    """The generated state of every event (``truth.state``, else the LO Z-pole state) and its
+    decay density p_gen."""
+    B_p, B_m, C = truth.state if truth.state is not None else lo_state(truth.cos_theta)
     return B_p, B_m, C, decay_density(truth, B_p, B_m, C)
 
 

@@ -302,7 +302,8 @@ def quantum_observables(obs: SpinObservables, n_toys: int = 2000,
     for name, thr in THRESHOLDS.items():
         key = "concurrence_raw" if name == "concurrence" else name
         with np.errstate(divide="ignore", invalid="ignore"):
-            significance[name] = float((corrected[key] - thr) / error[key])
+            # numpy division: a zero error (a degenerate covariance) gives +-inf/NaN, no raise
+            significance[name] = float(np.divide(corrected[key] - thr, error[key]))
         p_toys[name] = float(np.mean(toys[key] - bias[key] <= thr))
     physical = bool(is_physical(density_matrix(obs.B_p, obs.B_m, obs.C)))
     return QuantumResult(central, error, bias, corrected, significance, p_toys, physical,

@@ -24,6 +24,7 @@ from ditau.tomography.bounds import (
 )
 from ditau.tomography.estimators import lo_inclusive
 from ditau.tomography.figures import write_figures
+from ditau.tomography.fit_report import fit_lines, make_fit_figures
 from ditau.tomography.run import CHANNELS, TomographyResult
 from ditau.tomography.significance import RUN2_LUMI
 
@@ -133,9 +134,12 @@ def flag_lines(res: TomographyResult, flags: dict[str, list[Flag]] | None = None
 def to_markdown(res: TomographyResult) -> str:
     """The tomography report (Markdown): the summary first, then one table per quantity."""
     flags = result_flags(res)
+    fit_s = max((f.seconds_per_fit for f in res.fits.values()), default=0.0)
     lines = ["# Spin tomography of pp → Z → τ⁺τ⁻", "",
-             f"Events: `{res.events}`; {res.seconds:.0f} s.", ""]
-    lines += summary_lines(res, flags)
+             f"Events: `{res.events}`; {res.seconds:.0f} s"
+             + (f" (one fit with its tests: {fit_s:.1f} s)" if res.fits else "") + ".", ""]
+    lines += summary_lines(res, flags) if res.methods else []
+    lines += fit_lines(res.fits)
     ti = res.truth_inclusive
     if ti:
         obs, q = ti["observables"], ti["quantum"]
@@ -160,12 +164,13 @@ def to_markdown(res: TomographyResult) -> str:
         s, b = res.yields.get(ch, (0.0, 0.0))
         lines.append(f"| {ch} | {s:.1f} | {b:.1f} |")
     if not res.methods:
-        lines += ["", "No reconstruction method had enough signal-region events for the "
-                  "calibration (see the notes); generate a larger sample."]
+        if res.analysis != "fit":
+            lines += ["", "No reconstruction method had enough signal-region events for the "
+                      "calibration (see the notes); generate a larger sample."]
         if res.notes:
             lines += ["", "Notes:", *[f"- {n}" for n in res.notes]]
         return "\n".join(lines) + "\n"
-    lines += ["", "## Calibrated spin correlations (pseudo-data half)", "",
+    lines += ["", "## Cross-check: calibration of diag C (pseudo-data half)", "",
               "| method | events | efficiency | C_kk | C_rr | C_nn |", "|---|---|---|---|---|---|"]
     for m, r in res.methods.items():
         e = np.sqrt(np.diag(r.calibrated_cov))
@@ -253,7 +258,7 @@ def write_report(res: TomographyResult, out_dir: str | os.PathLike[str]) -> list
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(to_markdown(res))
-    return [out / "summary.md", *write_figures(res, out)]
+    return [out / "summary.md", *write_figures(res, out), *make_fit_figures(res.fits, out)]
 
 
 __all__ = ["flag_lines", "summary_lines", "to_markdown", "write_report"]

@@ -74,6 +74,7 @@ from ditau.tomography.calibration import (
     diag_correlation,
     spin_hypotheses,
 )
+from ditau.tomography.measurement import SPLIT_MOD, SpinFit, SpinInputs, inputs_for, measure_method
 from ditau.tomography.significance import (
     GRAD_D,
     ChannelInput,
@@ -127,13 +128,16 @@ class MethodResult:
     #: Generative methods: (sigma of D from the neutrino sampling on the pseudo-data half,
     #: its share of D's statistical variance there); part of the data statistics.
     nu_sampling: tuple[float, float] | None = None
+    #: The profile-likelihood measurement (:mod:`ditau.tomography.measurement`), if run.
+    fit: SpinFit | None = None
 
     @property
     def closure_pull(self) -> NDArray[np.float64]:
         """(calibrated - truth) / error, the error including the calibration's MC statistics
         (the bootstrap spread) when it was estimated."""
-        mc = self.systematics.get("MC statistics (calibration)", np.zeros(3))
-        err = np.sqrt(np.diag(self.calibrated_cov) + np.diag(self.truth_cov) + mc**2)
+        mc = self.systematics.get("MC statistics (calibration)", np.zeros((3, 3)))
+        mc_var = np.diag(mc) if np.ndim(mc) == 2 else np.asarray(mc) ** 2
+        err = np.sqrt(np.diag(self.calibrated_cov) + np.diag(self.truth_cov) + mc_var)
         return (self.calibrated - self.truth) / err
 
 
@@ -141,6 +145,9 @@ class MethodResult:
 class TomographyResult:
     events: Path
     methods: dict[str, MethodResult] = field(default_factory=dict)
+    #: The profile-likelihood fits per method (``analysis`` 'fit' or 'both').
+    fits: dict[str, SpinFit] = field(default_factory=dict)
+    analysis: str = "both"
     truth_inclusive: dict[str, Any] = field(default_factory=dict)
     yields: dict[str, tuple[float, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -183,11 +190,18 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analy
                      * spin_weights(events))
     target = s.valid & modes_ok
     known = target[:, None]
+    # the generated state: each event's LO Standard-Model state (m_tautau, flavour, angle)
+    from ditau.spin import state_from_truth
+
+    sm = state_from_truth(events, np.where(np.isfinite(an.cos_theta), an.cos_theta, 0.0))
+    ok = np.all(np.isfinite(sm.C.reshape(len(target), 9)), axis=1)
+    state = (np.where(ok[:, None], sm.B_p, 0.0), np.where(ok[:, None], sm.B_m, 0.0),
+             np.where(ok[:, None, None], sm.C, 0.0))
     # no truth polarimeter: h = 0 (and kappa = 0, so the density is exactly 1)
     return SpinSample(np.where(known, s.h_p, 0.0), np.where(known, s.h_m, 0.0),
                       np.where(target, s.kappa_p, 0.0), np.where(target, s.kappa_m, 0.0),
                       s.cos_theta, np.where(target, s.weight, 0.0),
-                      np.ones(len(target), dtype=bool)), modes_ok, an
+                      np.ones(len(target), dtype=bool), state=state), modes_ok, an
 
 
 def n_candidates(recon: pa.Table | None) -> int:
@@ -289,8 +303,11 @@ def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
 def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64],
                        raw: NDArray[np.float64], n_boot: int, hyp: Hypotheses, seed: int
                        ) -> NDArray[np.float64]:
-    """Spread of the calibrated ``raw`` over Poisson bootstrap replicas of the calibration
-    sample (the hypothesis weights do not depend on the event weights: computed once)."""
+    """Covariance (3, 3) of the calibrated ``raw`` over Poisson bootstrap replicas of the
+    calibration sample (the hypothesis weights do not depend on the event weights: computed
+    once). The full covariance, not the outer product of the standard deviations: the
+    calibrated elements are not fully correlated (on a toy the outer product gave
+    sigma_D(MC) = 0.047 where the bootstrap of D gives 0.073)."""
     rng = np.random.default_rng(seed + 1000)
     out = []
     for _ in range(n_boot):
@@ -299,7 +316,7 @@ def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64
         d_b = replace(det, weight=det.weight * pw[idx])
         cal = build_calibration(t_b, d_b, idx, hypotheses=hyp)
         out.append(cal.apply(raw)[0])
-    return np.std(np.array(out), axis=0, ddof=1)
+    return np.cov(np.array(out).T, ddof=1)
 
 
 def _nu_sampling(dat: pa.Table, method: str, reruns: Sequence[pa.Table], cal: Calibration,
@@ -504,7 +521,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
                    nu_sampling_recon: Mapping[str, Sequence[str | Path]] | None = None,
-                   candidate_average: bool = False, progress: Any = None) -> TomographyResult:
+                   candidate_average: bool = False, progress: Any = None,
+                   analysis: str = "both", bins: int = 2, closure: bool = True,
+                   observable: str = "moments") -> TomographyResult:
     """Run the tomography (module docstring) and return the per-method results.
 
     The tomography reads method-output files (``ditau reconstruct EVENTS -o FILE --method
@@ -530,8 +549,19 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     total background shared in proportion) instead of this sample's and ``backgrounds``, to
     compare significances at the reference's event counts.
 
+    ``analysis``: 'fit' (the profile-likelihood fit of the 15 spin parameters to the
+    detector-level histograms, :mod:`ditau.tomography.measurement`, with ``bins`` bins per
+    analyser component and, with ``closure``, its closure tests; ``observable``: 'moments'
+    (default) or 'signs', :class:`~ditau.tomography.measurement.Observable`), 'calibration' (the
+    calibration of diag C, the cross-check) or 'both'.
+
     Raises :class:`TomographyError` for a missing or mismatched input file.
     """
+    if analysis not in ("fit", "calibration", "both"):
+        raise TomographyError(f"analysis must be 'fit', 'calibration' or 'both', not "
+                              f"{analysis!r}")
+    if bins not in (1, 2, 3):
+        raise TomographyError(f"bins per analyser component must be 1, 2 or 3, not {bins}")
     start = time.perf_counter()
     path = Path(events_path)
     recon = dict(recon or {})
@@ -543,7 +573,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     _check_files(path, methods, recon, variations, variation_recon, nu_files)
     ev = _read(path)
     ids = column_array(ev, "event_id")
-    res = TomographyResult(path)
+    res = TomographyResult(path, analysis=analysis)
     say = progress or (lambda msg: None)
 
     truth, in_spin, truth_an = truth_sample(ev)
@@ -559,14 +589,16 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     # keep only the rows the tomography uses
     rtabs = {m: _only(read_method_output(f, m, ev, path), sel_ids) for m, f in recon.items()}
     var_tables = {}
+    var_sr: dict[str, pa.Table] = {}
     var_recon: dict[str, dict[str, pa.Table]] = {}
     for name, vpath in variations.items():
         vt = _read(Path(vpath))
         check_variation(path, ev, vpath, vt, name)
-        var_recon[name] = {m: _only(read_method_output(f, m, vt, vpath), dat_ids)
+        var_recon[name] = {m: read_method_output(f, m, vt, vpath)
                            for m, f in variation_recon.get(name, {}).items()}
-        var_tables[name] = vt.filter(pa.array(np.isin(column_array(vt, "event_id"), dat_ids)
-                                              & column_array(vt, "in_sr").astype(bool)))
+        var_sr[name] = vt.filter(pa.array(column_array(vt, "in_sr").astype(bool)))
+        var_tables[name] = var_sr[name].filter(
+            pa.array(np.isin(column_array(var_sr[name], "event_id"), dat_ids)))
     nu_tables = {m: [_only(read_method_output(f, m, ev, path), dat_ids) for f in files]
                  for m, files in nu_files.items()}
 
@@ -575,7 +607,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
     # one set of spin hypotheses (weights from the truth analysers) for every method
     hyp = spin_hypotheses(t_cal, n_hypotheses, seed)
-    res.truth_inclusive = _truth_inclusive(truth_an, in_spin)
+    res.truth_inclusive = _truth_inclusive(truth_an, in_spin, spin_weights(ev))
 
     # position of each selected event in the calibration-half truth arrays
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
@@ -595,10 +627,43 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     if flt:
         res.notes.append(f"truth level = the generated phase space, which has a generator-"
                          f"level tau filter {flt}: the truth-level C is fiducial to it")
+    if analysis != "fit" and n_boot < 2:
+        res.notes.append("calibration: its MC statistics not estimated (n_boot < 2): the "
+                         "cross-check's errors leave them out")
+    spin_meta = _find(read_metadata(path), "spin")
+    split_all = ids.astype(np.int64) % SPLIT_MOD
+    ref_scale = None
+    if reference_yields or analysis != "calibration":
+        ours = {ch: float(w_sr[chan == ch].sum()) for ch in CHANNELS}
+        ref_scale = {ch: REFERENCE_SIGNAL[ch] / ours[ch] if ours[ch] > 0 else 0.0
+                     for ch in CHANNELS}
     for method in methods:
         say(f"tomography: {method}")
         rtab = rtabs.get(method)
         det = method_sample(sel, method, rtab, rho, candidate_average)
+        if analysis != "calibration":
+            x = _fit_inputs(sel, det, spin_meta, bins)
+            var_x: dict[str, list[SpinInputs | None]] = {}
+            for name, vsel in var_sr.items():
+                src = name.removesuffix("_up").removesuffix("_down")
+                vdet = method_sample(vsel, method, var_recon[name].get(method), rho,
+                                     candidate_average)
+                slot = var_x.setdefault(src, [None, None])
+                slot[1 if name.endswith("_down") else 0] = _fit_inputs(vsel, vdet, spin_meta,
+                                                                       bins)
+            if len(x.u) >= min_events:
+                # our background files; at the reference's yields scaled with the signal
+                res.fits[method] = measure_method(
+                    method, x, split_all, CHANNELS, bkg,
+                    {k: (v[0] if v[0] is not None else v[1], v[1] if v[0] is not None else None)
+                     for k, v in var_x.items()},
+                    ref_scale, bins, closure=closure, seed=seed, progress=say,
+                    observable=observable)
+            else:
+                res.notes.append(f"{method}: only {len(x.u)} signal-region events with a "
+                                 f"measurement (need {min_events}): not fitted")
+        if analysis == "fit":
+            continue
         d_cal = det.subset(np.flatnonzero(sel_cal))
         d_dat = det.subset(np.flatnonzero(~sel_cal))
         n_min = min(int(d_cal.valid.sum()), int(d_dat.valid.sum()))
@@ -654,6 +719,13 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     return res
 
 
+def _fit_inputs(table: pa.Table, det: SpinSample, spin_meta: Any, bins: int) -> SpinInputs:
+    """The fit's per-event inputs of a method's detector-level sample (valid rows)."""
+    return inputs_for(table, det.h_p, det.h_m, det.valid,
+                      spin_meta if isinstance(spin_meta, Mapping) else None, bins,
+                      event_weights(table), spin_weights(table))
+
+
 def _find(meta: Any, key: str) -> Any:
     """First non-null value of ``key`` anywhere in nested metadata."""
     if isinstance(meta, Mapping):
@@ -668,13 +740,15 @@ def _find(meta: Any, key: str) -> Any:
     return None
 
 
-def _truth_inclusive(an: Analysers, in_spin: NDArray[np.bool_]) -> dict[str, Any]:
-    """Full B, C and the quantum observables of all produced events (truth analysers)."""
+def _truth_inclusive(an: Analysers, in_spin: NDArray[np.bool_],
+                     spin_weight: NDArray[np.float64]) -> dict[str, Any]:
+    """Full B, C and the quantum observables of all produced events (truth analysers), each
+    weighted by its spin weight (a ``spin: weights`` sample is unpolarised without it)."""
     from ditau.tomography.estimators import measure
     from ditau.tomography.quantum import quantum_observables
 
     ok = np.asarray(an.valid, bool) & in_spin
-    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m,
-                  weights=np.asarray(an.kappa_p * an.kappa_m, float) ** 2, valid=ok)
+    w = np.asarray(an.kappa_p * an.kappa_m, float) ** 2 * np.asarray(spin_weight, float)
+    obs = measure(an.h_p, an.h_m, an.kappa_p, an.kappa_m, weights=w, valid=ok)
     q = quantum_observables(obs, n_toys=2000, seed=0)
     return {"observables": obs, "quantum": q, "d": witness_d(np.diag(obs.C))}

@@ -128,14 +128,14 @@ def significance(channels: Sequence[ChannelInput],
     """Expected significance vs luminosity for the combination of ``channels``.
 
     ``systematics``: source -> shift of the combined calibrated diag C (3,), added in
-    quadrature (fully correlated between channels). ``lumi``: grid in fb^-1 (default 1-10^4,
+    quadrature (fully correlated between channels), or its covariance (3, 3) (a bootstrap's:
+    MC statistics), added as it is. ``lumi``: grid in fb^-1 (default 1-10^4,
     log-spaced).
     """
     grid = np.geomspace(1.0, 1e4, 161) if lumi is None else np.asarray(lumi, dtype=float)
     syst = np.zeros((3, 3))
     for shift in (systematics or {}).values():
-        v = np.asarray(shift, dtype=float)
-        syst += np.outer(v, v)
+        syst += _syst_cov(shift)
     c0, _ = combine(channels, RUN2_LUMI)
     if not np.all(np.isfinite(c0)):  # no channel with events: nothing to test
         nan = np.full(len(grid), np.nan)
@@ -154,13 +154,19 @@ def significance(channels: Sequence[ChannelInput],
                         float(np.sqrt(grad_m @ syst @ grad_m)))
 
 
+def _syst_cov(shift: ArrayLike) -> NDArray[np.float64]:
+    """Covariance of a systematic: outer(v, v) of a shift (3,), or a covariance (3, 3)."""
+    v = np.asarray(shift, dtype=float)
+    return v if v.ndim == 2 else np.outer(v, v)
+
+
 def impact_table(channels: Sequence[ChannelInput], systematics: Mapping[str, ArrayLike],
                  lumi: float = RUN2_LUMI) -> list[tuple[str, float, float]]:
     """Per source: (name, uncertainty on D, share of the total variance of D in %), with
     'data statistics' first, at ``lumi``."""
     _, cov = combine(channels, lumi)
     rows = [("data statistics", float(np.sqrt(GRAD_D @ cov @ GRAD_D)))]
-    rows += [(k, float(abs(GRAD_D @ np.asarray(v, dtype=float))))
+    rows += [(k, float(np.sqrt(max(GRAD_D @ _syst_cov(v) @ GRAD_D, 0.0))))
              for k, v in systematics.items()]
     total = sum(x**2 for _, x in rows)
     return [(k, x, 100.0 * x**2 / total if total > 0 else float("nan")) for k, x in rows]

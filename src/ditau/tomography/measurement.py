@@ -1,0 +1,376 @@
+"""The measurement: per reconstruction method, the profile-likelihood fit of the spin state
+(:mod:`ditau.tomography.fit`) to pseudo-data, with templates from an independent part of the
+sample (:mod:`ditau.tomography.templates`), its closure tests and significances.
+
+Splits: event_id mod ``SPLIT_MOD`` (11): pseudo-data = one residue (split 0 or 1), templates =
+the other ten, so the templates come from a sample 10x the pseudo-data's and the two splits'
+pseudo-data are independent. Each part's weights are scaled by (all events / events in the
+part), so both are per fb^-1 of the full sample.
+
+Pseudo-data at a luminosity L: its weighted histogram x L (an Asimov-like data set with the
+pseudo-data sample's own fluctuations). Closure: at the pseudo-data's own statistical power
+(L_s = sum w / sum w^2, where the weighted counts have the Poisson variance of real data), in
+the target states put into the pseudo-data by the spin weights (:mod:`ditau.spin`).
+
+Labelled approximations: backgrounds carry no tau-pair spin correlation and enter with their
+signal-region yield per channel (``ditau yields``) and the shape of the channel's unpolarised
+signal template T0 (their analyser-distribution shape is not simulated per background);
+events whose truth legs have no polarimeter (h = 0) enter T0 only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ditau.spin import SpinState, decay_density, state_from_truth
+from ditau.spin import from_truth as truth_polarimeters
+from ditau.tomography.fit import FitResult, SpinLikelihood, Variation, fit, impacts
+from ditau.tomography.moments import (
+    MomentData,
+    MomentLikelihood,
+    build_moment_templates,
+    moment_data,
+)
+from ditau.tomography.quantum import density_matrix, is_physical
+from ditau.tomography.templates import bin_index, build_templates, histogram
+
+#: Residues of event_id mod SPLIT_MOD that are pseudo-data in split 0 and split 1.
+SPLIT_MOD = 11
+#: Luminosities (fb^-1) of the significance curve.
+LUMIS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 140.0, 300.0, 1000.0, 3000.0)
+#: m_tautau bins (GeV, truth) of the closure tests.
+MASS_BINS = ((60.0, 80.0), (80.0, 100.0), (100.0, 120.0))
+#: A non-Standard-Model entangled state with B and off-diagonal C for the closure tests
+#: (physical: its density matrix is positive; concurrence 0.55).
+NON_SM_STATE = SpinState.constant([0.1, 0.05, 0.0], [-0.1, 0.0, 0.05],
+                                  [[0.7, 0.25, 0.0], [0.25, -0.55, 0.1], [0.0, 0.1, 0.6]])
+#: Closure states: name -> constant state, or None for the per-event states built from the
+#: truth ('sm': Standard Model; 'separable': the SM polarisations with C = B+ B-^T).
+CLOSURE_STATES: dict[str, SpinState | None] = {
+    "sm": None, "separable": None,
+    "classical diag(1,0,0)": SpinState.constant(np.zeros(3), np.zeros(3), np.diag([1.0, 0, 0])),
+    "non-SM entangled": NON_SM_STATE,
+    "unpolarised decays": SpinState.unpolarised(),
+}
+
+
+@dataclass
+class SpinInputs:
+    """Per-event inputs of the fit for the signal-region events of one method, length N.
+
+    ``u``: events per fb^-1 / the generated state's decay density (template weights);
+    ``h_p``/``h_m``: truth polarimeters (:func:`ditau.spin.from_truth`, NaN -> 0);
+    ``bin``: :func:`~ditau.tomography.templates.bin_index` of the measured analysers;
+    ``channel``; ``state``: the per-event Standard-Model state; ``weight``: the physical
+    event weights (the sample's state); ``m_tautau`` (truth); ``split``: event_id mod SPLIT_MOD.
+    """
+
+    u: NDArray[np.float64]
+    h_p: NDArray[np.float64]
+    h_m: NDArray[np.float64]
+    bin: NDArray[np.int64]
+    channel: NDArray[np.str_]
+    state: SpinState
+    weight: NDArray[np.float64]
+    m_tautau: NDArray[np.float64]
+    split: NDArray[np.int64]
+    #: The method's measured analyser unit vectors (N, 3) (the moments' observables).
+    a_p: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    a_m: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+
+
+def generated_density(events: Any, spin_meta: Mapping[str, Any] | None
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                                 SpinState]:
+    """(h+, h-, decay density of the generated state, per-event SM state) of ``events``.
+
+    The generated state: unpolarised decays (density 1) for ``spin: weights`` samples and
+    exact-mode samples with correlations off; the per-event LO Standard-Model state
+    (:func:`ditau.spin.state_from_truth`) for Pythia's exact correlated decays. Events
+    without a defined state or frame: density 1 and h = 0."""
+    pol = truth_polarimeters(events)
+    h_p = np.nan_to_num(pol.h_p)
+    h_m = np.nan_to_num(pol.h_m)
+    sm = state_from_truth(events, pol.cos_theta)
+    ok_state = np.all(np.isfinite(sm.C.reshape(len(h_p), 9)), axis=1)
+    ok1 = ok_state[:, None]
+    sm = SpinState(np.where(ok1, sm.B_p, 0.0), np.where(ok1, sm.B_m, 0.0),
+                   np.where(ok_state[:, None, None], sm.C, 0.0))
+    meta = spin_meta or {}
+    unpolarised = meta.get("mode") == "weights" or meta.get("decays") == "unpolarised"
+    dens = np.ones(len(h_p)) if unpolarised else decay_density(h_p, h_m, sm)
+    dens = np.where(np.isfinite(dens) & (dens > 0), dens, 1.0)
+    return h_p, h_m, dens, sm
+
+
+def state_coefficients(state: SpinState, n: int) -> NDArray[np.float64]:
+    """(n, 15) spin parameters (PARAMETER_NAMES order) of a common or per-event state."""
+    bp = np.broadcast_to(state.B_p, (n, 3))
+    bm = np.broadcast_to(state.B_m, (n, 3))
+    c = np.broadcast_to(state.C, (n, 3, 3)).reshape(n, 9)
+    return np.hstack([bp, bm, c])
+
+
+@dataclass
+class ClosureRow:
+    """One closure fit: the target state's parameters averaged over the pseudo-data events
+    (``truth``), the fit, the pulls, and the separable/entangled verdicts."""
+
+    name: str
+    truth: NDArray[np.float64]
+    result: FitResult
+    pulls: NDArray[np.float64]
+    truth_d: float
+
+
+@dataclass
+class SpinFit:
+    """A method's measurement: the fits at 140 fb^-1 on both splits (our yields and the
+    reference's), the significance curves (split 0), the impact table, the closure rows and
+    the fit time."""
+
+    method: str
+    fits: dict[str, FitResult] = field(default_factory=dict)
+    curves: dict[str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]] = \
+        field(default_factory=dict)
+    impacts: list[tuple[str, float, float]] = field(default_factory=list)
+    closure: list[ClosureRow] = field(default_factory=list)
+    n_bins: int = 0
+    bins: int = 2
+    observable: str = "moments"
+    n_template_events: int = 0
+    n_data_events: int = 0
+    seconds_per_fit: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _split_scale(split_all: NDArray[np.int64], data_residue: int
+                 ) -> tuple[float, float]:
+    """(1 / fraction of all events in the templates, 1 / fraction in the pseudo-data)."""
+    n = len(split_all)
+    n_dat = int(np.sum(split_all == data_residue))
+    return n / max(n - n_dat, 1), n / max(n_dat, 1)
+
+
+class Observable:
+    """How the detector-level events enter the likelihood: ``"moments"`` (default,
+    :mod:`ditau.tomography.moments`) or ``"signs"`` (binned Poisson,
+    :mod:`ditau.tomography.fit`, ``bins`` per analyser component). One interface for the
+    templates, the data, per-channel scaling and the likelihood."""
+
+    def __init__(self, kind: str, channels: tuple[str, ...], bins: int = 2) -> None:
+        if kind not in ("moments", "signs"):
+            raise ValueError(f"observable must be 'moments' or 'signs', not {kind!r}")
+        self.kind, self.channels, self.bins = kind, channels, bins
+
+    def templates(self, x: SpinInputs, mask: NDArray[np.bool_], scale: float,
+                  reference: NDArray[np.float64]) -> Any:
+        if self.kind == "moments":
+            return build_moment_templates(x.u[mask] * scale, x.h_p[mask], x.h_m[mask],
+                                          x.a_p[mask], x.a_m[mask], x.channel[mask],
+                                          self.channels)
+        return build_templates(x.u[mask] * scale, x.h_p[mask], x.h_m[mask], x.bin[mask],
+                               x.channel[mask], self.channels, self.bins, reference=reference)
+
+    def data(self, x: SpinInputs, mask: NDArray[np.bool_], weight: NDArray[np.float64]
+             ) -> Any:
+        """Pseudo-data per fb^-1 from the rows ``mask`` with the weights ``weight`` (len of
+        the selected rows)."""
+        if self.kind == "moments":
+            return moment_data(weight, x.a_p[mask], x.a_m[mask], x.channel[mask],
+                               self.channels)
+        return histogram(weight, x.bin[mask], x.channel[mask], self.channels, self.bins)
+
+    def scaled(self, tmpl: Any, data: Any, factor: Mapping[str, float]) -> tuple[Any, Any]:
+        """Templates and data with each channel multiplied by ``factor[channel]``."""
+        if self.kind == "moments":
+            return tmpl.scaled(factor), data.scaled(factor)
+        f = np.zeros(len(data))
+        for ch, sl in tmpl.slices.items():
+            f[sl] = factor.get(ch, 0.0)
+        return replace(tmpl, values=tmpl.values * f[:, None],
+                       cov=tmpl.cov * (f**2)[:, None, None]), data * f
+
+    def likelihood(self, tmpl: Any, data: Any, lumi: float, background: Mapping[str, float],
+                   variations: Mapping[str, tuple[Any, Any]], data_var: str = "poisson"
+                   ) -> Any:
+        """The likelihood of ``data`` at ``lumi`` (``data_var``: 'poisson', real data; or
+        'sample', the weighted pseudo-data's own fluctuations)."""
+        if self.kind == "moments":
+            return MomentLikelihood(tmpl, data, lumi, background, variations, data_var)
+        var = {k: Variation(up.values, None if down is None else down.values)
+               for k, (up, down) in variations.items()}
+        # the binned likelihood is Poisson: weighted pseudo-data at its own statistics are
+        # counts at the luminosity L_s where a weight-w event counts L_s w ~ 1
+        return SpinLikelihood(tmpl.values, data * lumi, lumi, None,
+                              _background(tmpl, background), var, mc_cov=tmpl.cov)
+
+
+def _background(tmpl: Any, per_channel: Mapping[str, float]) -> NDArray[np.float64]:
+    """Background per bin: each channel's yield per fb^-1 in the shape of its T0."""
+    out = np.zeros(len(tmpl.values))
+    for ch, sl in tmpl.slices.items():
+        t0 = tmpl.values[sl, 0]
+        tot = t0.sum()
+        if tot > 0 and per_channel.get(ch, 0.0) > 0:
+            out[sl] = per_channel[ch] * t0 / tot
+    return out
+
+
+def _asimov(obs: Observable, tmpl: Any, data: Any, theta: NDArray[np.float64]) -> Any:
+    """Data equal to the templates' prediction at ``theta`` (the pseudo-data's covariance
+    kept): the expected result with templates of unlimited statistics."""
+    c = np.concatenate([[1.0], theta])
+    if obs.kind == "moments":
+        return MomentData({ch: tmpl.R[ch] @ c for ch in tmpl.R}, data.S1, data.S2)
+    return tmpl.values @ c
+
+
+def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
+                   channels: tuple[str, ...], background: Mapping[str, float],
+                   variations: Mapping[str, tuple[SpinInputs | None, SpinInputs | None]],
+                   reference_scale: Mapping[str, float] | None = None, bins: int = 2,
+                   lumi: float = 140.0, closure: bool = True, seed: int = 0,
+                   progress: Any = None, observable: str = "moments") -> SpinFit:
+    """Fit, significance curves, impacts and closure of one method (module docstring).
+
+    ``x``: the signal-region events with a valid measurement; ``split_all``: event_id mod
+    SPLIT_MOD of *all* generated events (the part fractions); ``background``: SR yields per
+    fb^-1 per channel; ``variations``: source -> (up inputs, down inputs or None), the same
+    events through a detector variation; ``reference_scale``: per-channel factor taking our
+    yields to the reference's (None: skip those fits); ``observable``: :class:`Observable`."""
+    say = progress or (lambda msg: None)
+    obs = Observable(observable, channels, bins)
+    out = SpinFit(method, bins=bins, observable=observable)
+    theta_sm = np.average(state_coefficients(x.state, len(x.u)), axis=0,
+                          weights=np.clip(x.u, 0, None)) if len(x.u) else np.zeros(15)
+    for split in (0, 1):
+        t_scale, d_scale = _split_scale(split_all, split)
+        is_dat = x.split == split
+        tm = obs.templates(x, ~is_dat, t_scale, theta_sm)
+        data = obs.data(x, is_dat, x.weight[is_dat] * d_scale)
+        var = {}
+        for src, (up, down) in variations.items():
+            if up is None:
+                continue
+            var[src] = (obs.templates(up, up.split != split, t_scale, theta_sm),
+                        None if down is None else
+                        obs.templates(down, down.split != split, t_scale, theta_sm))
+        for yields in ("ours", "reference"):
+            t_y, d_y, var_y, bkg_y = tm, data, var, dict(background)
+            if yields == "reference":
+                if reference_scale is None:
+                    continue
+                t_y, d_y = obs.scaled(tm, data, reference_scale)
+                var_y = {k: (obs.scaled(u, data, reference_scale)[0],
+                             None if d is None else obs.scaled(d, data, reference_scale)[0])
+                         for k, (u, d) in var.items()}
+                bkg_y = {c: b * reference_scale.get(c, 0.0) for c, b in background.items()}
+            say(f"fit: {method}, split {split}, {yields} yields")
+            t0 = time.perf_counter()
+            nll = obs.likelihood(t_y, d_y, lumi, bkg_y, var_y)
+            key = f"split {split}, {yields} yields"
+            out.fits[key] = fit(nll, theta_sm, seed=seed)
+            out.seconds_per_fit = time.perf_counter() - t0
+            out.n_bins = nll.n_bins
+            if split == 0:
+                zs_d, zs_b = [], []
+                for L in LUMIS:
+                    r = fit(obs.likelihood(t_y, d_y, L, bkg_y, var_y), theta_sm, n_toys=200,
+                            seed=seed)
+                    zs_d.append(r.z_entanglement)
+                    zs_b.append(r.z_bell)
+                out.curves[yields] = (np.array(LUMIS), np.array(zs_d), np.array(zs_b))
+                if yields == "ours":
+                    if out.fits[key].valid:
+                        out.impacts = impacts(nll, out.fits[key])
+                    out.n_template_events = int(np.sum(~is_dat))
+                    out.n_data_events = int(np.sum(is_dat))
+                # the reach with templates of unlimited statistics: Asimov data at the
+                # sample's SM state, no MC-statistics term
+                nll_a = obs.likelihood(t_y, _asimov(obs, t_y, d_y, theta_sm), lumi, bkg_y,
+                                       var_y)
+                nll_a.mc_stat = False
+                out.fits[f"{key}, no template MC statistics"] = fit(nll_a, theta_sm,
+                                                                    n_toys=200, seed=seed)
+        if split == 0 and closure:
+            say(f"closure: {method}")
+            out.closure = _closure(obs, x, is_dat, tm, t_scale, d_scale, theta_sm, seed)
+    return out
+
+
+def _closure(obs: Observable, x: SpinInputs, is_dat: NDArray[np.bool_], tm: Any,
+             t_scale: float, d_scale: float, theta_sm: NDArray[np.float64],
+             seed: int) -> list[ClosureRow]:
+    """Fits to the pseudo-data put into each closure state (and the SM state in m_tautau
+    bins, with templates of the same bin), at the pseudo-data's own statistical power."""
+    from ditau.tomography.quantum import witness_d
+
+    rows = []
+    n = int(is_dat.sum())
+    hp, hm = x.h_p[is_dat], x.h_m[is_dat]
+    u = x.u[is_dat] * d_scale
+    sm = SpinState(x.state.B_p[is_dat], x.state.B_m[is_dat], x.state.C[is_dat])
+    cases: list[tuple[str, SpinState, tuple[float, float] | None]] = []
+    for name, st in CLOSURE_STATES.items():
+        if st is None:
+            st = sm if name == "sm" else SpinState(
+                sm.B_p, sm.B_m, np.einsum("ni,nj->nij", sm.B_p, sm.B_m))
+        cases.append((name, st, None))
+    cases += [(f"sm, m_tautau {lo:g}-{hi:g} GeV", sm, (lo, hi)) for lo, hi in MASS_BINS]
+    for name, st, window in cases:
+        w = u * np.clip(decay_density(hp, hm, st), 0.0, None)
+        in_all = np.ones(len(x.u), bool) if window is None else \
+            (x.m_tautau >= window[0]) & (x.m_tautau < window[1])
+        sel = in_all[is_dat]
+        if sel.sum() < 50:
+            continue
+        coef = state_coefficients(st, n)[sel]
+        truth = np.average(coef, axis=0, weights=u[sel] if np.any(u[sel] > 0) else None)
+        # templates of the same m_tautau window (the state measured is that of the window)
+        tmpl = tm if window is None else obs.templates(x, ~is_dat & in_all, t_scale, theta_sm)
+        dat_mask = is_dat & in_all
+        data = obs.data(x, dat_mask, w[sel])
+        # the pseudo-data's own statistical power: L_s = sum w / sum w^2 (weights per fb^-1)
+        ws = w[sel]
+        L_s = float(ws.sum() / np.sum(ws**2)) if np.sum(ws**2) > 0 else 1.0
+        nll = obs.likelihood(tmpl, data, L_s, {}, {}, data_var="sample")
+        r = fit(nll, theta_sm, n_toys=500, seed=seed)
+        pulls = (r.theta - truth) / np.where(r.errors > 0, r.errors, np.nan)
+        rows.append(ClosureRow(name, truth, r, pulls,
+                               float(witness_d(truth[6:].reshape(3, 3)))))
+    return rows
+
+
+def physical(state: SpinState) -> bool:
+    """Whether a common state is a physical density matrix."""
+    return bool(is_physical(density_matrix(state.B_p, state.B_m, state.C)))
+
+
+def inputs_for(events: Any, analysers_p: NDArray[np.float64], analysers_m: NDArray[np.float64],
+               valid: NDArray[np.bool_], spin_meta: Mapping[str, Any] | None, bins: int,
+               event_weight: NDArray[np.float64], spin_weight: NDArray[np.float64]
+               ) -> SpinInputs:
+    """:class:`SpinInputs` of the rows of ``events`` (signal-region events) from one method's
+    measured analysers (``valid`` rows only), the sample's spin metadata and weights."""
+    from ditau.schema import column_array
+
+    h_p, h_m, dens, sm = generated_density(events, spin_meta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(spin_weight > 0, event_weight / spin_weight, 0.0) / dens
+    b = np.where(valid, bin_index(analysers_p, analysers_m, bins), -1)
+    ids = np.asarray(column_array(events, "event_id")).astype(np.int64)
+    keep = b >= 0
+    return SpinInputs(u[keep], h_p[keep], h_m[keep], b[keep],
+                      np.asarray(column_array(events, "reco_channel")).astype(str)[keep],
+                      SpinState(sm.B_p[keep], sm.B_m[keep], sm.C[keep]),
+                      event_weight[keep],
+                      np.asarray(column_array(events, "m_tautau"), dtype=float)[keep],
+                      ids[keep] % SPLIT_MOD, np.asarray(analysers_p, float)[keep],
+                      np.asarray(analysers_m, float)[keep])
