@@ -74,7 +74,7 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
     for fr in res.fits.values():
         assert {"split 0, ours yields", "split 1, ours yields",
                 "split 0, reference yields", "split 1, reference yields"} <= set(fr.fits)
-        lumis, zd, zb = fr.curves["ours"]
+        lumis, zd, zb = fr.curves["ours, Asimov"]
         assert len(lumis) == len(zd) == len(zb) and fr.n_template_events > fr.n_data_events
         # the truth method keeps every selected event
     assert res.methods["truth"].efficiency == 1.0

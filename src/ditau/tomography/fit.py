@@ -2,12 +2,13 @@
 
 Model (templates: :mod:`ditau.tomography.templates`), per bin b of every channel:
 
-    nu_b = L (1 + s_L eta_L) [ (V_b + sum_k Delta_kb(eta_k)) . (1, theta) ]
+    nu_b = L (1 + s_L eta_L) (1 + mu) [ (V_b + sum_k Delta_kb(eta_k)) . (1, theta) ]
            + L (1 + s_L eta_L)(1 + s_B eta_B) bkg_b,
 
 theta the 15 spin parameters, V the nominal templates, Delta_k the change of the templates
 under the detector variation k (tau/jet energy scale, soft MET) interpolated piecewise
-linearly in eta_k (HistFactory "code 0": Cranmer et al., CERN-OPEN-2012-016), s_L the
+linearly in eta_k (HistFactory "code 0": Cranmer et al., CERN-OPEN-2012-016), mu a free
+signal normalisation (the spin state is measured from the shape), s_L the
 luminosity and s_B the background cross-section uncertainties. Likelihood: Poisson in every
 bin times a Gaussian constraint N(0, 1) per eta, and Barlow-Beeston-lite for the templates'
 MC statistics (one gamma_b per bin scaling the whole prediction, Gaussian constraint of width
@@ -42,6 +43,10 @@ from ditau.tomography.estimators import PARAMETER_NAMES, SpinObservables
 # validity through FitResult.valid instead
 MnPrint.global_level = -1
 
+#: The free signal normalisation (relative; last parameter of every likelihood): the spin
+#: state is measured from the shape, so that the pseudo-data's yield fluctuation (4.7 % for
+#: 460 events) is not read as an acceptance effect of the polarisation B_k.
+SIGNAL_NORM = "signal_norm"
 #: Names of the fit's spin parameters: PARAMETER_NAMES with C_kk replaced by D.
 FIT_NAMES: tuple[str, ...] = tuple("D" if n == "C_kk" else n for n in PARAMETER_NAMES)
 _I_D = FIT_NAMES.index("D")
@@ -101,7 +106,8 @@ class SpinLikelihood:
                  rel_mc: ArrayLike | None = None, background: ArrayLike | None = None,
                  variations: Mapping[str, Variation] | None = None,
                  lumi_unc: float = 0.0083, bkg_unc: float = 0.05,
-                 mc_cov: ArrayLike | None = None) -> None:
+                 mc_cov: ArrayLike | None = None, mc_reference: ArrayLike | None = None
+                 ) -> None:
         V = np.asarray(templates, dtype=float)
         n = np.asarray(data, dtype=float)
         bkg = np.zeros(len(V)) if background is None else np.asarray(background, dtype=float)
@@ -123,6 +129,9 @@ class SpinLikelihood:
             self.tau = np.where(rel[used] > 0, 1.0 / np.maximum(rel[used], 1e-300) ** 2,
                                 np.inf)
         self.cov = None if mc_cov is None else np.asarray(mc_cov, dtype=float)[used]
+        #: With ``mc_cov``: the 15 parameters at which the prediction's MC error is evaluated
+        #: (None: at those tested; see ditau.tomography.moments on the run-away this invites)
+        self.mc_reference = None if mc_reference is None else np.asarray(mc_reference, float)
         self.var_names = tuple(variations or {})
         ups, downs = [], []
         for v in (variations or {}).values():
@@ -133,7 +142,7 @@ class SpinLikelihood:
         self.d_up = np.array(ups).reshape(len(ups), *self.V.shape)
         self.d_down = np.array(downs).reshape(len(downs), *self.V.shape)
         self.lumi_unc, self.bkg_unc = float(lumi_unc), float(bkg_unc)
-        self.names = (*FIT_NAMES, "lumi", "bkg_xsec", *self.var_names)
+        self.names = (*FIT_NAMES, "lumi", "bkg_xsec", *self.var_names, SIGNAL_NORM)
         self.mc_stat = True
 
     @property
@@ -145,18 +154,19 @@ class SpinLikelihood:
         """Expected events per used bin (without the MC-statistics gammas)."""
         p = np.asarray(p, dtype=float)
         coef = np.concatenate([[1.0], to_theta(p)])
-        eta = p[17:]
+        eta = p[17:-1]
         V = self.V
         if len(eta):
             shift = np.where(eta[:, None, None] >= 0, eta[:, None, None] * self.d_up,
                              -eta[:, None, None] * self.d_down)
             V = V + shift.sum(0)
         norm = self.lumi * (1.0 + self.lumi_unc * p[15])
-        return norm * (V @ coef + (1.0 + self.bkg_unc * p[16]) * self.bkg)
+        return norm * ((1.0 + p[-1]) * (V @ coef) + (1.0 + self.bkg_unc * p[16]) * self.bkg)
 
     def _tau(self, p: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray[np.float64]:
         """1 / (relative MC error)^2 of each bin's prediction at ``p`` (from ``mc_cov``)."""
-        c = np.concatenate([[1.0], to_theta(p)])
+        c = np.concatenate([[1.0], to_theta(p) if self.mc_reference is None
+                            else self.mc_reference])
         norm = self.lumi * (1.0 + self.lumi_unc * p[15])
         var = norm**2 * np.einsum("bij,i,j->b", self.cov, c, c)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -194,7 +204,7 @@ class SpinLikelihood:
             mu, con = nu, 0.0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             log_term = np.where(n > 0, n * np.log(n / mu), 0.0)
-        eta = p[15:]
+        eta = p[15:-1]  # the constrained nuisance parameters (the signal norm is free)
         # a prediction far below 0 (exp underflow) with data in the bin: a finite wall
         log_term = np.where(np.isfinite(log_term), log_term, 1e30)
         return float(np.sum(mu - n + log_term) + con + 0.5 * np.sum(eta**2))
@@ -236,7 +246,7 @@ def _minuit(nll: SpinLikelihood, start: ArrayLike, fixed: Sequence[str] = ()) ->
     m.errordef = Minuit.LIKELIHOOD
     m.strategy = 1
     for i, name in enumerate(nll.names):
-        m.errors[name] = 0.05 if i < 15 else 0.5
+        m.errors[name] = 0.05 if i < 15 or name == SIGNAL_NORM else 0.5
         if i < 15:
             # the prediction's MC error grows with theta: without a bound an MC-limited fit
             # runs away

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from ditau.plots import style as sty
 from ditau.tomography.estimators import PARAMETER_NAMES
@@ -68,16 +69,17 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         what = (f"Gaussian likelihood of the 16 moments (1, a±_i, a⁺_i a⁻_j) of the measured "
                 f"analysers summed per reconstructed channel ({first.n_bins} in all), their "
                 "expectation linear in (B, C) (templates from the simulation's truth "
-                "polarimeters); the templates' MC statistics at the tested parameters "
-                "(Barlow–Beeston in the Gaussian limit)")
+                "polarimeters); the data covariance and the templates' MC statistics "
+                "(Barlow–Beeston in the Gaussian limit) at the sample's Standard-Model state")
     else:
         what = (f"binned Poisson likelihood of the "
                 f"{'signs' if first.bins == 2 else f'{first.bins} bins'} of the six measured "
                 f"analyser components per channel ({first.n_bins} non-empty bins); "
-                "template MC statistics (Barlow–Beeston lite at the tested parameters)")
+                "template MC statistics (Barlow–Beeston lite at the Standard-Model state)")
     lines = ["", "## Measurement: profile-likelihood fit of (B⁺, B⁻, C)", "",
              f"{what[0].upper()}{what[1:]}; 15 spin parameters free in [−2, 2] (C_kk "
-             "replaced by the witness D); nuisance parameters: luminosity (0.83 %), "
+             "replaced by the witness D) and the signal normalisation free (the shape measures "
+             "the spin); nuisance parameters: luminosity (0.83 %), "
              "background cross sections (5 %), each detector variation given (shape). "
              "Templates from 10/11 of the sample, pseudo-data from the other 1/11 (event_id "
              f"mod {SPLIT_MOD}) scaled to {_LUMI:g} fb⁻¹, on two independent splits. "
@@ -89,11 +91,13 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         lines += [f"**Too small a sample for a meaningful result** ({', '.join(small)}: fewer "
                   f"than {MEANINGFUL_EVENTS} pseudo-data events); the tables show that the fit "
                   "runs, not what the measurement can do.", ""]
-    lines += ["| method | template / pseudo-data events | D (> 1/3: entangled) | m12 "
+    lines += [f"Expected result at {_LUMI:g} fb⁻¹ (Asimov data at the sample's Standard-Model "
+              "state; errors: data statistics, the templates' MC statistics, systematics):", "",
+              "| method | template / pseudo-data events | D (> 1/3: entangled) | m12 "
               "| concurrence | Z(D > 1/3) | Z(m12 > 1) |",
               "|---|---|---|---|---|---|---|"]
     for m, f in fits.items():
-        r = f.fits.get(_MAIN)
+        r = f.fits.get(_MAIN + ", Asimov")
         if r is None:
             continue
         if not r.valid:
@@ -108,29 +112,31 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
               "and the concurrence: central value and spread of Gaussian toys of the fitted "
               "parameters; Z: profile-likelihood ratio (D fixed to 1/3; m12 constrained to "
               "≤ 1).", "",
-              f"### Expected significance at {_LUMI:g} fb⁻¹: methods × yields × splits "
-              "(Z(D > 1/3) / Z(m12 > 1); every uncertainty included)", "",
-              "| method | ours, split 0 | ours, split 1 | reference yields, split 0 | "
-              "reference, split 1 | 5σ L(D), L(m12) (ours) | (reference) | ours, split 0, "
-              "templates without MC stat. | reference, same |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"### Significance at {_LUMI:g} fb⁻¹: Z(D > 1/3) / Z(m12 > 1), every uncertainty "
+              "included", "",
+              "Pseudo-data: the fit to each split's independent pseudo-data scaled to "
+              f"{_LUMI:g} fb⁻¹; its error includes the pseudo-data sample's own statistics, so "
+              "the two splits must agree within it. Asimov: expected, with templates of this "
+              "sample's size; unlimited: the reach with templates of unlimited statistics.", "",
+              "| method | yields | pseudo-data split 0 | split 1 | Asimov | Asimov, unlimited "
+              "templates | 5σ L(D), L(m12) | 5σ L, unlimited templates |",
+              "|---|---|---|---|---|---|---|---|"]
     for m, f in fits.items():
-        cells = []
-        for key in ("split 0, ours yields", "split 1, ours yields",
-                    "split 0, reference yields", "split 1, reference yields"):
-            r = f.fits.get(key)
-            cells.append("–" if r is None or not r.valid
-                         else f"{_z(r.z_entanglement)} / {_z(r.z_bell)}")
         for y in ("ours", "reference"):
-            c = f.curves.get(y)
-            cells.append("–" if c is None else " , ".join(_lumi(v) for v in lumi_for(c)))
-        for y in ("ours", "reference"):
-            r = f.fits.get(f"split 0, {y} yields, no template MC statistics")
-            cells.append("–" if r is None or not r.valid
-                         else f"{_z(r.z_entanglement)} / {_z(r.z_bell)}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", f"### Uncertainty on D at {_LUMI:g} fb⁻¹ by source (split 0; σ_D and share "
-              "of the variance)", ""]
+            cells = []
+            for key in (f"split 0, {y} yields", f"split 1, {y} yields",
+                        f"split 0, {y} yields, Asimov",
+                        f"split 0, {y} yields, Asimov, unlimited templates"):
+                r = f.fits.get(key)
+                cells.append("–" if r is None or not r.valid
+                             else f"{_z(r.z_entanglement)} / {_z(r.z_bell)}")
+            for c in (f.curves.get(f"{y}, Asimov"),
+                      f.curves.get(f"{y}, Asimov, unlimited templates")):
+                cells.append("–" if c is None else ", ".join(_lumi(v) for v in lumi_for(c)))
+            if any(c != "–" for c in cells):
+                lines.append(f"| {m} | {y} | " + " | ".join(cells) + " |")
+    lines += ["", f"### Uncertainty on D at {_LUMI:g} fb⁻¹ by source (Asimov, our yields; σ_D "
+              "and share of the variance)", ""]
     srcs: list[str] = []
     for f in fits.values():
         srcs += [k for k, _, _ in f.impacts if k not in srcs]
@@ -141,7 +147,7 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
             row = next((x for x in f.impacts if x[0] == s), None)
             cells.append(f"{row[1]:.4f} ({row[2]:.0f} %)" if row else "–")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += ["", "### Best fit (split 0, our yields)", "",
+    lines += ["", f"### Best fit to the pseudo-data (split 0, our yields, {_LUMI:g} fb⁻¹)", "",
               "| parameter | " + " | ".join(fits) + " |", "|---|" + "---|" * len(fits)]
     for i, name in enumerate(PARAMETER_NAMES):
         cells = []
@@ -150,7 +156,8 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
             cells.append("–" if r is None else _val(r.theta[i], r.errors[i]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "### Closure: fits to the pseudo-data put into other spin states (spin "
-              "weights), at the pseudo-data's own statistics", "",
+              "weights), at the pseudo-data's own statistics (each split's states share its "
+              "events, so their deviations are correlated)", "",
               "| method | state | D true | D fitted | Z(D > 1/3) | max |pull| (parameter) | "
               "pulls > 2 |", "|---|---|---|---|---|---|---|"]
     for m, f in fits.items():
@@ -182,15 +189,17 @@ def make_fit_figures(fits: dict[str, SpinFit], out_dir: str | os.PathLike[str],
         for ax, k, title in ((axes[0, 0], 1, r"$D > 1/3$ (entanglement)"),
                              (axes[0, 1], 2, r"$m_{12} > 1$ (Bell-violating state)")):
             for m, f in fits.items():
-                c = f.curves.get("ours")
-                if c is None:
-                    continue
                 st = sty.method_style(m)
-                h, = ax.plot(c[0], np.clip(c[k], 1e-2, None), color=st.color,
-                             marker=st.marker)
-                if k == 1:
-                    handles.append(h)
-                    names.append(st.label)
+                for key, ls in (("ours, Asimov", "-"), ("ours, Asimov, unlimited templates",
+                                                         "--")):
+                    c = f.curves.get(key)
+                    if c is None:
+                        continue
+                    h, = ax.plot(c[0], np.clip(c[k], 1e-2, None), color=st.color, ls=ls,
+                                 marker=st.marker)
+                    if k == 1 and ls == "-":
+                        handles.append(h)
+                        names.append(st.label)
             ax.axhline(5.0, color="0.3", ls=":")
             ax.axvline(_LUMI, color="0.5", ls="-.")
             ax.set_xscale("log")
@@ -198,6 +207,8 @@ def make_fit_figures(fits: dict[str, SpinFit], out_dir: str | os.PathLike[str],
             ax.set_title(title, fontsize=13)
             ax.set_xlabel(r"integrated luminosity [fb$^{-1}$]")
         axes[0, 0].set_ylabel(r"expected $Z$ (profile likelihood)")
+        handles += [Line2D([], [], color="0.55", ls="-"), Line2D([], [], color="0.55", ls="--")]
+        names += ["templates of this sample", "unlimited templates"]
         sty.legend_outside(fig, handles, names, where="right", fontsize=11)
         sty.draw_label(head, lab.with_(lumi=None), fontsize=12)
     written.append(sty.save_figure(fig, out / "fit_significance.png", dpi))

@@ -168,6 +168,8 @@ class Observable:
         if kind not in ("moments", "signs"):
             raise ValueError(f"observable must be 'moments' or 'signs', not {kind!r}")
         self.kind, self.channels, self.bins = kind, channels, bins
+        #: The state at which the templates' MC covariance is evaluated (moments).
+        self.reference: NDArray[np.float64] | None = None
 
     def templates(self, x: SpinInputs, mask: NDArray[np.bool_], scale: float,
                   reference: NDArray[np.float64]) -> Any:
@@ -203,13 +205,15 @@ class Observable:
         """The likelihood of ``data`` at ``lumi`` (``data_var``: 'poisson', real data; or
         'sample', the weighted pseudo-data's own fluctuations)."""
         if self.kind == "moments":
-            return MomentLikelihood(tmpl, data, lumi, background, variations, data_var)
+            return MomentLikelihood(tmpl, data, lumi, background, variations, data_var,
+                                    mc_reference=self.reference)
         var = {k: Variation(up.values, None if down is None else down.values)
                for k, (up, down) in variations.items()}
         # the binned likelihood is Poisson: weighted pseudo-data at its own statistics are
         # counts at the luminosity L_s where a weight-w event counts L_s w ~ 1
         return SpinLikelihood(tmpl.values, data * lumi, lumi, None,
-                              _background(tmpl, background), var, mc_cov=tmpl.cov)
+                              _background(tmpl, background), var, mc_cov=tmpl.cov,
+                              mc_reference=self.reference)
 
 
 def _background(tmpl: Any, per_channel: Mapping[str, float]) -> NDArray[np.float64]:
@@ -250,6 +254,7 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
     out = SpinFit(method, bins=bins, observable=observable)
     theta_sm = np.average(state_coefficients(x.state, len(x.u)), axis=0,
                           weights=np.clip(x.u, 0, None)) if len(x.u) else np.zeros(15)
+    obs.reference = theta_sm
     for split in (0, 1):
         t_scale, d_scale = _split_scale(split_all, split)
         is_dat = x.split == split
@@ -274,34 +279,36 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 bkg_y = {c: b * reference_scale.get(c, 0.0) for c, b in background.items()}
             say(f"fit: {method}, split {split}, {yields} yields")
             t0 = time.perf_counter()
-            nll = obs.likelihood(t_y, d_y, lumi, bkg_y, var_y)
+            # pseudo-data scaled to L: its own MC fluctuation is part of the error
+            nll = obs.likelihood(t_y, d_y, lumi, bkg_y, var_y, data_var="both")
             key = f"split {split}, {yields} yields"
             out.fits[key] = fit(nll, theta_sm, seed=seed)
             out.seconds_per_fit = time.perf_counter() - t0
             out.n_bins = nll.n_bins
             if split == 0:
-                zs_d, zs_b = [], []
-                for L in LUMIS:
-                    r = fit(obs.likelihood(t_y, d_y, L, bkg_y, var_y), theta_sm, n_toys=200,
-                            seed=seed)
-                    zs_d.append(r.z_entanglement)
-                    zs_b.append(r.z_bell)
-                out.curves[yields] = (np.array(LUMIS), np.array(zs_d), np.array(zs_b))
-                if yields == "ours":
-                    if out.fits[key].valid:
-                        out.impacts = impacts(nll, out.fits[key])
-                    out.n_template_events = int(np.sum(~is_dat))
-                    out.n_data_events = int(np.sum(is_dat))
-                # the reach with templates of unlimited statistics: Asimov data at the
-                # sample's SM state, no MC-statistics term
-                nll_a = obs.likelihood(t_y, _asimov(obs, t_y, d_y, theta_sm), lumi, bkg_y,
-                                       var_y)
-                nll_a.mc_stat = False
-                out.fits[f"{key}, no template MC statistics"] = fit(nll_a, theta_sm,
-                                                                    n_toys=200, seed=seed)
-        if split == 0 and closure:
-            say(f"closure: {method}")
-            out.closure = _closure(obs, x, is_dat, tm, t_scale, d_scale, theta_sm, seed)
+                out.n_template_events = int(np.sum(~is_dat))
+                out.n_data_events = int(np.sum(is_dat))
+                # expected results: Asimov data at the sample's SM state, with the templates'
+                # MC statistics ("Asimov") and with unlimited templates (the reach)
+                asimov = _asimov(obs, t_y, d_y, theta_sm)
+                for label, mc in (("Asimov", True), ("Asimov, unlimited templates", False)):
+                    zs_d, zs_b = [], []
+                    for L in LUMIS:
+                        nll_a = obs.likelihood(t_y, asimov, L, bkg_y, var_y)
+                        nll_a.mc_stat = mc
+                        r = fit(nll_a, theta_sm, n_toys=200, seed=seed)
+                        zs_d.append(r.z_entanglement)
+                        zs_b.append(r.z_bell)
+                        if L == lumi:
+                            out.fits[f"{key}, {label}"] = r
+                            if yields == "ours" and mc and r.valid:
+                                out.impacts = impacts(nll_a, r)
+                    out.curves[f"{yields}, {label}"] = (np.array(LUMIS), np.array(zs_d),
+                                                        np.array(zs_b))
+        if closure:
+            say(f"closure: {method}, split {split}")
+            out.closure += [replace(row, name=f"split {split}: {row.name}") for row in
+                            _closure(obs, x, is_dat, tm, t_scale, d_scale, theta_sm, seed)]
     return out
 
 

@@ -20,14 +20,23 @@ Likelihood: Gaussian in the 16 moment sums per channel (the central limit of sum
 thousands of events), -ln L = 1/2 sum_ch r^T (V_data + V_MC(theta))^-1 r + 1/2 sum eta^2 with
 r = m - prediction;
 
-- V_data: the compound-Poisson covariance of the data sums, L sum_e w_e o_e o_e^T from the
-  pseudo-data (``data_var="poisson"``; real data at luminosity L) or sum_e (L w_e)^2 o_e o_e^T
-  (``"sample"``: the weighted pseudo-data's own fluctuation, for closure tests);
-- V_MC(theta) = L^2 sum_e u_e^2 (c . basis_e)^2 o_e o_e^T: the templates' MC statistics at the
-  parameters tested (the profile of Gaussian-constrained true templates; Barlow-Beeston in
-  the Gaussian limit);
+- V_data: the compound-Poisson covariance of the data sums, from the templates' second
+  moments at the reference state (c . K1, thousands of events; not from the pseudo-data's
+  own few events per channel): L c.K1 for data at luminosity L (``data_var="poisson"``),
+  L^2 / L_s c.K1 for the weighted pseudo-data's own fluctuation (``"sample"``, L_s =
+  sum w / sum w^2 its statistical luminosity: closure tests), or their sum (``"both"``:
+  pseudo-data scaled to a luminosity beyond its own statistics, so that the error covers the
+  pseudo-data sample's fluctuation and two independent pseudo-data sets agree within it);
+- V_MC = L^2 sum_e u_e^2 (c . basis_e)^2 o_e o_e^T: the templates' MC statistics
+  (Barlow-Beeston in the Gaussian limit), with c = (1, theta_ref) at a reference state
+  (``mc_reference``: the measurement passes the sample's Standard-Model state). Evaluated at
+  the parameters tested instead (the exact profile of Gaussian templates), the error of the
+  prediction grows with |theta| as fast as the prediction does: with MC statistics below the
+  data's, the fit runs to the parameter bounds (measured: every parameter at +-2 at
+  140 fb^-1 with 4 300 template events);
 - nuisance parameters as in :mod:`ditau.tomography.fit`: luminosity, background cross
-  section, each detector variation (piecewise-linear interpolation of R).
+  section, each detector variation (piecewise-linear interpolation of R), and a free signal
+  normalisation (the shape measures the spin).
 
 The class has the interface :func:`ditau.tomography.fit.fit` uses (``names``, ``__call__``,
 ``mc_stat``, ``n_bins``), so the fit, its D and m12 tests and the impacts are the same code.
@@ -41,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ditau.tomography.fit import FIT_NAMES, to_theta
+from ditau.tomography.fit import FIT_NAMES, SIGNAL_NORM, to_theta
 from ditau.tomography.templates import basis_weights
 
 #: Observables per event: (1, a+_k, a+_r, a+_n, a-_k, a-_r, a-_n, a+_i a-_j for ij in krn x krn).
@@ -58,12 +67,15 @@ def observables(a_p: ArrayLike, a_m: ArrayLike) -> NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class MomentTemplates:
-    """Per channel: ``R`` (16 obs x 16 basis) per fb^-1, ``K2`` (16, 16 basis, 16, 16 obs):
+    """Per channel: ``R`` (16 obs x 16 basis) per fb^-1, ``K1`` (16 basis, 16, 16 obs):
+    sum u basis (x) o o^T (the expected second moments of the data: per fb^-1, c . K1 is the
+    compound-Poisson covariance of the moment sums), ``K2`` (16, 16 basis, 16, 16 obs):
     sum u^2 basis basis^T (x) o o^T (the MC covariance of R c is c^T K2 c), and the number of
     events."""
 
     channels: tuple[str, ...]
     R: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    K1: dict[str, NDArray[np.float64]] = field(default_factory=dict)
     K2: dict[str, NDArray[np.float64]] = field(default_factory=dict)
     n_events: dict[str, int] = field(default_factory=dict)
 
@@ -71,6 +83,7 @@ class MomentTemplates:
         """The templates with each channel's weights multiplied by ``factor[channel]``."""
         f = {c: float(factor.get(c, 0.0)) for c in self.channels}
         return MomentTemplates(self.channels, {c: r * f[c] for c, r in self.R.items()},
+                               {c: k * f[c] for c, k in self.K1.items()},
                                {c: k * f[c] ** 2 for c, k in self.K2.items()},
                                dict(self.n_events))
 
@@ -94,6 +107,8 @@ def build_moment_templates(weight: ArrayLike, h_p: ArrayLike, h_m: ArrayLike,
             continue
         us, b, o = u[s], basis[s], obs[s]
         out.R[name] = (us[:, None] * o).T @ b
+        oo = np.einsum("na,nb->nab", o, o).reshape(len(o), -1)
+        out.K1[name] = ((us[:, None] * b).T @ oo).reshape(16, N_OBS, N_OBS)
         g = (us[:, None, None] * b[:, :, None] * o[:, None, :]).reshape(len(o), -1)
         out.K2[name] = (g.T @ g).reshape(16, N_OBS, 16, N_OBS).transpose(0, 2, 1, 3)
         out.n_events[name] = int(s.sum())
@@ -146,15 +161,20 @@ class MomentLikelihood:
                  background: Mapping[str, float] | None = None,
                  variations: Mapping[str, tuple[MomentTemplates, MomentTemplates | None]]
                  | None = None, data_var: str = "poisson", lumi_unc: float = 0.0083,
-                 bkg_unc: float = 0.05) -> None:
+                 bkg_unc: float = 0.05, mc_reference: ArrayLike | None = None) -> None:
         if not lumi > 0:
             raise ValueError(f"luminosity must be > 0, got {lumi}")
-        if data_var not in ("poisson", "sample"):
-            raise ValueError(f"data_var must be 'poisson' or 'sample', not {data_var!r}")
+        if data_var not in ("poisson", "sample", "both"):
+            raise ValueError(f"data_var must be 'poisson', 'sample' or 'both', not "
+                             f"{data_var!r}")
+        #: The 15 parameters at which the templates' MC covariance is evaluated (None: at
+        #: the parameters tested, which lets an MC-dominated fit run away, see the module
+        #: docstring)
+        self.mc_reference = None if mc_reference is None else np.asarray(mc_reference, float)
         self.lumi = float(lumi)
         self.lumi_unc, self.bkg_unc = float(lumi_unc), float(bkg_unc)
         self.var_names = tuple(variations or {})
-        self.names = (*FIT_NAMES, "lumi", "bkg_xsec", *self.var_names)
+        self.names = (*FIT_NAMES, "lumi", "bkg_xsec", *self.var_names, SIGNAL_NORM)
         self.mc_stat = True
         self.channels = tuple(c for c in tmpl.channels
                               if tmpl.n_events.get(c, 0) >= MIN_CHANNEL_EVENTS
@@ -163,8 +183,20 @@ class MomentLikelihood:
         self.R = {c: tmpl.R[c] for c in self.channels}
         self.K2 = {c: tmpl.K2[c].reshape(256, 256) for c in self.channels}
         self.m = {c: data.m[c] * L for c in self.channels}
-        self.V_data = {c: (data.S1[c] * L if data_var == "poisson" else data.S2[c] * L**2)
-                       for c in self.channels}
+        # data covariance from the templates' second moments (thousands of events) at the
+        # reference state, not from the pseudo-data's own few events per channel (a 16 x 16
+        # covariance estimated from ~30 events distorted the fit): per fb^-1 c . K1; at L the
+        # compound-Poisson covariance L c.K1; the weighted pseudo-data's own fluctuation
+        # L^2 / L_s c.K1 with L_s = sum w / sum w^2 its statistical luminosity
+        c_ref = np.concatenate([[1.0], self.mc_reference if self.mc_reference is not None
+                                else np.zeros(15)])
+        self.V_data = {}
+        for c in self.channels:
+            v1 = np.einsum("i,iab->ab", c_ref, tmpl.K1[c])
+            l_s = data.S1[c][0, 0] / data.S2[c][0, 0] if data.S2[c][0, 0] > 0 else np.inf
+            f = (L if data_var in ("poisson", "both") else 0.0) \
+                + (L**2 / l_s if data_var in ("sample", "both") else 0.0)
+            self.V_data[c] = f * v1
         bkg = background or {}
         self.bkg = {c: bkg.get(c, 0.0) * tmpl.R[c][:, 0] / tmpl.R[c][0, 0]
                     for c in self.channels}
@@ -188,14 +220,16 @@ class MomentLikelihood:
         p = np.asarray(p, dtype=float)
         c = np.concatenate([[1.0], to_theta(p)])
         R = self.R[channel]
-        for k, eta in enumerate(p[17:]):
+        for k, eta in enumerate(p[17:-1]):
             R = R + (eta * self.d_up[k][channel] if eta >= 0 else -eta * self.d_down[k][channel])
         norm = self.lumi * (1.0 + self.lumi_unc * p[15])
-        return norm * (R @ c + (1.0 + self.bkg_unc * p[16]) * self.bkg[channel])
+        return norm * ((1.0 + p[-1]) * (R @ c)
+                       + (1.0 + self.bkg_unc * p[16]) * self.bkg[channel])
 
     def __call__(self, p: ArrayLike) -> float:
         p = np.asarray(p, dtype=float)
-        c = np.concatenate([[1.0], to_theta(p)])
+        c = np.concatenate([[1.0], to_theta(p) if self.mc_reference is None
+                            else self.mc_reference])
         cc = np.outer(c, c).ravel()
         norm = self.lumi * (1.0 + self.lumi_unc * p[15])
         total = 0.0
@@ -203,10 +237,10 @@ class MomentLikelihood:
             r = self.m[ch] - self.expected(p, ch)
             V = self.V_data[ch]
             if self.mc_stat:
-                V = V + norm**2 * (cc @ self.K2[ch]).reshape(N_OBS, N_OBS)
+                V = V + (norm * (1.0 + p[-1])) ** 2 * (cc @ self.K2[ch]).reshape(N_OBS, N_OBS)
             try:
                 total += 0.5 * float(r @ np.linalg.solve(V, r))
             except np.linalg.LinAlgError:
                 total += 0.5 * float(r @ np.linalg.lstsq(V, r, rcond=None)[0])
-        eta = p[15:]
+        eta = p[15:-1]  # the constrained nuisance parameters (the signal norm is free)
         return total + 0.5 * float(np.sum(eta**2))
