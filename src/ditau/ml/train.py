@@ -12,14 +12,21 @@ Determinism: the batch order of epoch e is a permutation seeded by (seed, e), an
 number of step s (augmentation, noise, time) comes from a generator seeded by (seed, rank, s).
 A checkpoint (every ``checkpoint_every`` steps, ``out_dir/last.ckpt``) holds model, EMA, best
 EMA, optimiser, scheduler, the global RNG states (torch, numpy, python), the step and the
-early-stopping state, so a resumed run ends bitwise equal to an uninterrupted one (same device
-and thread count).
+early-stopping state, so a resumed run ends bitwise equal to an uninterrupted one: promised
+(and tested) on CPU only, same thread count. On CUDA a resumed run is the same run up to
+floating-point rounding, not bitwise: no deterministic-algorithms mode is set, and kernels with
+atomic adds (the backward of the kNN gather) and cuBLAS/bf16-autocast reductions may sum in a
+different order from run to run.
+
+GPU: the per-step losses stay on the device (no host synchronisation per step; they are read
+at the ``log_every`` boundaries), and the EMA is one fused update over all parameters.
 
 Distributed: under ``torchrun`` (WORLD_SIZE > 1) the process group is initialised from the
 environment (nccl on GPUs, gloo on CPUs), the model is wrapped in DistributedDataParallel and
 each rank takes its slice of every global batch of the shared permutation (``batch_size`` per
-process); validation losses are all-reduced; rank 0 writes the files. AMP (bf16 autocast) is
-used only on CUDA.
+process); validation losses are all-reduced; rank 0 writes the files. On CUDA each process's
+GPU is set before the nccl group starts; the group is destroyed when :func:`train` returns or
+fails (if it created it). AMP (bf16 autocast) is used only on CUDA.
 
 Outputs in ``out_dir``: ``last.ckpt``, ``model.pt`` (the EMA weights at the best validation
 loss, see :mod:`ditau.ml.io`) and ``train_log.jsonl``.
@@ -47,6 +54,7 @@ from ditau.ml.data import load_data
 from ditau.ml.device import (
     DistInfo,
     all_reduce,
+    close_distributed,
     env_local_rank,
     init_distributed,
     resolve_device,
@@ -160,17 +168,19 @@ class _Trainer:
     def _perm(self, epoch: int) -> Tensor:
         if self._perm_cache is None or self._perm_cache[0] != epoch:
             g = torch.Generator().manual_seed(mix_seeds(self.cfg.seed, 0xE90C, epoch))
-            self._perm_cache = (epoch, torch.randperm(len(self.train), generator=g))
+            perm = torch.randperm(len(self.train), generator=g)
+            self._perm_cache = (epoch, perm.to(self.device))  # one copy per epoch
         return self._perm_cache[1]
 
     def batch_indices(self, step: int) -> Tensor:
-        """This rank's slice of global batch ``step`` (epoch-wise shared permutation)."""
+        """This rank's slice of global batch ``step`` (epoch-wise shared permutation), on the
+        training device."""
         n, bs = len(self.train), self.cfg.batch_size
         gb = bs * self.dist.world
         epoch, pos = divmod(step, max(1, n // gb))
         start = pos * gb + self.dist.rank * bs
-        idx = (start + torch.arange(bs)) % n
-        return self._perm(epoch)[idx].to(self.device)
+        idx = (start + torch.arange(bs, device=self.device)) % n
+        return self._perm(epoch)[idx]
 
     # --- model --------------------------------------------------------------------------
     def build(self) -> None:
@@ -230,7 +240,8 @@ class _Trainer:
         _set_rng_state(ck["rng"], self.device)
 
     # --- steps --------------------------------------------------------------------------
-    def train_step(self) -> float:
+    def train_step(self) -> Tensor:
+        """One optimisation step; the (detached, 0-d) loss stays on the device."""
         c = self.cfg
         g = torch.Generator(self.device).manual_seed(mix_seeds(c.seed, 1 + self.dist.rank,
                                                           self.step))
@@ -246,7 +257,7 @@ class _Trainer:
         self.sched.step()
         self.step += 1
         ema_update(self.ema, self.model, ema_decay_at(self.step, c.ema_decay))
-        return float(loss.detach())
+        return loss.detach()
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -261,8 +272,8 @@ class _Trainer:
             b = self.valid.index(idx[s:s + c.eval_batch_size])
             loss = batch_loss(self.ema, self.objective, b, self.stats, self.scale, g,
                               c.model.frame, amp=self.amp)
-            tot += torch.tensor([float(loss) * len(b), len(b)], dtype=torch.float64,
-                                device=self.device)
+            tot[0] += loss.detach().double() * len(b)  # on the device: no sync per batch
+            tot[1] += len(b)
         all_reduce(tot, self.dist)
         return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
 
@@ -287,7 +298,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     """Train a model as ``cfg`` says; with ``resume``, continue from ``out_dir/last.ckpt``.
 
     Returns a :class:`TrainResult`; the model file is ``out_dir/model.pt`` (written by rank
-    0, whose result names it; other ranks get ``model_path`` None).
+    0, whose result names it; other ranks get ``model_path`` None). Under torchrun the process
+    group this call created is destroyed before it returns or raises.
     ``_interrupt_after`` (tests): return right after that step as if the process had been
     killed (no checkpoint, no model file written beyond the regular ones).
     """
@@ -296,6 +308,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         torch.set_num_threads(cfg.threads)
     pre = resolve_device(cfg.device, env_local_rank())
     dist_info = init_distributed(pre)
+    try:
+        return _run(cfg, dist_info, resume, progress, _interrupt_after, start)
+    finally:
+        close_distributed(dist_info)
+
+
+def _mean_loss(losses: list[Tensor]) -> float:
+    """The mean of the per-step losses (one device-to-host copy), summed in float64 by numpy
+    as the Python floats of the single losses would be."""
+    return float(np.mean(torch.stack(losses).double().cpu().numpy()))
+
+
+def _run(cfg: TrainConfig, dist_info: DistInfo, resume: bool, progress: bool,
+         interrupt_after: int | None, start: float) -> TrainResult:
+    """The body of :func:`train` inside the process group."""
     device = resolve_device(cfg.device, dist_info.local_rank)
     out = Path(cfg.out_dir)
     ckpt_path, model_path, log_path = out / "last.ckpt", out / "model.pt", out / "train_log.jsonl"
@@ -313,7 +340,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                          "out_dir")
     bar = tqdm(total=cfg.max_steps, initial=tr.step, unit="step", desc="train",
                disable=not tr.progress, leave=False)
-    losses: list[float] = []
+    losses: list[Tensor] = []  # this log interval's per-step losses, on the device
     try:
         while tr.step < cfg.max_steps and not tr.stopped:
             losses.append(tr.train_step())
@@ -321,7 +348,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             last = tr.step == cfg.max_steps
             record: dict[str, Any] = {}
             if tr.step % cfg.log_every == 0 or last:
-                record = {"step": tr.step, "loss": float(np.mean(losses)),
+                record = {"step": tr.step, "loss": _mean_loss(losses),
                           "lr": tr.sched.get_last_lr()[0]}
                 losses = []
             if (tr.step % cfg.eval_every == 0 or last) and len(tr.valid):
@@ -332,7 +359,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 bar.set_postfix(val=f"{val:.4f}")
             if record and dist_info.rank == 0:
                 _log(log_path, record)
-            if _interrupt_after is not None and tr.step >= _interrupt_after:
+            if interrupt_after is not None and tr.step >= interrupt_after:
                 return _result(tr, None, ckpt_path, start)
             if tr.step % cfg.checkpoint_every == 0 or last or tr.stopped:
                 if dist_info.rank == 0:
