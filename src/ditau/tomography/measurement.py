@@ -216,6 +216,19 @@ class Observable:
                               mc_reference=self.reference)
 
 
+def _with_background(obs: Observable, tmpl: Any, data: Any,
+                     background: Mapping[str, float]) -> Any:
+    """The pseudo-data (signal events only) plus the expected background, in the shape the
+    likelihood gives it (the channel's unpolarised signal template)."""
+    if not any(background.values()):
+        return data
+    if obs.kind == "moments":
+        m = {c: v + background.get(c, 0.0) * tmpl.R[c][:, 0] / tmpl.R[c][0, 0]
+             if c in tmpl.R and tmpl.R[c][0, 0] > 0 else v for c, v in data.m.items()}
+        return MomentData(m, data.S1, data.S2)
+    return data + _background(tmpl, background)
+
+
 def _background(tmpl: Any, per_channel: Mapping[str, float]) -> NDArray[np.float64]:
     """Background per bin: each channel's yield per fb^-1 in the shape of its T0."""
     out = np.zeros(len(tmpl.values))
@@ -279,6 +292,8 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 bkg_y = {c: b * reference_scale.get(c, 0.0) for c, b in background.items()}
             say(f"fit: {method}, split {split}, {yields} yields")
             t0 = time.perf_counter()
+            # pseudo-data (signal) plus the expected background
+            d_y = _with_background(obs, t_y, d_y, bkg_y)
             # pseudo-data scaled to L: its own MC fluctuation is part of the error
             nll = obs.likelihood(t_y, d_y, lumi, bkg_y, var_y, data_var="both")
             key = f"split {split}, {yields} yields"
@@ -290,7 +305,7 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 out.n_data_events = int(np.sum(is_dat))
                 # expected results: Asimov data at the sample's SM state, with the templates'
                 # MC statistics ("Asimov") and with unlimited templates (the reach)
-                asimov = _asimov(obs, t_y, d_y, theta_sm)
+                asimov = _with_background(obs, t_y, _asimov(obs, t_y, d_y, theta_sm), bkg_y)
                 for label, mc in (("Asimov", True), ("Asimov, unlimited templates", False)):
                     zs_d, zs_b = [], []
                     for L in LUMIS:

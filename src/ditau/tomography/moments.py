@@ -191,8 +191,11 @@ class MomentLikelihood:
         c_ref = np.concatenate([[1.0], self.mc_reference if self.mc_reference is not None
                                 else np.zeros(15)])
         self.V_data = {}
+        bkg_in = background or {}
         for c in self.channels:
             v1 = np.einsum("i,iab->ab", c_ref, tmpl.K1[c])
+            # the background's events (signal-like unpolarised shape, its yield per fb^-1)
+            v1 = v1 + bkg_in.get(c, 0.0) * tmpl.K1[c][0] / tmpl.R[c][0, 0]
             l_s = data.S1[c][0, 0] / data.S2[c][0, 0] if data.S2[c][0, 0] > 0 else np.inf
             f = (L if data_var in ("poisson", "both") else 0.0) \
                 + (L**2 / l_s if data_var in ("sample", "both") else 0.0)
