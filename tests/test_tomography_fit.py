@@ -234,3 +234,25 @@ def test_measurement_closes_on_a_toy_and_calls_separable_states_separable(monkey
         sm = rows[f"split {split}: sm"]
         assert abs(sm.result.d - sm.truth_d) < 3 * sm.result.d_err
         assert np.nanmax(np.abs(sm.pulls)) < 4.0
+
+
+def test_report_marks_unreliable_fits_and_says_why_closure_is_empty():
+    from ditau.tomography.fit import FitResult
+    from ditau.tomography.fit_report import fit_lines, lumi_for
+    from ditau.tomography.measurement import SpinFit
+
+    good = FitResult(np.zeros(15), np.eye(15) * 0.01, 0.8, 0.1, {}, 0.0, True, 3.0, 2.0,
+                     params=np.zeros(18))
+    bound = FitResult(np.zeros(15), np.eye(15) * 0.01, 0.8, 0.1, {}, 0.0, True, 9.0, 9.0,
+                      params=np.r_[np.zeros(14), 2.0, np.zeros(3)])
+    assert good.reliable and not bound.reliable and "bound" in bound.problem
+    f = SpinFit("mmc", fits={"split 0, ours yields, Asimov": bound,
+                             "split 0, ours yields": good},
+                closure_note="closure tests skipped: 16 pseudo-data events, 50 needed")
+    md = "\n".join(fit_lines({"mmc": f}))
+    assert "at the ±2 parameter bound" in md and "9.0" not in md
+    assert "closure tests skipped: 16 pseudo-data events" in md
+    # a curve whose low-luminosity points are missing (unreliable fits) gives no interpolation
+    # from NaN
+    assert lumi_for((np.array([1.0, 10.0]), np.array([np.nan, 6.0]),
+                     np.array([np.nan, 1.0]))) == (10.0, float("inf"))

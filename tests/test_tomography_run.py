@@ -257,3 +257,13 @@ def test_detector_sample_keeps_events_of_non_analyser_truth_modes(signal_reco_te
     hyp = spin_hypotheses(truth, 6, seed=3)
     assert np.allclose(hyp.weights[:, rows], 1.0)
     assert not np.allclose(hyp.weights[1:, ~rows], 1.0)
+
+
+def test_unreadable_events_and_a_method_output_as_variation_are_named(reco_files, tmp_path):
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    with pytest.raises(TomographyError, match=r"EVENTS .*empty\.parquet: not a readable"):
+        run_tomography(empty)
+    f = reco_files
+    with pytest.raises(TomographyError, match=r"--variation tes_up .*a method-output file"):
+        run_tomography(f.nom, recon={"fastmtt": f.fastmtt}, variations={"tes_up": f.fastmtt})

@@ -236,6 +236,29 @@ class FitResult:
     def errors(self) -> NDArray[np.float64]:
         return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
 
+    @property
+    def at_bound(self) -> bool:
+        """A fitted spin parameter sits at the +-2 bound (an MC-limited fit: its HESSE
+        errors and tests are not reliable)."""
+        p = np.asarray(self.params[:15], dtype=float)
+        return bool(len(p) and np.any(np.abs(p) > 0.999 * PARAMETER_LIMITS[1]))
+
+    @property
+    def reliable(self) -> bool:
+        """Converged, inside the parameter bounds, with finite errors."""
+        return self.valid and not self.at_bound and bool(np.all(np.isfinite(self.errors)))
+
+    @property
+    def problem(self) -> str:
+        """Why the fit is not :attr:`reliable` ('' if it is)."""
+        if not self.valid:
+            return "did not converge (HESSE failed)"
+        if self.at_bound:
+            return "at the ±2 parameter bound (MC-limited)"
+        if not np.all(np.isfinite(self.errors)):
+            return "non-finite errors"
+        return ""
+
     def observables(self) -> SpinObservables:
         """The fit as :class:`~ditau.tomography.estimators.SpinObservables` (n = 0)."""
         t = self.theta

@@ -39,8 +39,8 @@ def lumi_for(curve: tuple[Any, Any, Any], z: float = 5.0) -> tuple[float, float]
         above = np.flatnonzero(arr >= z)
         if len(above) == 0:
             out.append(float("inf"))
-        elif above[0] == 0:
-            out.append(float(lumis[0]))
+        elif above[0] == 0 or not np.isfinite(arr[above[0] - 1]):
+            out.append(float(lumis[above[0]]))  # no point below to interpolate from
         else:
             i = above[0]
             f = (z - arr[i - 1]) / (arr[i] - arr[i - 1])
@@ -100,9 +100,9 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         r = f.fits.get(_MAIN + ", Asimov")
         if r is None:
             continue
-        if not r.valid:
-            lines.append(f"| {m} | {f.n_template_events} / {f.n_data_events} | fit did not "
-                         "converge (HESSE failed) | – | – | – | – |")
+        if not r.reliable:
+            lines.append(f"| {m} | {f.n_template_events} / {f.n_data_events} | "
+                         f"{r.problem} | – | – | – | – |")
             continue
         lines.append(f"| {m} | {f.n_template_events} / {f.n_data_events} | "
                      f"{_val(r.d, r.d_err)} | {_q(r, 'm12')} | {_q(r, 'concurrence')} | "
@@ -128,7 +128,7 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
                         f"split 0, {y} yields, Asimov",
                         f"split 0, {y} yields, Asimov, unlimited templates"):
                 r = f.fits.get(key)
-                cells.append("–" if r is None or not r.valid
+                cells.append("–" if r is None else r.problem if not r.reliable
                              else f"{_z(r.z_entanglement)} / {_z(r.z_bell)}")
             for c in (f.curves.get(f"{y}, Asimov"),
                       f.curves.get(f"{y}, Asimov, unlimited templates")):
@@ -153,15 +153,23 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         cells = []
         for f in fits.values():
             r = f.fits.get(_MAIN)
-            cells.append("–" if r is None else _val(r.theta[i], r.errors[i]))
+            cells.append("–" if r is None else _val(r.theta[i], r.errors[i]) if r.reliable
+                         else "did not converge" if not r.valid else "at the ±2 bound")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "### Closure: fits to the pseudo-data put into other spin states (spin "
               "weights), at the pseudo-data's own statistics (each split's states share its "
               "events, so their deviations are correlated)", "",
               "| method | state | D true | D fitted | Z(D > 1/3) | max |pull| (parameter) | "
               "pulls > 2 |", "|---|---|---|---|---|---|---|"]
+    if not any(f.closure for f in fits.values()):
+        why = {f.closure_note for f in fits.values() if f.closure_note}
+        lines.append("| – | " + (" ".join(sorted(why)) or "not run") + " | | | | | |")
     for m, f in fits.items():
         for row in f.closure:
+            if not row.result.reliable:
+                lines.append(f"| {m} | {row.name} | {row.truth_d:.3f} | "
+                             f"{row.result.problem} | – | – | – |")
+                continue
             p = np.abs(row.pulls)
             i = int(np.nanargmax(p)) if np.any(np.isfinite(p)) else 0
             lines.append(f"| {m} | {row.name} | {row.truth_d:.3f} | "

@@ -44,6 +44,8 @@ from ditau.tomography.templates import bin_index, build_templates, histogram
 SPLIT_MOD = 11
 #: Luminosities (fb^-1) of the significance curve.
 LUMIS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 140.0, 300.0, 1000.0, 3000.0)
+#: Fewest pseudo-data events for a closure fit (per state and m_tautau window).
+MIN_CLOSURE_EVENTS = 50
 #: m_tautau bins (GeV, truth) of the closure tests.
 MASS_BINS = ((60.0, 80.0), (80.0, 100.0), (100.0, 120.0))
 #: A non-Standard-Model entangled state with B and off-diagonal C for the closure tests
@@ -144,6 +146,8 @@ class SpinFit:
     n_bins: int = 0
     bins: int = 2
     observable: str = "moments"
+    #: Why the closure table is empty ('' if it is not).
+    closure_note: str = ""
     n_template_events: int = 0
     n_data_events: int = 0
     seconds_per_fit: float = 0.0
@@ -312,14 +316,20 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                         nll_a = obs.likelihood(t_y, asimov, L, bkg_y, var_y)
                         nll_a.mc_stat = mc
                         r = fit(nll_a, theta_sm, n_toys=200, seed=seed)
-                        zs_d.append(r.z_entanglement)
-                        zs_b.append(r.z_bell)
+                        # an unreliable fit (no convergence, at a bound) gives no point
+                        zs_d.append(r.z_entanglement if r.reliable else np.nan)
+                        zs_b.append(r.z_bell if r.reliable else np.nan)
                         if L == lumi:
                             out.fits[f"{key}, {label}"] = r
-                            if yields == "ours" and mc and r.valid:
+                            if yields == "ours" and mc and r.reliable:
                                 out.impacts = impacts(nll_a, r)
                     out.curves[f"{yields}, {label}"] = (np.array(LUMIS), np.array(zs_d),
                                                         np.array(zs_b))
+        if not closure:
+            out.closure_note = "closure tests not run (--no-closure)"
+        elif int(is_dat.sum()) < MIN_CLOSURE_EVENTS:
+            out.closure_note = (f"closure tests skipped: {int(is_dat.sum())} pseudo-data "
+                                f"events, {MIN_CLOSURE_EVENTS} needed")
         if closure:
             say(f"closure: {method}, split {split}")
             out.closure += [replace(row, name=f"split {split}: {row.name}") for row in
@@ -351,7 +361,7 @@ def _closure(obs: Observable, x: SpinInputs, is_dat: NDArray[np.bool_], tm: Any,
         in_all = np.ones(len(x.u), bool) if window is None else \
             (x.m_tautau >= window[0]) & (x.m_tautau < window[1])
         sel = in_all[is_dat]
-        if sel.sum() < 50:
+        if sel.sum() < MIN_CLOSURE_EVENTS:
             continue
         coef = state_coefficients(st, n)[sel]
         truth = np.average(coef, axis=0, weights=u[sel] if np.any(u[sel] > 0) else None)

@@ -271,9 +271,16 @@ def method_sample(events: pa.Table, method: str, recon: pa.Table | None, rho: st
     return replace(det, prod=prod, valid=valid, weight=np.where(valid, det.weight, 0.0))
 
 
-def _read(path: Path) -> pa.Table:
-    schema_names = pq.read_schema(path).names
+def _read(path: Path, role: str = "EVENTS") -> pa.Table:
+    try:
+        schema_names = pq.read_schema(path).names
+    except (OSError, pa.ArrowException) as err:
+        raise TomographyError(f"{role} {path}: not a readable Parquet file (truncated or "
+                              f"corrupt?): {err}") from err
     names = set(schema_names)
+    if "method" in names and "rec_status" in names:
+        raise TomographyError(f"{role} {path}: a method-output file ('ditau reconstruct'), "
+                              "not a detector-level event file ('ditau detector')")
     for need in ("in_sr", "reco_channel", "tau_px_p", "reco_chg_px_p"):
         if need not in names:
             what = "detector-level" if need.startswith("reco") or need == "in_sr" else "truth"
@@ -490,6 +497,14 @@ def _check_files(path: Path, methods: tuple[str, ...], recon: Mapping[str, str |
                                       f"but {m!r} is not a method of this run (give its "
                                       f"nominal output with --recon {m}=FILE)")
     for v, vpath in variations.items():
+        try:
+            vnames = set(pq.read_schema(vpath).names)
+        except (OSError, pa.ArrowException):
+            vnames = set()  # unreadable: named when it is read
+        if "method" in vnames and "rec_status" in vnames:
+            raise TomographyError(f"--variation {v} {vpath}: a method-output file ('ditau "
+                                  "reconstruct'), not a detector-level event file (make it "
+                                  f"with 'ditau detector GENERATED -o FILE --systematic {v}')")
         for m in methods:
             if m != "truth" and m not in variation_recon.get(v, {}):
                 raise TomographyError(
@@ -592,7 +607,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     var_sr: dict[str, pa.Table] = {}
     var_recon: dict[str, dict[str, pa.Table]] = {}
     for name, vpath in variations.items():
-        vt = _read(Path(vpath))
+        vt = _read(Path(vpath), f"--variation {name}")
         check_variation(path, ev, vpath, vt, name)
         var_recon[name] = {m: read_method_output(f, m, vt, vpath)
                            for m, f in variation_recon.get(name, {}).items()}
