@@ -218,6 +218,12 @@ def test_cli_names_unknown_methods_and_missing_files(reco_files, tmp_path):
     assert r.exit_code == 2
     assert "--method: unknown value(s) ['mmcc']; choose from truth, collinear, fastmtt, mmc, ml" \
         in r.output
+    for bad, what in ((["--analysis", "nonsense"], "--analysis"),
+                      (["--observable", "x"], "--observable"), (["--bins", "7"], "--bins"),
+                      (["--boot", "1"], "--boot"),
+                      (["--analysis", "calibration", "--observable", "signs"], "no fit")):
+        r = CliRunner().invoke(app, ["tomography", str(nom), "-o", str(tmp_path / "t"), *bad])
+        assert r.exit_code == 2 and what in r.output, (bad, r.output)
 
 
 def test_event_weights_include_the_spin_weight():

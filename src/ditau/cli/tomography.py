@@ -119,6 +119,9 @@ def tomography_command(
         raise typer.BadParameter(f"--rho: 'visible' or 'polarimeter', got '{rho}'")
     if analysis not in ("fit", "calibration", "both"):
         raise typer.BadParameter(f"--analysis: 'fit', 'calibration' or 'both', got '{analysis}'")
+    if analysis == "calibration" and (observable != "moments" or bins != 2 or not closure):
+        raise typer.BadParameter("--observable, --bins and --no-closure set up the fit; with "
+                                 "--analysis calibration there is no fit")
     if observable not in ("moments", "signs"):
         raise typer.BadParameter(f"--observable: 'moments' or 'signs', got '{observable}'")
     if bins not in (2, 3):
