@@ -61,6 +61,12 @@ class MLSettings(StageConfig):
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             raise ValueError(f"ml: unknown device {self.device!r}; choose one of "
                              f"{', '.join(DEVICES)}")
+        if self.device.startswith("cuda"):
+            import torch  # only for an explicit CUDA request: say so before any work starts
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"ml: device {self.device!r}: CUDA is not available on this "
+                                 "machine (use device=auto or cpu)")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
