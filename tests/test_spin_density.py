@@ -243,3 +243,14 @@ def test_inputs_and_helpers():
     np.testing.assert_array_equal(r[1, 1:, 1:], st.C[1])
     unp = SpinState.unpolarised()
     np.testing.assert_allclose(unp.density_matrix(), np.eye(4) / 4)
+
+
+def test_undefined_rows_become_unpolarised():
+    from ditau.spin import SpinState
+
+    c = np.stack([np.diag([1.0, -0.5, 0.5]), np.full((3, 3), np.nan)])
+    st = SpinState(np.array([[0.1, 0, 0], [np.nan] * 3]), np.array([[0.2, 0, 0], [np.nan] * 3]),
+                   c).defined_or_unpolarised()
+    np.testing.assert_array_equal(st.C[0], np.diag([1.0, -0.5, 0.5]))
+    assert st.B_p[0, 0] == 0.1 and st.B_m[0, 0] == 0.2
+    assert not np.any(st.C[1]) and not np.any(st.B_p[1]) and not np.any(st.B_m[1])

@@ -256,3 +256,15 @@ def test_report_marks_unreliable_fits_and_says_why_closure_is_empty():
     # from NaN
     assert lumi_for((np.array([1.0, 10.0]), np.array([np.nan, 6.0]),
                      np.array([np.nan, 1.0]))) == (10.0, float("inf"))
+
+
+def test_constant_closure_states_are_physical():
+    from ditau.tomography.measurement import CLOSURE_STATES
+
+    conc = {}
+    for name, st in CLOSURE_STATES.items():
+        if st is not None:
+            assert quantum.is_physical(st.density_matrix()), name
+            conc[name] = quantum.concurrence(st.density_matrix())
+    assert conc["non-SM entangled"] == pytest.approx(0.54, abs=0.01)
+    assert conc["classical diag(1,0,0)"] == 0.0 and conc["unpolarised decays"] == 0.0

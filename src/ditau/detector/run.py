@@ -20,6 +20,7 @@ from ditau.provenance import INPUT, INPUTS, RUN_ID, identity, input_key, run_id
 from ditau.schema import (
     SchemaError,
     arrow_schema,
+    check_not_input,
     check_writable,
     file_version,
     group_columns,
@@ -71,8 +72,7 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     (:func:`ditau.stage.run_chunked`).
     """
     inp = Path(inp)
-    if Path(out).resolve() == inp.resolve():
-        raise SchemaError(f"output {out} is the input file: give another name")
+    check_not_input(out, inp)
     cfg = (config or DetectorConfig()).vary(systematic)
     scfg = select_config or SelectConfig()
     meta_in = read_metadata(inp)

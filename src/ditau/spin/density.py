@@ -84,6 +84,14 @@ class SpinState:
                              f"{bp.shape}, {bm.shape}, {c.shape}")
         return cls(bp, bm, c)
 
+    def defined_or_unpolarised(self) -> SpinState:
+        """The per-event state with the rows that are undefined (NaN: no q qbar hard process,
+        :func:`state_from_truth`) replaced by the unpolarised state B = C = 0."""
+        ok = np.all(np.isfinite(self.C.reshape(*self.C.shape[:-2], 9)), axis=-1)
+        return SpinState(np.where(ok[..., None], self.B_p, 0.0),
+                         np.where(ok[..., None], self.B_m, 0.0),
+                         np.where(ok[..., None, None], self.C, 0.0), self.rate)
+
     def coefficients(self) -> NDArray[np.float64]:
         """The 16 coefficients as a real ``(..., 4, 4)`` array R: R_00 = 1, R_i0 = B+_i,
         R_0j = B-_j, R_ij = C_ij (i, j = 1..3 for k, r, n), so rho = 1/4 R_ab s_a x s_b with

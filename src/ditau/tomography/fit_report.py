@@ -15,6 +15,7 @@ from ditau.plots import style as sty
 from ditau.tomography.estimators import PARAMETER_NAMES
 from ditau.tomography.fit import FitResult
 from ditau.tomography.measurement import SPLIT_MOD, SpinFit
+from ditau.tomography.significance import lumi_reaching
 
 #: Fewest pseudo-data events for a fit result to be called meaningful in the report.
 MEANINGFUL_EVENTS = 500
@@ -31,22 +32,10 @@ def _val(x: float, e: float) -> str:
 
 
 def lumi_for(curve: tuple[Any, Any, Any], z: float = 5.0) -> tuple[float, float]:
-    """Luminosity (fb^-1) where Z(D > 1/3) and Z(m12 > 1) of a curve first reach ``z``
-    (log-linear interpolation; inf if never in the scanned range)."""
+    """Luminosity (fb^-1) where Z(D > 1/3) and Z(m12 > 1) of a curve (lumis, Z(D), Z(m12))
+    first reach ``z`` (:func:`~ditau.tomography.significance.lumi_reaching`)."""
     lumis, zd, zb = curve
-    out = []
-    for arr in (np.asarray(zd, float), np.asarray(zb, float)):
-        above = np.flatnonzero(arr >= z)
-        if len(above) == 0:
-            out.append(float("inf"))
-        elif above[0] == 0 or not np.isfinite(arr[above[0] - 1]):
-            out.append(float(lumis[above[0]]))  # no point below to interpolate from
-        else:
-            i = above[0]
-            f = (z - arr[i - 1]) / (arr[i] - arr[i - 1])
-            out.append(float(np.exp(np.log(lumis[i - 1])
-                                    + f * (np.log(lumis[i]) - np.log(lumis[i - 1])))))
-    return out[0], out[1]
+    return lumi_reaching(lumis, zd, z), lumi_reaching(lumis, zb, z)
 
 
 def _lumi(x: float) -> str:

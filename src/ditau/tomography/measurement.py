@@ -37,7 +37,6 @@ from ditau.tomography.moments import (
     build_moment_templates,
     moment_data,
 )
-from ditau.tomography.quantum import density_matrix, is_physical
 from ditau.tomography.templates import bin_index, build_templates, histogram
 
 #: Residues of event_id mod SPLIT_MOD that are pseudo-data in split 0 and split 1.
@@ -49,7 +48,7 @@ MIN_CLOSURE_EVENTS = 50
 #: m_tautau bins (GeV, truth) of the closure tests.
 MASS_BINS = ((60.0, 80.0), (80.0, 100.0), (100.0, 120.0))
 #: A non-Standard-Model entangled state with B and off-diagonal C for the closure tests
-#: (physical: its density matrix is positive; concurrence 0.55).
+#: (physical: its density matrix is positive; concurrence 0.54).
 NON_SM_STATE = SpinState.constant([0.1, 0.05, 0.0], [-0.1, 0.0, 0.05],
                                   [[0.7, 0.25, 0.0], [0.25, -0.55, 0.1], [0.0, 0.1, 0.6]])
 #: Closure states: name -> constant state, or None for the per-event states built from the
@@ -99,11 +98,7 @@ def generated_density(events: Any, spin_meta: Mapping[str, Any] | None
     pol = truth_polarimeters(events)
     h_p = np.nan_to_num(pol.h_p)
     h_m = np.nan_to_num(pol.h_m)
-    sm = state_from_truth(events, pol.cos_theta)
-    ok_state = np.all(np.isfinite(sm.C.reshape(len(h_p), 9)), axis=1)
-    ok1 = ok_state[:, None]
-    sm = SpinState(np.where(ok1, sm.B_p, 0.0), np.where(ok1, sm.B_m, 0.0),
-                   np.where(ok_state[:, None, None], sm.C, 0.0))
+    sm = state_from_truth(events, pol.cos_theta).defined_or_unpolarised()
     meta = spin_meta or {}
     unpolarised = meta.get("mode") == "weights" or meta.get("decays") == "unpolarised"
     dens = np.ones(len(h_p)) if unpolarised else decay_density(h_p, h_m, sm)
@@ -378,11 +373,6 @@ def _closure(obs: Observable, x: SpinInputs, is_dat: NDArray[np.bool_], tm: Any,
         rows.append(ClosureRow(name, truth, r, pulls,
                                float(witness_d(truth[6:].reshape(3, 3)))))
     return rows
-
-
-def physical(state: SpinState) -> bool:
-    """Whether a common state is a physical density matrix."""
-    return bool(is_physical(density_matrix(state.B_p, state.B_m, state.C)))
 
 
 def inputs_for(events: Any, analysers_p: NDArray[np.float64], analysers_m: NDArray[np.float64],

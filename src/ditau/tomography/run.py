@@ -193,10 +193,9 @@ def truth_sample(events: pa.Table) -> tuple[SpinSample, NDArray[np.bool_], Analy
     # the generated state: each event's LO Standard-Model state (m_tautau, flavour, angle)
     from ditau.spin import state_from_truth
 
-    sm = state_from_truth(events, np.where(np.isfinite(an.cos_theta), an.cos_theta, 0.0))
-    ok = np.all(np.isfinite(sm.C.reshape(len(target), 9)), axis=1)
-    state = (np.where(ok[:, None], sm.B_p, 0.0), np.where(ok[:, None], sm.B_m, 0.0),
-             np.where(ok[:, None, None], sm.C, 0.0))
+    sm = state_from_truth(events, np.where(np.isfinite(an.cos_theta), an.cos_theta, 0.0)
+                          ).defined_or_unpolarised()
+    state = (sm.B_p, sm.B_m, sm.C)
     # no truth polarimeter: h = 0 (and kappa = 0, so the density is exactly 1)
     return SpinSample(np.where(known, s.h_p, 0.0), np.where(known, s.h_m, 0.0),
                       np.where(target, s.kappa_p, 0.0), np.where(target, s.kappa_m, 0.0),
@@ -638,14 +637,15 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
                            * REFERENCE_SIGNAL[ch] / tot) for ch in CHANNELS}
         res.notes.append("yields: the reference study's signal-region yields per channel "
                          f"and its {REFERENCE_BACKGROUND_TOTAL:g}/fb^-1 background")
-    flt = _find(read_metadata(path), "tau_filter")
+    meta = read_metadata(path)
+    flt = _find(meta, "tau_filter")
     if flt:
         res.notes.append(f"truth level = the generated phase space, which has a generator-"
                          f"level tau filter {flt}: the truth-level C is fiducial to it")
     if analysis != "fit" and n_boot < 2:
         res.notes.append("calibration: its MC statistics not estimated (n_boot < 2): the "
                          "cross-check's errors leave them out")
-    spin_meta = _find(read_metadata(path), "spin")
+    spin_meta = _find(meta, "spin")
     split_all = ids.astype(np.int64) % SPLIT_MOD
     ref_scale = None
     if reference_yields or analysis != "calibration":

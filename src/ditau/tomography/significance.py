@@ -107,19 +107,25 @@ class Significance:
     def lumi_for(self, z: float = 5.0) -> tuple[float, float]:
         """Luminosity (fb^-1) at which each significance reaches ``z`` (inf if never in the
         scanned range)."""
-        out = []
-        for arr in (self.z_entanglement, self.z_bell):
-            above = np.flatnonzero(arr >= z)
-            if len(above) == 0:
-                out.append(float("inf"))
-            elif above[0] == 0:
-                out.append(float(self.lumi[0]))
-            else:
-                i = above[0]
-                x0, x1 = np.log(self.lumi[i - 1]), np.log(self.lumi[i])
-                f = (z - arr[i - 1]) / (arr[i] - arr[i - 1])
-                out.append(float(np.exp(x0 + f * (x1 - x0))))
-        return out[0], out[1]
+        return (lumi_reaching(self.lumi, self.z_entanglement, z),
+                lumi_reaching(self.lumi, self.z_bell, z))
+
+
+def lumi_reaching(lumi: ArrayLike, z_curve: ArrayLike, z: float = 5.0) -> float:
+    """The luminosity (fb^-1) where ``z_curve`` (Z on the grid ``lumi``) first reaches ``z``:
+    log-linear interpolation from the point below; the grid point itself where there is no
+    finite point below; inf if never in the scanned range."""
+    lum = np.asarray(lumi, dtype=float)
+    arr = np.asarray(z_curve, dtype=float)
+    above = np.flatnonzero(arr >= z)
+    if len(above) == 0:
+        return float("inf")
+    i = above[0]
+    if i == 0 or not np.isfinite(arr[i - 1]):
+        return float(lum[i])
+    x0, x1 = np.log(lum[i - 1]), np.log(lum[i])
+    f = (z - arr[i - 1]) / (arr[i] - arr[i - 1])
+    return float(np.exp(x0 + f * (x1 - x0)))
 
 
 def significance(channels: Sequence[ChannelInput],

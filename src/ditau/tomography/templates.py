@@ -66,12 +66,11 @@ def basis_weights(h_p: ArrayLike, h_m: ArrayLike) -> NDArray[np.float64]:
 @dataclass(frozen=True)
 class Templates:
     """Templates of one sample: ``values`` (n_bins_total, 16) in events per fb^-1 (bins of all
-    channels concatenated, channel ``c`` at ``slices[c]``), ``sumw2`` (n_bins_total,) the sum of
-    squared event weights of the reference-state prediction (for the MC-statistics error),
-    ``reference`` (16,) the coefficients of that state (1, B+, B-, C)."""
+    channels concatenated, channel ``c`` at ``slices[c]``), ``reference`` (16,) the
+    coefficients (1, B+, B-, C) of the state whose MC-statistics error :attr:`sumw2`
+    describes."""
 
     values: NDArray[np.float64]
-    sumw2: NDArray[np.float64]
     reference: NDArray[np.float64]
     channels: tuple[str, ...]
     bins: int
@@ -86,6 +85,12 @@ class Templates:
     def predict(self, theta: ArrayLike) -> NDArray[np.float64]:
         """Expected events per fb^-1 per bin for the 15 spin parameters ``theta``."""
         return self.values @ np.concatenate([[1.0], np.asarray(theta, dtype=float)])
+
+    @property
+    def sumw2(self) -> NDArray[np.float64]:
+        """Sum of the squared event weights of the reference-state prediction per bin,
+        c_ref^T cov c_ref (n_bins_total,)."""
+        return np.einsum("bij,i,j->b", self.cov, self.reference, self.reference)
 
     @property
     def rel_mc_error(self) -> NDArray[np.float64]:
@@ -114,14 +119,13 @@ def build_templates(weight: ArrayLike, h_p: ArrayLike, h_m: ArrayLike, bin_idx: 
     per = bins**6
     ref = np.zeros(16) if reference is None else np.concatenate([[0.0], np.asarray(reference)])
     ref[0] = 1.0
-    vals, sw2, covs, slices = [], [], [], {}
+    vals, covs, slices = [], [], {}
     iu = np.triu_indices(16)
     for i, name in enumerate(channels):
         sel = (ch == name) & (b >= 0) & np.isfinite(w) & (w != 0)
         wb = w[sel, None] * basis[sel]
         vals.append(np.stack([np.bincount(b[sel], weights=wb[:, k], minlength=per)
                               for k in range(16)], axis=1))
-        sw2.append(np.bincount(b[sel], weights=(wb @ ref) ** 2, minlength=per))
         # per-bin sum of (u basis)(u basis)^T: the upper triangle, then mirrored
         cv = np.zeros((per, 16, 16))
         for a, c in zip(*iu, strict=True):
@@ -130,7 +134,7 @@ def build_templates(weight: ArrayLike, h_p: ArrayLike, h_m: ArrayLike, bin_idx: 
         covs.append(cv)
         slices[name] = slice(i * per, (i + 1) * per)
     return Templates(np.vstack(vals) if vals else np.zeros((0, 16)),
-                     np.concatenate(sw2) if sw2 else np.zeros(0), ref, tuple(channels), bins,
+                     ref, tuple(channels), bins,
                      len(w), slices, np.concatenate(covs) if covs else np.zeros((0, 16, 16)))
 
 
