@@ -13,7 +13,9 @@
 2. With RECO (a detector-level signal file): the reconstruct stage for every method without
    a --recon file (ML: --model, default the shipped model, --candidates), for every variation
    and method without a --variation-recon file, and ML with --nu-sampling other noise seeds
-   (7919 r, r = 1..N: the neutrino-sampling uncertainty), into --workdir; then
+   (7919 r, r = 1..N: the neutrino-sampling uncertainty), and every method on every
+   --background file (their own analyser shapes in the fit; --background-shape t0: the
+   signal's unpolarised shape instead), into --workdir; then
    ``run_tomography`` on those method outputs for truth taus, collinear, FastMTT, MMC and ML:
    calibrated C with its closure on the independent half, systematics and the expected
    significance at 140 fb^-1 (summary.md + significance.png in --out); and (``--analysis``
@@ -37,7 +39,7 @@ from ditau.reconstruct import reconstruct
 from ditau.schema import read_events
 from ditau.tomography import from_truth, lo_expectation, lo_inclusive, measure, quantum_observables
 from ditau.tomography.report import to_markdown, write_report
-from ditau.tomography.run import run_tomography
+from ditau.tomography.run import read_backgrounds, run_tomography
 
 MODES = ("pi", "rho", "e", "mu")
 
@@ -85,6 +87,8 @@ def main() -> None:
     ap.add_argument("--recon", action="append", default=[], help="METHOD=FILE")
     ap.add_argument("--variation-recon", action="append", default=[],
                     help="VARIATION:METHOD=FILE (else the method is run on the variation)")
+    ap.add_argument("--background-recon", action="append", default=[],
+                    help="SAMPLE:METHOD=FILE (else the method is run on the background)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the method outputs made here go [default: a temporary folder]")
     ap.add_argument("--workers", type=int, default=1, help="reconstruct-stage processes")
@@ -104,6 +108,9 @@ def main() -> None:
                     help="the profile-likelihood fit, the calibration cross-check, or both")
     ap.add_argument("--bins", type=int, default=2, help="fit: bins per analyser component")
     ap.add_argument("--observable", default="moments", choices=("moments", "signs"))
+    ap.add_argument("--background-shape", default="own", choices=("own", "t0"),
+                    help="fit backgrounds: each method run on each background file (own) or "
+                         "their yields in the signal's unpolarised shape (t0)")
     args = ap.parse_args()
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}")
     if args.truth is not None:
@@ -141,6 +148,18 @@ def main() -> None:
             for m in recon:
                 if m not in per:
                     per[m] = make(vpath, f"recon_{m}_{var}", m)
+        # each background's own analyser distribution per method: the method run on it
+        brecon: dict[str, dict[str, str]] = {}
+        if args.background_shape == "own":
+            for v in args.background_recon:
+                key, path = v.split("=", 1)
+                name, method = key.split(":", 1)
+                brecon.setdefault(name, {})[method] = path
+            for name, (bpath, _) in read_backgrounds(args.background).items():
+                per = brecon.setdefault(name, {})
+                for m in recon:
+                    if m not in per:
+                        per[m] = make(bpath, f"bkg_{name}_{m}", m)
         nu = {}
         if "ml" in recon and args.nu_sampling > 0:
             nu["ml"] = [make(args.events, f"recon_ml_seed{7919 * r}", "ml", seed=7919 * r)
@@ -148,7 +167,8 @@ def main() -> None:
         res = run_tomography(args.events, methods=methods, rho=args.rho, recon=recon,
                              variations=variations, variation_recon=variation_recon,
                              nu_sampling_recon=nu, candidate_average=args.candidate_average,
-                             backgrounds=args.background, n_boot=args.boot,
+                             backgrounds=args.background, background_recon=brecon,
+                             n_boot=args.boot,
                              reference_yields=args.reference_yields,
                              analysis=args.analysis, bins=args.bins,
                              observable=args.observable,

@@ -268,3 +268,124 @@ def test_constant_closure_states_are_physical():
             conc[name] = quantum.concurrence(st.density_matrix())
     assert conc["non-SM entangled"] == pytest.approx(0.54, abs=0.01)
     assert conc["classical diag(1,0,0)"] == 0.0 and conc["unpolarised decays"] == 0.0
+
+
+def test_background_with_its_own_analyser_shape_is_not_read_as_spin_correlation():
+    """A background whose measured analysers are aligned (a- = a+: fake C_ii > 0, half the
+    signal's yield) added to SM-like pseudo-data: fitted with its own moments the state is
+    recovered; fitted as the signal's unpolarised shape (the old approximation) the alignment
+    is read as spin correlation and C moves by many sigma."""
+    from ditau.tomography.moments import MomentLikelihood, build_moment_templates, moment_data
+
+    hp, hm, _, ch = _toy(100000, 21)
+    ap, am = _toy.analysers
+    mt = build_moment_templates(np.full(len(hp), 0.01), hp, hm, ap, am, ch, CH)
+    hp, hm, _, ch = _toy(100000, 22)
+    ap, am = _toy.analysers
+    sig = moment_data(0.01 * decay_density(hp, hm, SM_LIKE), ap, am, ch, CH)
+    _, _, _, bch = _toy(50000, 23)
+    bp, _ = _toy.analysers
+    bkg = moment_data(np.full(len(bp), 0.01), bp, bp, bch, CH)
+    data = type(sig)({c: sig.m[c] + bkg.m[c] for c in CH}, sig.S1, sig.S2)
+    yields = {c: float(bkg.m[c][0]) for c in CH}
+    truth = _theta(SM_LIKE)
+    own = fit(MomentLikelihood(mt, data, 20.0, background=bkg), n_toys=100)
+    t0 = fit(MomentLikelihood(mt, data, 20.0, background=yields), n_toys=100)
+    assert own.valid and t0.valid
+    diag = [6, 10, 14]  # C_kk, C_rr, C_nn
+    pull_own = (own.theta - truth) / own.errors
+    pull_t0 = (t0.theta - truth) / t0.errors
+    assert np.max(np.abs(pull_own)) < 4.0, pull_own
+    assert np.max(pull_t0[diag]) > 6.0, pull_t0[diag]
+
+
+def test_t0_background_is_the_unpolarised_signal_shape():
+    from ditau.tomography.moments import build_moment_templates, t0_background
+
+    hp, hm, _, ch = _toy(5000, 24)
+    ap, am = _toy.analysers
+    mt = build_moment_templates(np.full(len(hp), 0.1), hp, hm, ap, am, ch, CH)
+    b = t0_background(mt, {"pipi": 10.0})
+    assert set(b.m) == {"pipi"} and b.m["pipi"][0] == pytest.approx(10.0)
+    np.testing.assert_allclose(b.m["pipi"] / 10.0, mt.R["pipi"][:, 0] / mt.R["pipi"][0, 0])
+    assert not b.S2["pipi"].any()  # no MC statistics of a shape taken from the signal
+
+
+def test_measurement_with_background_events_fits_and_scales_them(monkeypatch):
+    """measure_method with BackgroundInputs (moments and signs): the Asimov fit returns the
+    state exactly (the background in the data is the one in the model), and the reference-
+    yields fit scales the background with the signal."""
+    import ditau.tomography.measurement as meas
+    from ditau.tomography.measurement import (
+        SPLIT_MOD,
+        BackgroundInputs,
+        Observable,
+        SpinInputs,
+        measure_method,
+    )
+
+    monkeypatch.setattr(meas, "LUMIS", (140.0,))
+    hp, hm, b, ch = _toy(22000, 25)
+    ap, am = _toy.analysers
+    n = len(hp)
+    st = SpinState(np.broadcast_to(SM_LIKE.B_p, (n, 3)), np.broadcast_to(SM_LIKE.B_m, (n, 3)),
+                   np.broadcast_to(SM_LIKE.C, (n, 3, 3)))
+    u = np.full(n, 0.01)
+    ids = np.arange(n)
+    x = SpinInputs(u, hp, hm, b, ch, st, u * decay_density(hp, hm, SM_LIKE),
+                   np.full(n, 91.0), ids % SPLIT_MOD, ap, am)
+    _, _, _, bch = _toy(4000, 26)
+    bp, _ = _toy.analysers
+    bkg = BackgroundInputs(np.full(len(bp), 0.01), bp, bp, bin_index(bp, bp), bch,
+                           np.full(len(bp), "zll"))
+    assert bkg.yields(CH)["pipi"] == pytest.approx(0.01 * np.sum(bch == "pipi"))
+    for kind in ("moments", "signs"):
+        out = measure_method("truth", x, ids % SPLIT_MOD, CH, bkg, {},
+                             {"pipi": 2.0, "rhorho": 0.5}, lumi=140.0, closure=False,
+                             seed=1, observable=kind)
+        for y in ("ours", "reference"):
+            a = out.fits[f"split 0, {y} yields, Asimov"]
+            assert a.valid and abs(a.d - quantum.witness_d(SM_LIKE.C)) < 2e-3, (kind, y, a.d)
+    obs = Observable("moments", CH)
+    tm = obs.templates(x, np.ones(n, bool), 1.0, _theta(SM_LIKE))
+    own = obs.background(tm, bkg)
+    ref = obs.scaled_background(tm, own, {"pipi": 2.0, "rhorho": 0.5})
+    np.testing.assert_allclose(ref.m["pipi"], 2.0 * own.m["pipi"])
+    np.testing.assert_allclose(ref.S2["rhorho"], 0.25 * own.S2["rhorho"])
+
+
+def test_neutrino_sampling_spread_is_reported_and_below_the_statistical_error(monkeypatch):
+    """Other draws of the measured analysers of the same events (a generative method's other
+    noise seeds): the pseudo-data fit redone per draw; an identical draw gives the identical
+    fit, independent draws a spread of D below one fit's sigma_D (the sampling noise is
+    inside the statistics), and the report shows it."""
+    import ditau.tomography.measurement as meas
+    from ditau.tomography.fit_report import fit_lines
+    from ditau.tomography.measurement import SPLIT_MOD, SpinInputs, measure_method
+
+    monkeypatch.setattr(meas, "LUMIS", (140.0,))
+    hp, hm, _, ch = _toy(22000, 31)
+    n = len(hp)
+    st = SpinState(np.broadcast_to(SM_LIKE.B_p, (n, 3)), np.broadcast_to(SM_LIKE.B_m, (n, 3)),
+                   np.broadcast_to(SM_LIKE.C, (n, 3, 3)))
+    u = np.full(n, 0.01)
+    ids = np.arange(n)
+    rng = np.random.default_rng(32)
+
+    def draw():
+        a = [h + 0.5 * rng.normal(size=(n, 3)) for h in (hp, hm)]
+        ap, am = (v / np.linalg.norm(v, axis=1)[:, None] for v in a)
+        return SpinInputs(u, hp, hm, bin_index(ap, am), ch, st,
+                          u * decay_density(hp, hm, SM_LIKE), np.full(n, 91.0),
+                          ids % SPLIT_MOD, ap, am)
+
+    x = draw()
+    same = measure_method("truth", x, ids % SPLIT_MOD, CH, {}, {}, None, closure=False,
+                          resampled=(x,))
+    assert len(same.sampling) == 2 and same.sampling[0] == same.sampling[1]
+    out = measure_method("ml", x, ids % SPLIT_MOD, CH, {}, {}, None, closure=False,
+                         resampled=tuple(draw() for _ in range(3)))
+    a = np.array(out.sampling)
+    assert len(a) == 4 and np.all(np.isfinite(a))
+    assert 0 < a[:, 0].std(ddof=1) < a[:, 1].mean()
+    assert "Neutrino sampling" in "\n".join(fit_lines({"ml": out}))

@@ -273,3 +273,67 @@ def test_unreadable_events_and_a_method_output_as_variation_are_named(reco_files
     f = reco_files
     with pytest.raises(TomographyError, match=r"--variation tes_up .*a method-output file"):
         run_tomography(f.nom, recon={"fastmtt": f.fastmtt}, variations={"tes_up": f.fastmtt})
+
+
+@pytest.fixture(scope="module")
+def background_files(wtaunu_particles, reco_files, tmp_path_factory):
+    """The W -> tau nu background through the detector, with its FastMTT output."""
+    from ditau.detector.run import run_detector
+
+    d = tmp_path_factory.mktemp("bkg_recon")
+    bk = run_detector(wtaunu_particles, d / "wtaunu.parquet", keep_particles=False,
+                      progress=False).path
+    return SimpleNamespace(events=bk, fastmtt=reco_files.make(bk, "wtaunu_fastmtt", "fastmtt"))
+
+
+def test_backgrounds_enter_the_fit_with_their_own_method_outputs(reco_files, background_files):
+    from ditau.tomography.run import background_inputs, read_backgrounds
+
+    f, b = reco_files, background_files
+    kw = dict(methods=("truth", "fastmtt"), recon={"fastmtt": f.fastmtt},
+              backgrounds=[b.events], analysis="fit", closure=False, min_events=5, seed=1)
+    res = run_tomography(f.nom, background_recon={"wtaunu": {"fastmtt": b.fastmtt}}, **kw)
+    assert any("own reconstructed analyser distribution" in n for n in res.notes), res.notes
+    # the background's measured events: signal-region, analysis channels, a FastMTT solution
+    bk = read_backgrounds([b.events])
+    assert set(bk) == {"wtaunu"}
+    inp = background_inputs(bk, {"wtaunu": read_recon(b.fastmtt)}, "fastmtt",
+                            "polarimeter", 2)
+    ev = read_events(b.events)
+    n_sr = int(np.sum(np.asarray(ev["in_sr"])))
+    assert 0 < len(inp.weight) <= n_sr and set(inp.process) == {"wtaunu"}
+    np.testing.assert_allclose(np.linalg.norm(inp.a_p, axis=1), 1.0, atol=1e-9)
+    without = run_tomography(f.nom, **kw)
+    assert any("signal's unpolarised template" in n for n in without.notes)
+    with pytest.raises(TomographyError, match="'zll', which is not among the background"):
+        run_tomography(f.nom, background_recon={"zll": {"fastmtt": b.fastmtt}}, **kw)
+    with pytest.raises(TomographyError, match="has no method-output file for the background"):
+        run_tomography(f.nom, background_recon={"wtaunu": {"fastmtt": b.fastmtt}},
+                       **{**kw, "methods": ("truth", "fastmtt", "collinear"),
+                          "recon": {"fastmtt": f.fastmtt, "collinear": f.collinear}})
+    # the signal's FastMTT output given as the background's is refused
+    with pytest.raises(TomographyError, match="does not belong"):
+        run_tomography(f.nom, background_recon={"wtaunu": {"fastmtt": f.fastmtt}}, **kw)
+    with pytest.raises(TomographyError, match=r"a signal .* given as a background"):
+        run_tomography(f.nom, **{**kw, "backgrounds": [f.nom]},
+                       background_recon={"ztautau": {"fastmtt": f.fastmtt}})
+    with pytest.raises(TomographyError, match="given twice as a background"):
+        read_backgrounds([b.events, b.events])
+    copy = b.events.parent / "wtaunu_copy.parquet"
+    copy.write_bytes(b.events.read_bytes())
+    with pytest.raises(TomographyError, match="two files of the background 'wtaunu'"):
+        read_backgrounds([b.events, copy])
+
+
+def test_cli_background_recon_needs_its_background(reco_files, background_files, tmp_path):
+    f, b = reco_files, background_files
+    base = ["tomography", str(f.nom), "-o", str(tmp_path / "rep"), "--recon",
+            f"fastmtt={f.fastmtt}"]
+    r = runner.invoke(app, [*base, "--background-recon", f"wtaunu:fastmtt={b.fastmtt}"])
+    assert r.exit_code == 2 and "needs the background files" in r.output
+    r = runner.invoke(app, [*base, "-b", str(b.events), "--background-recon",
+                            f"wtaunu-fastmtt={b.fastmtt}"])
+    assert r.exit_code == 2 and "SAMPLE:METHOD=FILE" in r.output
+    r = runner.invoke(app, [*base, "-b", str(b.events), "--analysis", "calibration",
+                            "--background-recon", f"wtaunu:fastmtt={b.fastmtt}"])
+    assert r.exit_code == 2 and "no fit" in r.output

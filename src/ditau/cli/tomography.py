@@ -29,18 +29,19 @@ def _pairs(items: list[str] | None, what: str, form: str = "NAME=FILE") -> dict[
     return out
 
 
-def _variation_pairs(items: list[str] | None) -> dict[str, dict[str, Path]]:
-    """``VARIATION:METHOD=FILE`` options -> {VARIATION: {METHOD: FILE}}."""
+def _variation_pairs(items: list[str] | None, what: str = "--variation-recon",
+                     form: str = "VARIATION:METHOD=FILE") -> dict[str, dict[str, Path]]:
+    """``NAME:METHOD=FILE`` options (``--variation-recon``, ``--background-recon``) ->
+    {NAME: {METHOD: FILE}}."""
     out: dict[str, dict[str, Path]] = {}
-    form = "VARIATION:METHOD=FILE"
     for item in items or []:
-        key, val = _split(item, "--variation-recon", form)
+        key, val = _split(item, what, form)
         var, sep, method = key.partition(":")
         if not sep or not var.strip() or not method.strip():
-            raise typer.BadParameter(f"--variation-recon: expected {form}, got '{item}'")
+            raise typer.BadParameter(f"{what}: expected {form}, got '{item}'")
         per = out.setdefault(var.strip(), {})
         if method.strip() in per:
-            raise typer.BadParameter(f"--variation-recon: {key} given twice")
+            raise typer.BadParameter(f"{what}: {key} given twice")
         per[method.strip()] = val
     return out
 
@@ -74,7 +75,13 @@ def tomography_command(
                                   "file, e.g. tes_up:mmc=mmc_tes_up.parquet (repeatable)"
     )] = None,
     background: Annotated[list[Path] | None, typer.Option(
-        "--background", "-b", help="detector-level background file (repeatable)")] = None,
+        "--background", "-b", help="detector-level background file, one per sample "
+                                   "(repeatable)")] = None,
+    background_recon: Annotated[list[str] | None, typer.Option(
+        "--background-recon", help="SAMPLE:METHOD=FILE: the method's output on a background "
+                                   "file, e.g. zll:mmc=zll_mmc.parquet (repeatable); with them "
+                                   "the fit uses each background's own analyser distribution "
+                                   "(else the signal's unpolarised shape)")] = None,
     rho: Annotated[str, typer.Option(
         help="rho analyser at detector level: visible (direction of pi+pi0) or polarimeter "
              "(optimal, needs the neutrino: uses each method's tau momentum)")] = "polarimeter",
@@ -110,7 +117,8 @@ def tomography_command(
     (concurrence, witness D, m12, every uncertainty, significance vs luminosity, closure
     tests) and the calibration cross-check -> summary.md + figures.
 
-    Reads 'ditau reconstruct' outputs, runs no method: --recon, --variation-recon, --nu-sampling.
+    Reads 'ditau reconstruct' outputs, runs no method: --recon, --variation-recon,
+    --background-recon, --nu-sampling.
     """
     from ditau.tomography.report import to_markdown, write_report
     from ditau.tomography.run import run_tomography
@@ -136,14 +144,23 @@ def tomography_command(
         vpairs = _pairs(variation, "--variation")
         vrecon = _variation_pairs(variation_recon)
         nu = _list_pairs(nu_sampling, "--nu-sampling")
+        brecon = _variation_pairs(background_recon, "--background-recon",
+                                  "SAMPLE:METHOD=FILE")
+        if brecon and not background:
+            raise ValueError("--background-recon needs the background files (--background)")
+        if brecon and analysis == "calibration":
+            raise ValueError("--background-recon shapes the fit's backgrounds; with --analysis "
+                             "calibration there is no fit")
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: exists and is not a directory (the report folder)")
         existing_all([events, *pairs.values(), *vpairs.values(), *(background or ()),
                       *(f for per in vrecon.values() for f in per.values()),
+                      *(f for per in brecon.values() for f in per.values()),
                       *(f for fs in nu.values() for f in fs)])
         res = run_tomography(events, methods=methods or None,
                              recon=pairs, variations=vpairs, variation_recon=vrecon,
-                             backgrounds=background or (), rho=rho, n_boot=boot, seed=seed,
+                             backgrounds=background or (), background_recon=brecon,
+                             rho=rho, n_boot=boot, seed=seed,
                              reference_yields=reference_yields,
                              nu_sampling_recon=nu,
                              candidate_average=candidate_average,

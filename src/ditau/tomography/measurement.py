@@ -12,10 +12,16 @@ pseudo-data sample's own fluctuations). Closure: at the pseudo-data's own statis
 (L_s = sum w / sum w^2, where the weighted counts have the Poisson variance of real data), in
 the target states put into the pseudo-data by the spin weights (:mod:`ditau.spin`).
 
-Labelled approximations: backgrounds carry no tau-pair spin correlation and enter with their
-signal-region yield per channel (``ditau yields``) and the shape of the channel's unpolarised
-signal template T0 (their analyser-distribution shape is not simulated per background);
-events whose truth legs have no polarimeter (h = 0) enter T0 only.
+Backgrounds (W/Z/tt-bar files) carry no tau-pair spin correlation in the likelihood: they
+enter with their own analyser distributions per method (:class:`BackgroundInputs`: the
+method's output on each background file, its signal-region events with a measurement, their
+moments or sign bins, with the background sample's MC statistics) and a cross-section
+nuisance. They are added to the pseudo-data as their expectation (the pseudo-data's own
+fluctuation is the signal sample's). Labelled approximation where no method output on the
+backgrounds is given (and always for the method ``truth``, which has no generated taus in a
+background): the background's signal-region yield per channel (``ditau yields``) in the shape
+of the channel's unpolarised signal template T0. Events whose truth legs have no polarimeter
+(h = 0) enter T0 only.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ditau.tomography.moments import (
     MomentLikelihood,
     build_moment_templates,
     moment_data,
+    t0_background,
 )
 from ditau.tomography.templates import bin_index, build_templates, histogram
 
@@ -115,6 +122,26 @@ def state_coefficients(state: SpinState, n: int) -> NDArray[np.float64]:
 
 
 @dataclass
+class BackgroundInputs:
+    """A method's measurement of the background events, length N: the signal-region events of
+    the background files with a valid measurement. ``weight``: events per fb^-1; ``a_p``/
+    ``a_m``: measured analyser unit vectors (N, 3); ``bin``: sign-bin index
+    (:func:`~ditau.tomography.templates.bin_index`); ``channel``: reco channel; ``process``:
+    the background sample's name (zll, wlnu, ...)."""
+
+    weight: NDArray[np.float64]
+    a_p: NDArray[np.float64]
+    a_m: NDArray[np.float64]
+    bin: NDArray[np.int64]
+    channel: NDArray[np.str_]
+    process: NDArray[np.str_]
+
+    def yields(self, channels: tuple[str, ...]) -> dict[str, float]:
+        """Signal-region events per fb^-1 per channel."""
+        return {c: float(self.weight[self.channel == c].sum()) for c in channels}
+
+
+@dataclass
 class ClosureRow:
     """One closure fit: the target state's parameters averaged over the pseudo-data events
     (``truth``), the fit, the pulls, and the separable/entangled verdicts."""
@@ -147,6 +174,10 @@ class SpinFit:
     n_data_events: int = 0
     seconds_per_fit: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: Neutrino sampling (generative methods): the pseudo-data fit (split 0, our yields, no
+    #: detector variations) redone with each method output of another noise seed, templates
+    #: and data alike; the nominal first. Rows (D, sigma_D, Z(D > 1/3), Z(m12 > 1)).
+    sampling: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 def _split_scale(split_all: NDArray[np.int64], data_residue: int
@@ -198,11 +229,35 @@ class Observable:
         return replace(tmpl, values=tmpl.values * f[:, None],
                        cov=tmpl.cov * (f**2)[:, None, None]), data * f
 
-    def likelihood(self, tmpl: Any, data: Any, lumi: float, background: Mapping[str, float],
+    def background(self, tmpl: Any, bkg: Mapping[str, float] | BackgroundInputs) -> Any:
+        """The background in this observable's form, per fb^-1: from its own events
+        (:class:`BackgroundInputs`) or, given {channel: yield}, in the shape of the channel's
+        T0 (module docstring)."""
+        if isinstance(bkg, BackgroundInputs):
+            if self.kind == "moments":
+                return moment_data(bkg.weight, bkg.a_p, bkg.a_m, bkg.channel, self.channels)
+            return histogram(bkg.weight, bkg.bin, bkg.channel, self.channels, self.bins)
+        if self.kind == "moments":
+            return t0_background(tmpl, bkg)
+        return _background(tmpl, bkg)
+
+    def scaled_background(self, tmpl: Any, bkg: Any, factor: Mapping[str, float]) -> Any:
+        """The background of :meth:`background` with each channel times ``factor[channel]``."""
+        if self.kind == "moments":
+            return bkg.scaled(factor)
+        f = np.zeros(len(bkg))
+        for ch, sl in tmpl.slices.items():
+            f[sl] = factor.get(ch, 0.0)
+        return bkg * f
+
+    def likelihood(self, tmpl: Any, data: Any, lumi: float, background: Any,
                    variations: Mapping[str, tuple[Any, Any]], data_var: str = "poisson"
                    ) -> Any:
         """The likelihood of ``data`` at ``lumi`` (``data_var``: 'poisson', real data; or
-        'sample', the weighted pseudo-data's own fluctuations)."""
+        'sample', the weighted pseudo-data's own fluctuations); ``background``: from
+        :meth:`background` (or {channel: yield}, T0 shape)."""
+        if isinstance(background, Mapping):
+            background = self.background(tmpl, background)
         if self.kind == "moments":
             return MomentLikelihood(tmpl, data, lumi, background, variations, data_var,
                                     mc_reference=self.reference)
@@ -210,22 +265,20 @@ class Observable:
                for k, (up, down) in variations.items()}
         # the binned likelihood is Poisson: weighted pseudo-data at its own statistics are
         # counts at the luminosity L_s where a weight-w event counts L_s w ~ 1
+        # (the background histogram's own MC statistics are not in this Poisson BB-lite
+        # likelihood: labelled; the default moments likelihood has them)
         return SpinLikelihood(tmpl.values, data * lumi, lumi, None,
-                              _background(tmpl, background), var, mc_cov=tmpl.cov,
+                              background, var, mc_cov=tmpl.cov,
                               mc_reference=self.reference)
 
 
-def _with_background(obs: Observable, tmpl: Any, data: Any,
-                     background: Mapping[str, float]) -> Any:
-    """The pseudo-data (signal events only) plus the expected background, in the shape the
-    likelihood gives it (the channel's unpolarised signal template)."""
-    if not any(background.values()):
-        return data
+def _with_background(obs: Observable, data: Any, background: Any) -> Any:
+    """The pseudo-data (signal events only) plus the expected background
+    (:meth:`Observable.background`); the data's own second moments stay the signal's."""
     if obs.kind == "moments":
-        m = {c: v + background.get(c, 0.0) * tmpl.R[c][:, 0] / tmpl.R[c][0, 0]
-             if c in tmpl.R and tmpl.R[c][0, 0] > 0 else v for c, v in data.m.items()}
+        m = {c: v + background.m[c] if c in background.m else v for c, v in data.m.items()}
         return MomentData(m, data.S1, data.S2)
-    return data + _background(tmpl, background)
+    return data + background
 
 
 def _background(tmpl: Any, per_channel: Mapping[str, float]) -> NDArray[np.float64]:
@@ -249,18 +302,24 @@ def _asimov(obs: Observable, tmpl: Any, data: Any, theta: NDArray[np.float64]) -
 
 
 def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
-                   channels: tuple[str, ...], background: Mapping[str, float],
+                   channels: tuple[str, ...],
+                   background: Mapping[str, float] | BackgroundInputs,
                    variations: Mapping[str, tuple[SpinInputs | None, SpinInputs | None]],
                    reference_scale: Mapping[str, float] | None = None, bins: int = 2,
                    lumi: float = 140.0, closure: bool = True, seed: int = 0,
-                   progress: Any = None, observable: str = "moments") -> SpinFit:
+                   progress: Any = None, observable: str = "moments",
+                   resampled: tuple[SpinInputs, ...] = ()) -> SpinFit:
     """Fit, significance curves, impacts and closure of one method (module docstring).
 
     ``x``: the signal-region events with a valid measurement; ``split_all``: event_id mod
-    SPLIT_MOD of *all* generated events (the part fractions); ``background``: SR yields per
-    fb^-1 per channel; ``variations``: source -> (up inputs, down inputs or None), the same
-    events through a detector variation; ``reference_scale``: per-channel factor taking our
-    yields to the reference's (None: skip those fits); ``observable``: :class:`Observable`."""
+    SPLIT_MOD of *all* generated events (the part fractions); ``background``: the method's
+    measurement of the background events (:class:`BackgroundInputs`), or SR yields per fb^-1
+    per channel (T0 shape, module docstring); ``variations``: source -> (up inputs, down
+    inputs or None), the same events through a detector variation; ``reference_scale``:
+    per-channel factor taking our yields to the reference's (None: skip those fits);
+    ``observable``: :class:`Observable`; ``resampled``: the same events measured with other
+    neutrino-sampling seeds of a generative method (the background as measured with the
+    nominal seed): :attr:`SpinFit.sampling`."""
     say = progress or (lambda msg: None)
     obs = Observable(observable, channels, bins)
     out = SpinFit(method, bins=bins, observable=observable)
@@ -279,8 +338,9 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
             var[src] = (obs.templates(up, up.split != split, t_scale, theta_sm),
                         None if down is None else
                         obs.templates(down, down.split != split, t_scale, theta_sm))
+        bkg_split = obs.background(tm, background)
         for yields in ("ours", "reference"):
-            t_y, d_y, var_y, bkg_y = tm, data, var, dict(background)
+            t_y, d_y, var_y, bkg_y = tm, data, var, bkg_split
             if yields == "reference":
                 if reference_scale is None:
                     continue
@@ -288,11 +348,11 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 var_y = {k: (obs.scaled(u, data, reference_scale)[0],
                              None if d is None else obs.scaled(d, data, reference_scale)[0])
                          for k, (u, d) in var.items()}
-                bkg_y = {c: b * reference_scale.get(c, 0.0) for c, b in background.items()}
+                bkg_y = obs.scaled_background(tm, bkg_split, reference_scale)
             say(f"fit: {method}, split {split}, {yields} yields")
             t0 = time.perf_counter()
             # pseudo-data (signal) plus the expected background
-            d_y = _with_background(obs, t_y, d_y, bkg_y)
+            d_y = _with_background(obs, d_y, bkg_y)
             # pseudo-data scaled to L: its own MC fluctuation is part of the error
             nll = obs.likelihood(t_y, d_y, lumi, bkg_y, var_y, data_var="both")
             key = f"split {split}, {yields} yields"
@@ -304,7 +364,7 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 out.n_data_events = int(np.sum(is_dat))
                 # expected results: Asimov data at the sample's SM state, with the templates'
                 # MC statistics ("Asimov") and with unlimited templates (the reach)
-                asimov = _with_background(obs, t_y, _asimov(obs, t_y, d_y, theta_sm), bkg_y)
+                asimov = _with_background(obs, _asimov(obs, t_y, d_y, theta_sm), bkg_y)
                 for label, mc in (("Asimov", True), ("Asimov, unlimited templates", False)):
                     zs_d, zs_b = [], []
                     for L in LUMIS:
@@ -320,6 +380,12 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                                 out.impacts = impacts(nll_a, r)
                     out.curves[f"{yields}, {label}"] = (np.array(LUMIS), np.array(zs_d),
                                                         np.array(zs_b))
+        if split == 0 and resampled:
+            say(f"fit: {method}, neutrino sampling ({len(resampled) + 1} draws)")
+            for xs in (x, *resampled):
+                r = _pseudo_data_fit(obs, xs, split_all, background, lumi, theta_sm, seed)
+                if r.reliable:
+                    out.sampling.append((r.d, r.d_err, r.z_entanglement, r.z_bell))
         if not closure:
             out.closure_note = "closure tests not run (--no-closure)"
         elif int(is_dat.sum()) < MIN_CLOSURE_EVENTS:
@@ -330,6 +396,21 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
             out.closure += [replace(row, name=f"split {split}: {row.name}") for row in
                             _closure(obs, x, is_dat, tm, t_scale, d_scale, theta_sm, seed)]
     return out
+
+
+def _pseudo_data_fit(obs: Observable, x: SpinInputs, split_all: NDArray[np.int64],
+                     background: Mapping[str, float] | BackgroundInputs, lumi: float,
+                     theta_sm: NDArray[np.float64], seed: int) -> FitResult:
+    """The split-0 pseudo-data fit at ``lumi`` with our yields and no detector variations
+    (the neutrino-sampling comparison: the variations' method outputs are of the nominal
+    seed)."""
+    t_scale, d_scale = _split_scale(split_all, 0)
+    is_dat = x.split == 0
+    tm = obs.templates(x, ~is_dat, t_scale, theta_sm)
+    bkg = obs.background(tm, background)
+    data = _with_background(obs, obs.data(x, is_dat, x.weight[is_dat] * d_scale), bkg)
+    return fit(obs.likelihood(tm, data, lumi, bkg, {}, data_var="both"), theta_sm,
+               n_toys=200, seed=seed)
 
 
 def _closure(obs: Observable, x: SpinInputs, is_dat: NDArray[np.bool_], tm: Any,

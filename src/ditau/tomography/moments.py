@@ -149,16 +149,35 @@ def moment_data(weight: ArrayLike, a_p: ArrayLike, a_m: ArrayLike, channel: Arra
     return MomentData(m, s1, s2)
 
 
+def t0_background(tmpl: MomentTemplates, yields: Mapping[str, float]) -> MomentData:
+    """A background of ``yields`` {channel: signal-region events per fb^-1} in the shape of
+    the channel's unpolarised signal template (T0: R[:, 0] / R[0, 0], second moments
+    K1[0] / R[0, 0]; no MC-statistics term): the labelled approximation used when the
+    background's own reconstructed events are not given (:func:`moment_data` of them is the
+    background's own shape)."""
+    m, s1, s2 = {}, {}, {}
+    for c in tmpl.channels:
+        y = float(yields.get(c, 0.0))
+        if c in tmpl.R and tmpl.R[c][0, 0] > 0 and y > 0:
+            m[c] = y * tmpl.R[c][:, 0] / tmpl.R[c][0, 0]
+            s1[c] = y * tmpl.K1[c][0] / tmpl.R[c][0, 0]
+            s2[c] = np.zeros((N_OBS, N_OBS))
+    return MomentData(m, s1, s2)
+
+
 class MomentLikelihood:
     """-ln L of the module docstring for ``data`` at luminosity ``lumi`` (fb^-1) with the
-    templates ``tmpl``; ``background`` {channel: SR events per fb^-1} (moments: the channel's
-    unpolarised signal shape, R[:, 0] / R[0, 0]); ``variations`` {source: (up, down or None)}
+    templates ``tmpl``; ``background``: the background's moment sums per fb^-1 as
+    :class:`MomentData` (``m``; ``S1`` = sum w o o^T its Poisson covariance per fb^-1;
+    ``S2`` = sum w^2 o o^T the MC statistics of its simulated sample), from its own
+    reconstructed events (:func:`moment_data`), or {channel: SR events per fb^-1} in the
+    signal's unpolarised shape (:func:`t0_background`); ``variations`` {source: (up, down or None)}
     :class:`MomentTemplates` of the detector variations; ``data_var``: 'poisson' or 'sample'
     (module docstring). Channels with fewer than MIN_CHANNEL_EVENTS template events, or no
     data, are left out."""
 
     def __init__(self, tmpl: MomentTemplates, data: MomentData, lumi: float,
-                 background: Mapping[str, float] | None = None,
+                 background: MomentData | Mapping[str, float] | None = None,
                  variations: Mapping[str, tuple[MomentTemplates, MomentTemplates | None]]
                  | None = None, data_var: str = "poisson", lumi_unc: float = 0.0083,
                  bkg_unc: float = 0.05, mc_reference: ArrayLike | None = None) -> None:
@@ -190,19 +209,22 @@ class MomentLikelihood:
         # L^2 / L_s c.K1 with L_s = sum w / sum w^2 its statistical luminosity
         c_ref = np.concatenate([[1.0], self.mc_reference if self.mc_reference is not None
                                 else np.zeros(15)])
+        b = background if isinstance(background, MomentData) else \
+            t0_background(tmpl, background or {})
+        zero = np.zeros((N_OBS, N_OBS))
+        self.bkg = {c: b.m.get(c, np.zeros(N_OBS)) for c in self.channels}
+        #: the background sample's MC statistics per fb^-1 squared (sum w^2 o o^T)
+        self.bkg_mc = {c: b.S2.get(c, zero) for c in self.channels}
         self.V_data = {}
-        bkg_in = background or {}
         for c in self.channels:
             v1 = np.einsum("i,iab->ab", c_ref, tmpl.K1[c])
-            # the background's events (signal-like unpolarised shape, its yield per fb^-1)
-            v1 = v1 + bkg_in.get(c, 0.0) * tmpl.K1[c][0] / tmpl.R[c][0, 0]
             l_s = data.S1[c][0, 0] / data.S2[c][0, 0] if data.S2[c][0, 0] > 0 else np.inf
             f = (L if data_var in ("poisson", "both") else 0.0) \
                 + (L**2 / l_s if data_var in ("sample", "both") else 0.0)
-            self.V_data[c] = f * v1
-        bkg = background or {}
-        self.bkg = {c: bkg.get(c, 0.0) * tmpl.R[c][:, 0] / tmpl.R[c][0, 0]
-                    for c in self.channels}
+            # the background enters the data as its expectation: only its Poisson variance
+            # at L (compound Poisson: L sum w o o^T), no pseudo-data sample fluctuation
+            v_b = L * b.S1.get(c, zero) if data_var in ("poisson", "both") else zero
+            self.V_data[c] = f * v1 + v_b
         self.d_up, self.d_down = [], []
         for up, down in (variations or {}).values():
             du = {c: (up.R[c] - self.R[c]) if c in up.R else np.zeros((16, 16))
@@ -240,7 +262,8 @@ class MomentLikelihood:
             r = self.m[ch] - self.expected(p, ch)
             V = self.V_data[ch]
             if self.mc_stat:
-                V = V + (norm * (1.0 + p[-1])) ** 2 * (cc @ self.K2[ch]).reshape(N_OBS, N_OBS)
+                V = V + (norm * (1.0 + p[-1])) ** 2 * (cc @ self.K2[ch]).reshape(N_OBS, N_OBS) \
+                    + norm**2 * self.bkg_mc[ch]
             try:
                 total += 0.5 * float(r @ np.linalg.solve(V, r))
             except np.linalg.LinAlgError:

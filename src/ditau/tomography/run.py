@@ -74,7 +74,14 @@ from ditau.tomography.calibration import (
     diag_correlation,
     spin_hypotheses,
 )
-from ditau.tomography.measurement import SPLIT_MOD, SpinFit, SpinInputs, inputs_for, measure_method
+from ditau.tomography.measurement import (
+    SPLIT_MOD,
+    BackgroundInputs,
+    SpinFit,
+    SpinInputs,
+    inputs_for,
+    measure_method,
+)
 from ditau.tomography.significance import (
     GRAD_D,
     ChannelInput,
@@ -306,6 +313,58 @@ def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
             for ch in CHANNELS}
 
 
+def read_backgrounds(paths: Sequence[str | Path]) -> dict[str, tuple[Path, pa.Table]]:
+    """The background files' events: {sample name: (path, table)}. Raises
+    :class:`TomographyError` for a signal file, a file of several samples, or two files of
+    one sample (merge them first: their weights share the sample)."""
+    from ditau.generate.config import SIGNAL
+
+    out: dict[str, tuple[Path, pa.Table]] = {}
+    for p in paths:
+        path = Path(p)
+        t = _read(path, "--background")
+        samples = sorted({str(v) for v in column_array(t, "sample")})
+        if SIGNAL in samples:
+            raise TomographyError(f"{path}: a signal ({SIGNAL}) sample given as a background")
+        if len(samples) != 1:
+            raise TomographyError(f"{path}: events of {len(samples)} samples {samples}; a "
+                                  "background file holds one sample")
+        if samples[0] in out and out[samples[0]][0].resolve() == path.resolve():
+            raise TomographyError(f"{path}: given twice as a background")
+        if samples[0] in out:
+            raise TomographyError(f"{path} and {out[samples[0]][0]}: two files of the "
+                                  f"background {samples[0]!r}; merge them first ('ditau merge "
+                                  f"{out[samples[0]][0]} {path} -o FILE')")
+        out[samples[0]] = (path, t)
+    return out
+
+
+def background_inputs(backgrounds: Mapping[str, tuple[Path, pa.Table]],
+                      recon: Mapping[str, pa.Table], method: str, rho: str, bins: int,
+                      candidate_average: bool = False) -> BackgroundInputs:
+    """``method``'s measurement of the background events: per background sample its
+    signal-region events in the analysis channels with a valid measurement from the method's
+    output ``recon[sample]`` (analysers from the method's tau momenta and the measured
+    visible objects, as for the signal)."""
+    from ditau.tomography.templates import bin_index
+
+    parts = []
+    for name, (_, t_all) in backgrounds.items():
+        t = t_all.filter(pa.array(column_array(t_all, "in_sr").astype(bool)))
+        det = method_sample(t, method, recon[name], rho, candidate_average)
+        ch = column_array(t, "reco_channel").astype(str)
+        ok = det.valid & np.isin(ch, CHANNELS) & np.all(np.isfinite(det.h_p), 1) \
+            & np.all(np.isfinite(det.h_m), 1)
+        ap, am = np.asarray(det.h_p, float)[ok], np.asarray(det.h_m, float)[ok]
+        parts.append((event_weights(t)[ok], ap, am, bin_index(ap, am, bins), ch[ok],
+                      np.full(int(ok.sum()), name)))
+    if not parts:
+        z = np.zeros((0, 3))
+        return BackgroundInputs(np.zeros(0), z, z, np.zeros(0, np.int64), np.zeros(0, str),
+                                np.zeros(0, str))
+    return BackgroundInputs(*(np.concatenate(c) for c in zip(*parts, strict=True)))
+
+
 def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64],
                        raw: NDArray[np.float64], n_boot: int, hyp: Hypotheses, seed: int
                        ) -> NDArray[np.float64]:
@@ -531,7 +590,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
                    recon: Mapping[str, str | Path] | None = None,
                    variations: Mapping[str, str | Path] | None = None,
                    variation_recon: Mapping[str, Mapping[str, str | Path]] | None = None,
-                   backgrounds: Sequence[str | Path] = (), rho: str = "polarimeter",
+                   backgrounds: Sequence[str | Path] = (),
+                   background_recon: Mapping[str, Mapping[str, str | Path]] | None = None,
+                   rho: str = "polarimeter",
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
                    nu_sampling_recon: Mapping[str, Sequence[str | Path]] | None = None,
@@ -550,6 +611,11 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
       name without ``_up``/``_down``) -> the same events through that variation;
       ``variation_recon``: variation name -> {method -> its output on that variation file},
       needed for every method but ``truth``.
+    - ``backgrounds``: detector-level background files (one per sample: zll, wlnu, ...);
+      ``background_recon``: background sample name -> {method -> its output on that file}.
+      With it the fit takes each background's own analyser distribution per method (every
+      method but ``truth`` then needs one per background); without it, the background's
+      yield in the shape of the signal's unpolarised template (labelled approximation).
     - ``nu_sampling_recon``: method -> outputs on ``events_path`` made with other noise seeds
       (``ditau reconstruct ... --method ml --seed N``); their spread of the calibrated D gives
       the neutrino-sampling uncertainty (none for a method without them).
@@ -613,8 +679,11 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
         var_sr[name] = vt.filter(pa.array(column_array(vt, "in_sr").astype(bool)))
         var_tables[name] = var_sr[name].filter(
             pa.array(np.isin(column_array(var_sr[name], "event_id"), dat_ids)))
-    nu_tables = {m: [_only(read_method_output(f, m, ev, path), dat_ids) for f in files]
-                 for m, files in nu_files.items()}
+    # other noise seeds' outputs: every selected event (the fit's templates and pseudo-data);
+    # the calibration uses their pseudo-data half
+    nu_all = {m: [_only(read_method_output(f, m, ev, path), sel_ids) for f in files]
+              for m, files in nu_files.items()}
+    nu_tables = {m: [_only(t, dat_ids) for t in ts] for m, ts in nu_all.items()}
 
     t_cal = truth.subset(np.flatnonzero(cal_half))
     t_dat = truth.subset(np.flatnonzero(~cal_half))
@@ -630,6 +699,16 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     bkg = background_yields(backgrounds)
     if not backgrounds and not reference_yields:
         res.notes.append("no background files given: background yields taken as 0")
+    bkg_recon = _background_recon(backgrounds, background_recon, methods, analysis)
+    if backgrounds and analysis != "calibration":
+        res.notes.append(
+            "fit backgrounds: each background's own reconstructed analyser distribution per "
+            "method" + (" (truth: the signal's unpolarised shape, a background has no generated"
+                        " taus)" if "truth" in methods else "")
+            if bkg_recon is not None else
+            "fit backgrounds: their yields in the shape of the signal's unpolarised template "
+            "(labelled approximation; give each background's method outputs with "
+            "--background-recon SAMPLE:METHOD=FILE for their own shapes)")
     res.yields = {ch: (float(w_sr[chan == ch].sum()), bkg[ch]) for ch in CHANNELS}
     if reference_yields:
         tot = sum(REFERENCE_SIGNAL.values())
@@ -666,14 +745,24 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
                 slot = var_x.setdefault(src, [None, None])
                 slot[1 if name.endswith("_down") else 0] = _fit_inputs(vsel, vdet, spin_meta,
                                                                        bins)
+            b_in: Mapping[str, float] | BackgroundInputs = bkg
+            if bkg_recon is not None and method != "truth":
+                b_in = background_inputs(bkg_recon[0], {k: v[method] for k, v in
+                                                        bkg_recon[1].items()},
+                                         method, rho, bins, candidate_average)
+            # the same events measured with the method's other noise seeds (generative)
+            resampled = tuple(_fit_inputs(sel, method_sample(sel, method, t, rho,
+                                                             candidate_average),
+                                          spin_meta, bins)
+                              for t in nu_all.get(method, ()))
             if len(x.u) >= min_events:
                 # our background files; at the reference's yields scaled with the signal
                 res.fits[method] = measure_method(
-                    method, x, split_all, CHANNELS, bkg,
+                    method, x, split_all, CHANNELS, b_in,
                     {k: (v[0] if v[0] is not None else v[1], v[1] if v[0] is not None else None)
                      for k, v in var_x.items()},
                     ref_scale, bins, closure=closure, seed=seed, progress=say,
-                    observable=observable)
+                    observable=observable, resampled=resampled)
             else:
                 res.notes.append(f"{method}: only {len(x.u)} signal-region events with a "
                                  f"measurement (need {min_events}): not fitted")
@@ -732,6 +821,47 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
             impact_table(chans, syst), no_mc, nu)
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _background_recon(backgrounds: Sequence[str | Path],
+                      background_recon: Mapping[str, Mapping[str, str | Path]] | None,
+                      methods: tuple[str, ...], analysis: str
+                      ) -> tuple[dict[str, tuple[Path, pa.Table]],
+                                 dict[str, dict[str, pa.Table]]] | None:
+    """The background files and, per sample and method, the checked method output on it
+    (None without ``background_recon``). Raises :class:`TomographyError` for an output of an
+    unknown background or method, a missing one, or one that does not belong to its file."""
+    if not background_recon:
+        return None
+    if analysis == "calibration":
+        raise TomographyError("background method outputs shape the fit's backgrounds; with "
+                              "analysis 'calibration' there is no fit")
+    bk = read_backgrounds(backgrounds)
+    out: dict[str, dict[str, pa.Table]] = {}
+    for name, per in background_recon.items():
+        if name not in bk:
+            raise TomographyError(
+                f"method outputs given for the background {name!r}, which is not among the "
+                f"background files (their samples: {sorted(bk) or 'none'}; give its events "
+                "with --background FILE)")
+        for m, f in per.items():
+            if m not in methods or m == "truth":
+                raise TomographyError(f"{f}: given as the {m} output on the background {name!r}"
+                                      f", but {m!r} is not a method of this run")
+    for name, (bpath, t) in bk.items():
+        per = background_recon.get(name, {})
+        out[name] = {}
+        for m in methods:
+            if m == "truth":
+                continue
+            if m not in per:
+                raise TomographyError(
+                    f"method {m!r} has no method-output file for the background {name!r} "
+                    f"({bpath}): make it with '{_make_hint(bpath, m)}' and give it as "
+                    f"--background-recon {name}:{m}=FILE")
+            out[name][m] = _only(read_method_output(per[m], m, t, bpath),
+                                 column_array(t, "event_id"))
+    return bk, out
 
 
 def _fit_inputs(table: pa.Table, det: SpinSample, spin_meta: Any, bins: int) -> SpinInputs:
