@@ -99,6 +99,9 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--nu-sampling", type=int, default=5,
                     help="ML re-runs with other noise seeds (0: none)")
+    ap.add_argument("--nu-recon", action="append", default=[],
+                    help="an ML output of EVENTS made with another noise seed (repeatable; "
+                         "instead of running --nu-sampling)")
     ap.add_argument("--rho", default="polarimeter", choices=("visible", "polarimeter"),
                     help="rho analyser at detector level")
     ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
@@ -160,8 +163,8 @@ def main() -> None:
                 for m in recon:
                     if m not in per:
                         per[m] = make(bpath, f"bkg_{name}_{m}", m)
-        nu = {}
-        if "ml" in recon and args.nu_sampling > 0:
+        nu = {"ml": list(args.nu_recon)} if args.nu_recon else {}
+        if "ml" in recon and args.nu_sampling > 0 and not nu:
             nu["ml"] = [make(args.events, f"recon_ml_seed{7919 * r}", "ml", seed=7919 * r)
                         for r in range(1, args.nu_sampling + 1)]
         res = run_tomography(args.events, methods=methods, rho=args.rho, recon=recon,

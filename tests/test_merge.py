@@ -121,3 +121,31 @@ def test_merge_cli_force_and_missing_file(tmp_path):
     res = CliRunner().invoke(app, ["merge", str(a), str(tmp_path / "nope.parquet"), "-o",
                                    str(tmp_path / "n.parquet")])
     assert res.exit_code == 2 and "nope.parquet: no such file" in res.output
+
+
+def test_detector_file_of_a_merged_file_merges_with_single_ones(tmp_path):
+    """Regression: a detector-level file made from a merged generated file records no
+    generator config of its own (only ``merged_from``); merging it with the detector output of
+    another seed was refused as 'differ in the setting generator (None vs {...})', and its job
+    seeds were not checked."""
+    from ditau.generate import GenerateConfig
+    from ditau.merge import check_one_sample
+
+    merge_files([_gen(tmp_path / "a.parquet", 5, 1), _gen(tmp_path / "b.parquet", 5, 2)],
+                tmp_path / "m.parquet")
+    merged = read_metadata(tmp_path / "m.parquet")
+    det = {"detector_config": {"tes": 1.0}, "systematic": "nominal", "stage": "detector"}
+    # what the detector stage writes for a merged input: its merge provenance, no config
+    of_merged = {**det, "input_stage": "merge", "merged_from": merged["merged_from"]}
+
+    def single(seed, **config):
+        return {**det, "input_stage": "generate",
+                "input_config": GenerateConfig(events=5, seed=seed, **config).to_dict(),
+                "jobs": [{"index": 0, "seed": 1000 + seed}]}
+
+    paths = [tmp_path / "d_m.parquet", tmp_path / "d_3.parquet"]
+    check_one_sample(paths, [of_merged, single(3)])  # one sample: accepted
+    with pytest.raises(ProvenanceError, match=r"differ in the setting 'generator\.mass_window'"):
+        check_one_sample(paths, [of_merged, single(3, mass_window=(70.0, 110.0))])
+    with pytest.raises(ProvenanceError, match=r"share generation job seed\(s\) \[1001\]"):
+        check_one_sample(paths, [of_merged, single(1)])

@@ -198,6 +198,10 @@ def sample_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
         return sample_settings(sources[0].get("metadata", {})) if sources else {}
     out: dict[str, Any] = {}
     gen = meta.get("config") if meta.get("stage") == "generate" else meta.get("input_config")
+    if gen is None and meta.get("merged_from"):
+        # a detector-level file made from a merged file: its generator settings are those of
+        # the merged file's first source (the merged file itself records no config)
+        gen = _generator_config(meta["merged_from"][0].get("metadata", {}))
     if isinstance(gen, Mapping):
         out["generator"] = {k: v for k, v in {**GENERATOR_ADDED, **gen}.items()
                             if k not in SAMPLE_FREE}
@@ -210,10 +214,21 @@ def sample_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _generator_config(meta: Mapping[str, Any]) -> Any:
+    """The generator configuration recorded in a file's metadata (None if none)."""
+    if meta.get("stage") == "generate":
+        return meta.get("config")
+    if meta.get("input_config") is not None:
+        return meta.get("input_config")
+    sources = meta.get("merged_from") or []
+    return _generator_config(sources[0].get("metadata", {})) if sources else None
+
+
 def job_seeds(meta: Mapping[str, Any]) -> list[int]:
-    """The Pythia seeds of the generation jobs of a file's events (merged files: of all their
-    sources); empty if not recorded (e.g. a Delphes import)."""
-    if meta.get("stage") == "merge":
+    """The Pythia seeds of the generation jobs of a file's events (merged files, and files
+    made from a merged file: of all the merged sources); empty if not recorded (e.g. a
+    Delphes import)."""
+    if meta.get("stage") == "merge" or (not meta.get("jobs") and meta.get("merged_from")):
         return [s for src in meta.get("merged_from") or []
                 for s in job_seeds(src.get("metadata", {}))]
     return [int(j["seed"]) for j in meta.get("jobs") or [] if "seed" in j]

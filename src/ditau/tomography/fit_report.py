@@ -150,8 +150,10 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
                          f"{a[:, 2].min():.1f}–{a[:, 2].max():.1f} | "
                          f"{a[:, 3].min():.1f}–{a[:, 3].max():.1f} |")
         lines += ["", "The sampling is per-event noise of the analysers, in the pseudo-data "
-                  "and the templates alike, so it is already inside their statistical errors; "
-                  "the spread is reported (it should stay well below σ_D), not added."]
+                  "and the templates alike, so it is inside their statistical errors: the "
+                  "spread is reported, not added. A spread close to σ_D says that the "
+                  "sampling noise is a large part of the statistical error (averaging over "
+                  "the candidates, --candidate-average, reduces it)."]
     lines += ["", f"### Best fit to the pseudo-data (split 0, our yields, {_LUMI:g} fb⁻¹)", "",
               "| parameter | " + " | ".join(fits) + " |", "|---|" + "---|" * len(fits)]
     for i, name in enumerate(PARAMETER_NAMES):
