@@ -67,7 +67,7 @@ def _trace_me2(s_hat, cos_q, c, m, a_m, b_p):
 
 def _trace_state(s_hat, cos_q, flavour, m, **kw):
     """(B+, B-, C) in (k, r, n) from :func:`_trace_me2`; k = (sin, 0, cos), r = (-cos, 0, sin),
-    n = y (the basis of basis.py with p = +z)."""
+    n = y (the basis of ditau.physics.helicity with p = +z)."""
     c = chiral_couplings(np.array([s_hat]), np.array([flavour]), **kw)[:, :, 0]
     sin_q = np.sqrt(1 - cos_q**2)
     axes = [np.array([sin_q, 0, cos_q]), np.array([-cos_q, 0, sin_q]), np.array([0, 1.0, 0])]
@@ -254,3 +254,17 @@ def test_undefined_rows_become_unpolarised():
     np.testing.assert_array_equal(st.C[0], np.diag([1.0, -0.5, 0.5]))
     assert st.B_p[0, 0] == 0.1 and st.B_m[0, 0] == 0.2
     assert not np.any(st.C[1]) and not np.any(st.B_p[1]) and not np.any(st.B_m[1])
+
+
+def test_upstream_stages_import_no_tomography():
+    """Layering (shared/DESIGN.md: data flows one way): the spin weights, generation and
+    detector stages never import the tomography (the helicity basis, the polarimeters and the
+    (B, C) <-> rho mapping live in ditau.physics / ditau.spin)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ditau.spin, ditau.generate, ditau.detector; "
+            "print(sorted(m for m in sys.modules if m.startswith('ditau.tomography')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", out

@@ -16,8 +16,9 @@ from ditau.spin import (
     production_state,
     spin_weight,
 )
+from ditau.spin.polarimeters import optimal_rho_polarimeter
 from ditau.tomography import analysers, helicity_frame, quantum
-from ditau.tomography.analysers import VisibleLegs, optimal_rho_polarimeter
+from ditau.tomography.analysers import VisibleLegs
 from ditau.tomography.estimators import measure
 
 Z_POLE = SpinState.constant([-0.147, 0, 0], [-0.147, 0, 0], np.diag([1.0, -0.989, 0.989]))

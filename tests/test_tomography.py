@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ditau.physics import M_PI, M_PI0, M_RHO, M_TAU
+from ditau.physics import momentum4 as _vec
 from ditau.tomography import (
     KAPPA,
     PARAMETER_NAMES,
@@ -33,7 +34,6 @@ from ditau.tomography import (
     spin_parameters,
     witness_d,
 )
-from ditau.tomography.analysers import _vec
 
 E_BEAM_TAU = 45.6
 

@@ -30,6 +30,7 @@ from ditau.physics.constants import (
     charges,
 )
 from ditau.physics.fourvec import (
+    as_p4_array,
     boost_to_rest,
     delta_phi,
     delta_r,
@@ -51,7 +52,8 @@ from ditau.physics.fourvec import (
 __all__ = [
     "ANALYSIS_CHANNELS", "BR_PDG", "BR_PDG_ERR", "CHANNELS", "CHANNEL_LABELS", "DECAY_MODES",
     "GAMMA_Z", "KAPPA", "MB_TO_FB", "M_PI", "M_PI0", "M_RHO", "M_TAU", "M_Z", "REFERENCE_ORDER",
-    "SIN2_THETA_EFF", "boost_to_rest", "channel_of", "charges", "check_channels", "delta_phi",
+    "SIN2_THETA_EFF", "as_p4_array",
+    "boost_to_rest", "channel_of", "charges", "check_channels", "delta_phi",
     "delta_r", "eta", "expected_channel_fractions", "from_pt_eta_phi_m", "mass", "mass2",
     "momentum3", "momentum4", "p4_from_columns", "phi", "pt", "pt_eta", "to_array", "unit",
     "wrap_phi",

@@ -137,3 +137,14 @@ def p4_from_columns(table: Any, prefix: str, suffix: str = "") -> vector.Momentu
         return np.asarray(table[f"{prefix}_{c}{suffix}"], dtype=np.float64)
 
     return vector.array({"px": col("px"), "py": col("py"), "pz": col("pz"), "E": col("e")})
+
+
+def as_p4_array(p: Any) -> NDArray[np.float64]:
+    """``(N, 4)`` float array ``(px, py, pz, E)`` from an array-like or a ``vector`` array."""
+    if isinstance(p, vector.VectorNumpy):
+        return np.stack([np.asarray(p.px), np.asarray(p.py), np.asarray(p.pz),
+                         np.asarray(p.E)], axis=-1).astype(np.float64)
+    a = np.asarray(p, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise ValueError(f"four-momenta must have shape (N, 4), got {a.shape}")
+    return a

@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ditau.physics import GAMMA_Z, M_TAU, M_Z, SIN2_THETA_EFF
+from ditau.spin.pauli import density_matrix
 
 #: Electric charge and weak isospin of the up-type and down-type quarks and the tau-.
 _Q_UP, _T3_UP = 2.0 / 3.0, 0.5
@@ -106,10 +107,8 @@ class SpinState:
         return r
 
     def density_matrix(self) -> NDArray[np.complex128]:
-        """The 4 x 4 density matrix ``(..., 4, 4)`` (Pauli mapping of
-        :mod:`ditau.tomography.quantum`: (x, y, z) = (n, r, k))."""
-        from ditau.tomography.quantum import density_matrix
-
+        """The 4 x 4 density matrix ``(..., 4, 4)`` (:func:`ditau.spin.pauli.density_matrix`:
+        (x, y, z) = (n, r, k))."""
         return density_matrix(self.B_p, self.B_m, self.C)
 
 
@@ -191,7 +190,7 @@ def _state_quark_along_axis(cos_q: NDArray[np.float64], beta: NDArray[np.float64
         num_c += (norm[:, None, None] * np.eye(3)
                   - 2.0 * np.real(phi[:, :, None] * np.conj(phi[:, None, :])))
         # B = Im(Phi^* x Phi), the same for both taus; (k, r, n) is left-handed ((n, r, k) is
-        # right-handed, basis.py), so the cross product in these components is -np.cross
+        # right-handed, physics.helicity), so the cross product in these components is -np.cross
         num_b -= np.imag(np.cross(np.conj(phi), phi))
     with np.errstate(invalid="ignore", divide="ignore"):
         return num_b / rate[:, None], num_c / rate[:, None, None], rate

@@ -22,7 +22,7 @@ momenta flip, the spin does not; shared/reference/tomography.md "Decay-angle est
   carries no spin information; its weight factor is 1).
 
 Frames: each tau's rest frame is reached from the tau-tau rest frame by a rotation-free
-boost (tomography/basis.py), the basis is the one of :func:`ditau.tomography.helicity_frame`.
+boost (ditau/physics/helicity.py), the basis is the one of :func:`ditau.tomography.helicity_frame`.
 Four-momenta: ``(N, 4)`` arrays ``(px, py, pz, E)`` in GeV (lab frame) or ``vector`` arrays.
 """
 
@@ -34,16 +34,86 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ditau.physics import momentum4, p4_from_columns
+from ditau.physics import as_p4_array, momentum4, p4_from_columns, unit
+from ditau.physics.helicity import HelicityFrame, analyser_components, helicity_frame
 from ditau.schema import column_array, column_names
-from ditau.tomography.analysers import Analysers, as_p4_array, polarimeter_four_vector
-from ditau.tomography.basis import HelicityFrame, analyser_components, helicity_frame
 
 Leg = Literal["p", "m"]
 LeptonPolarimeter = Literal["exact", "direction"]
 
 #: Modes with an exact polarimeter (lepton: only with the lepton-flavour neutrino).
 EXACT_MODES: tuple[str, ...] = ("pi", "rho", "e", "mu")
+
+
+# --- the optimal rho polarimeter (Tauola)
+
+
+def _mdot(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Minkowski product with metric (+, -, -, -) of ``(N, 4)`` rows ``(px, py, pz, E)``."""
+    return a[:, 3] * b[:, 3] - np.sum(a[:, :3] * b[:, :3], axis=1)
+
+
+def _to_rest_frame(p: NDArray[np.float64], frame: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``p`` boosted without rotation into the rest frame of ``frame`` (both ``(N, 4)``)."""
+    q = momentum4(p).boostCM_of_p4(momentum4(frame))
+    return as_p4_array(q)
+
+
+def polarimeter_four_vector(pi_chg: ArrayLike, pi0: ArrayLike, nu: ArrayLike,
+                            tau: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Light-like four-vector (in the input frame) pointing along the rho polarimeter.
+
+    The Tauola polarimeter of tau -> pi pi0 nu (Jadach, Kuhn, Was, CPC 64 (1991) 275;
+    shared/reference/tomography.md "Optimal rho polarimeter"):
+    H = m_tau [2 (q.N) q - q^2 N] / [2 (q.N)(q.P) - q^2 (N.P)], q = p_pi+- - p_pi0 made
+    transverse to the pi pi system as in Tauola (a 0.1 % correction for m_pi+- != m_pi0),
+    N = p_nu, P = p_tau. With H_perp = H - P (H.P)/m_tau^2 (spatial part of H in the tau
+    rest frame), the returned X = H_perp + P |H_perp|/m_tau has, in any tau rest frame, the
+    direction of the polarimeter, so it can be treated like a daughter momentum.
+
+    For the tau- the decay distribution is 1 + h.s (analysing power +1); for the tau+ with the
+    same formula it is 1 - h.s (see :data:`KAPPA`). Returns ``(X, rate)``: ``rate`` is the
+    denominator (proportional to the unpolarised matrix element squared, > 0 for physical
+    kinematics); events with ``rate <= 0`` or non-finite input give NaN rows in ``X``.
+    """
+    p1, p2 = as_p4_array(pi_chg), as_p4_array(pi0)
+    n, p = as_p4_array(nu), as_p4_array(tau)
+    with np.errstate(all="ignore"):
+        big_q = p1 + p2
+        q = p1 - p2
+        # transverse current q - Q (q.Q)/Q^2 (Tauola DAM2PI; Kuhn & Was, Acta Phys. Pol. B39)
+        q = q - big_q * (_mdot(q, big_q) / _mdot(big_q, big_q))[:, None]
+        qn, qp, np_ = _mdot(q, n), _mdot(q, p), _mdot(n, p)
+        q2, m2 = _mdot(q, q), _mdot(p, p)
+        # polarimeter numerator and denominator, Tauola CPC 64 (1991) 275 (tomography.md)
+        num = 2.0 * qn[:, None] * q - q2[:, None] * n
+        rate = 2.0 * qn * qp - q2 * np_
+        h = np.sqrt(m2)[:, None] * num / rate[:, None]
+        # remove the component along P: rest-frame spatial part of h
+        h_perp = h - p * (_mdot(h, p) / m2)[:, None]
+        size = np.sqrt(np.clip(-_mdot(h_perp, h_perp), 0.0, None))
+        x = h_perp + p * (size / np.sqrt(m2))[:, None]
+    bad = ~(np.isfinite(rate) & (rate > 0) & (m2 > 0) & (size > 0)
+            & np.all(np.isfinite(x), axis=1))
+    x[bad] = np.nan
+    return x, rate
+
+
+def optimal_rho_polarimeter(pi_chg: ArrayLike, pi0: ArrayLike, nu: ArrayLike,
+                            tau: ArrayLike) -> NDArray[np.float64]:
+    """Unit rho polarimeter h (``(N, 3)``) in the tau rest frame.
+
+    Inputs are ``(N, 4)`` lab-frame four-momenta; the rest frame is reached from the input
+    frame by a rotation-free boost (for a tau at rest: the input frame itself). Formula:
+    :func:`polarimeter_four_vector` (Tauola, CPC 64 (1991) 275). NaN rows where undefined.
+    """
+    x, _ = polarimeter_four_vector(pi_chg, pi0, nu, tau)
+    with np.errstate(all="ignore"):
+        return unit(_to_rest_frame(x, as_p4_array(tau))[:, :3])
+
+
+
+# --- polarimeters per leg
 
 
 def _sign(leg: Leg) -> float:
@@ -200,8 +270,9 @@ def from_truth(events: Any, axis: Literal["collins-soper", "beam"] = "collins-so
                         lepton=mode)
 
 
-def from_analysers(an: Analysers) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(h_p, h_m) = (kappa_p h_p, kappa_m h_m) of :class:`~ditau.tomography.Analysers`.
+def from_analysers(an: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(h_p, h_m) = (kappa_p h_p, kappa_m h_m) of analysers ``an`` with ``h_p``/``h_m`` (N, 3)
+    and ``kappa_p``/``kappa_m`` (N,) (:class:`ditau.tomography.Analysers`).
 
     Exact polarimeters for pi and for rho with ``rho="polarimeter"``; for the visible rho
     direction and the lepton direction an approximation (their kappa is an average). Invalid

@@ -7,6 +7,8 @@ rotation-free boost. Analysing powers are relative to each tau's own spin (tau+:
 the tau- value flips). Pauli mapping of the density matrix: (x, y, z) = (n, r, k).
 """
 
+from ditau.physics.helicity import HelicityFrame, analyser_components, helicity_frame
+from ditau.spin.polarimeters import optimal_rho_polarimeter, polarimeter_four_vector
 from ditau.tomography.analysers import (
     KAPPA,
     Analysers,
@@ -15,10 +17,7 @@ from ditau.tomography.analysers import (
     from_reco,
     from_truth,
     kappa,
-    optimal_rho_polarimeter,
-    polarimeter_four_vector,
 )
-from ditau.tomography.basis import HelicityFrame, analyser_components, helicity_frame
 from ditau.tomography.estimators import (
     PARAMETER_NAMES,
     SpinObservables,

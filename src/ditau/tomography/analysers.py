@@ -1,7 +1,7 @@
 """Spin analysers of each tau leg: unit vectors in the tau rest frames and analysing powers.
 
 Every event gets, for the tau+ and the tau- leg, the (k, r, n) components of an analyser unit
-vector in the tau rest frame (helicity basis of :mod:`ditau.tomography.basis`) and the
+vector in the tau rest frame (helicity basis of :mod:`ditau.physics.helicity`) and the
 analysing power kappa of that analyser *relative to that tau's spin*, so that the decay
 distribution is (shared/reference/tomography.md, "Decay-angle estimators")
 
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
-import vector
 from numpy.typing import ArrayLike, NDArray
 
-from ditau.physics import M_RHO, M_TAU, unit
+from ditau.physics import M_RHO, M_TAU, as_p4_array, mass2, momentum4
+from ditau.physics.helicity import analyser_components, helicity_frame
 from ditau.schema import column_array, column_names
-from ditau.tomography.basis import analyser_components, helicity_frame
+from ditau.spin.polarimeters import polarimeter_four_vector
 
 #: Analysing power of each analyser relative to the tau- spin (shared/reference/tomography.md,
 #: "Decay-angle estimators", table). For the tau+ with the same (charge-conjugate) daughter's
@@ -79,88 +79,6 @@ def kappa(mode: ArrayLike, leg: Literal["p", "m"],
 
 
 # --- four-vector helpers
-
-
-def as_p4_array(p: Any) -> NDArray[np.float64]:
-    """``(N, 4)`` float array ``(px, py, pz, E)`` from an array-like or a ``vector`` array."""
-    if isinstance(p, vector.VectorNumpy):
-        return np.stack([np.asarray(p.px), np.asarray(p.py), np.asarray(p.pz),
-                         np.asarray(p.E)], axis=-1).astype(np.float64)
-    a = np.asarray(p, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise ValueError(f"four-momenta must have shape (N, 4), got {a.shape}")
-    return a
-
-
-def _vec(a: NDArray[np.float64]) -> vector.MomentumNumpy4D:
-    return vector.array({"px": a[:, 0], "py": a[:, 1], "pz": a[:, 2], "E": a[:, 3]})
-
-
-def _mdot(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Minkowski product with metric (+, -, -, -) of ``(N, 4)`` rows ``(px, py, pz, E)``."""
-    return a[:, 3] * b[:, 3] - np.sum(a[:, :3] * b[:, :3], axis=1)
-
-
-def _to_rest_frame(p: NDArray[np.float64], frame: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``p`` boosted without rotation into the rest frame of ``frame`` (both ``(N, 4)``)."""
-    q = _vec(p).boostCM_of_p4(_vec(frame))
-    return as_p4_array(q)
-
-
-# --- optimal rho polarimeter
-
-
-def polarimeter_four_vector(pi_chg: ArrayLike, pi0: ArrayLike, nu: ArrayLike,
-                            tau: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Light-like four-vector (in the input frame) pointing along the rho polarimeter.
-
-    The Tauola polarimeter of tau -> pi pi0 nu (Jadach, Kuhn, Was, CPC 64 (1991) 275;
-    shared/reference/tomography.md "Optimal rho polarimeter"):
-    H = m_tau [2 (q.N) q - q^2 N] / [2 (q.N)(q.P) - q^2 (N.P)], q = p_pi+- - p_pi0 made
-    transverse to the pi pi system as in Tauola (a 0.1 % correction for m_pi+- != m_pi0),
-    N = p_nu, P = p_tau. With H_perp = H - P (H.P)/m_tau^2 (spatial part of H in the tau
-    rest frame), the returned X = H_perp + P |H_perp|/m_tau has, in any tau rest frame, the
-    direction of the polarimeter, so it can be treated like a daughter momentum.
-
-    For the tau- the decay distribution is 1 + h.s (analysing power +1); for the tau+ with the
-    same formula it is 1 - h.s (see :data:`KAPPA`). Returns ``(X, rate)``: ``rate`` is the
-    denominator (proportional to the unpolarised matrix element squared, > 0 for physical
-    kinematics); events with ``rate <= 0`` or non-finite input give NaN rows in ``X``.
-    """
-    p1, p2 = as_p4_array(pi_chg), as_p4_array(pi0)
-    n, p = as_p4_array(nu), as_p4_array(tau)
-    with np.errstate(all="ignore"):
-        big_q = p1 + p2
-        q = p1 - p2
-        # transverse current q - Q (q.Q)/Q^2 (Tauola DAM2PI; Kuhn & Was, Acta Phys. Pol. B39)
-        q = q - big_q * (_mdot(q, big_q) / _mdot(big_q, big_q))[:, None]
-        qn, qp, np_ = _mdot(q, n), _mdot(q, p), _mdot(n, p)
-        q2, m2 = _mdot(q, q), _mdot(p, p)
-        # polarimeter numerator and denominator, Tauola CPC 64 (1991) 275 (tomography.md)
-        num = 2.0 * qn[:, None] * q - q2[:, None] * n
-        rate = 2.0 * qn * qp - q2 * np_
-        h = np.sqrt(m2)[:, None] * num / rate[:, None]
-        # remove the component along P: rest-frame spatial part of h
-        h_perp = h - p * (_mdot(h, p) / m2)[:, None]
-        size = np.sqrt(np.clip(-_mdot(h_perp, h_perp), 0.0, None))
-        x = h_perp + p * (size / np.sqrt(m2))[:, None]
-    bad = ~(np.isfinite(rate) & (rate > 0) & (m2 > 0) & (size > 0)
-            & np.all(np.isfinite(x), axis=1))
-    x[bad] = np.nan
-    return x, rate
-
-
-def optimal_rho_polarimeter(pi_chg: ArrayLike, pi0: ArrayLike, nu: ArrayLike,
-                            tau: ArrayLike) -> NDArray[np.float64]:
-    """Unit rho polarimeter h (``(N, 3)``) in the tau rest frame.
-
-    Inputs are ``(N, 4)`` lab-frame four-momenta; the rest frame is reached from the input
-    frame by a rotation-free boost (for a tau at rest: the input frame itself). Formula:
-    :func:`polarimeter_four_vector` (Tauola, CPC 64 (1991) 275). NaN rows where undefined.
-    """
-    x, _ = polarimeter_four_vector(pi_chg, pi0, nu, tau)
-    with np.errstate(all="ignore"):
-        return unit(_to_rest_frame(x, as_p4_array(tau))[:, :3])
 
 
 # --- per-event analysers
@@ -254,14 +172,14 @@ def analysers(tau_p: Any, tau_m: Any, vis: VisibleLegs, modes_p: ArrayLike, mode
     with np.errstate(all="ignore"):
         finite = np.all(np.isfinite(tp), 1) & np.all(np.isfinite(tm), 1)
         flag(~finite, "non-finite tau momentum")
-        timelike = ((tp[:, 3] > 0) & (tm[:, 3] > 0) & (_mdot(tp, tp) > 0)
-                    & (_mdot(tm, tm) > 0))
+        timelike = ((tp[:, 3] > 0) & (tm[:, 3] > 0) & (mass2(tp) > 0)
+                    & (mass2(tm) > 0))
         flag(~timelike, "tau not time-like")
         # replace bad taus by a harmless configuration so that no array op misbehaves
         ok_tau = finite & timelike
         safe_p = np.where(ok_tau[:, None], tp, [0.0, 0.0, -1.0, np.hypot(1.0, M_TAU)])
         safe_m = np.where(ok_tau[:, None], tm, [0.0, 0.0, 1.0, np.hypot(1.0, M_TAU)])
-        vp, vm = _vec(safe_p), _vec(safe_m)
+        vp, vm = momentum4(safe_p), momentum4(safe_m)
         frame = helicity_frame(vp, vm, axis=axis)
         k_star = as_p4_array(vm.boostCM_of_p4(frame.ditau))
         at_rest = np.linalg.norm(k_star[:, :3], axis=1) <= 1e-12 * np.abs(k_star[:, 3])
@@ -284,7 +202,7 @@ def analysers(tau_p: Any, tau_m: Any, vis: VisibleLegs, modes_p: ArrayLike, mode
                 x, _ = polarimeter_four_vector(chg, neu, tau - chg - neu, tau)
                 flag(is_rho & ~np.all(np.isfinite(x), 1), "polarimeter undefined")
                 daughter = np.where(is_rho[:, None], x, daughter)
-            h[leg] = analyser_components(_vec(daughter), _vec(tau), frame)
+            h[leg] = analyser_components(momentum4(daughter), momentum4(tau), frame)
         flag(~(np.all(np.isfinite(h["p"]), 1) & np.all(np.isfinite(h["m"]), 1)),
              "non-finite analyser direction")
     valid = reason == ""

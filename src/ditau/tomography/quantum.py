@@ -6,10 +6,11 @@ tau+ the first qubit, i, j in (k, r, n). Pauli mapping used throughout:
 
     sigma_k = sigma_z,  sigma_r = sigma_y,  sigma_n = sigma_x,
 
-i.e. (x, y, z) = (n, r, k). It is right-handed because (n, r, k) is (n = r x k, basis.py), so
-the Pauli algebra sigma_x sigma_y = i sigma_z holds with the physical axes; the quantisation
-axis z is the tau- direction (helicity states). (A left-handed assignment would act as a
-reflection on both spins: still a valid state with the same concurrence, but B would flip.)
+i.e. (x, y, z) = (n, r, k). It is right-handed because (n, r, k) is (n = r x k,
+ditau.physics.helicity), so the Pauli algebra sigma_x sigma_y = i sigma_z holds with the
+physical axes; the quantisation axis z is the tau- direction (helicity states). (A
+left-handed assignment would act as a reflection on both spins: still a valid state with the
+same concurrence, but B would flip.)
 
 All functions accept stacked inputs: ``(..., 3)`` / ``(..., 3, 3)`` / ``(..., 4, 4)``.
 """
@@ -22,47 +23,19 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+# the (B, C) <-> rho mapping lives with the spin state (re-exported here)
+from ditau.spin.pauli import PAULI_KRN as PAULI_KRN
+from ditau.spin.pauli import density_matrix as density_matrix
+from ditau.spin.pauli import spin_parameters as spin_parameters
+
 if TYPE_CHECKING:
     from ditau.tomography.estimators import SpinObservables
 
-_I2 = np.eye(2, dtype=complex)
-_SX = np.array([[0, 1], [1, 0]], dtype=complex)
-_SY = np.array([[0, -1j], [1j, 0]], dtype=complex)
-_SZ = np.array([[1, 0], [0, -1]], dtype=complex)
-#: Pauli matrices in (k, r, n) order: sigma_k = sigma_z, sigma_r = sigma_y, sigma_n = sigma_x.
-PAULI_KRN: Final[NDArray[np.complex128]] = np.stack([_SZ, _SY, _SX])
-_SI = np.stack([np.kron(s, _I2) for s in PAULI_KRN])  # sigma_i x I, (3, 4, 4)
-_IS = np.stack([np.kron(_I2, s) for s in PAULI_KRN])  # I x sigma_j
-_SS = np.stack([[np.kron(a, b) for b in PAULI_KRN] for a in PAULI_KRN])  # (3, 3, 4, 4)
-_YY = np.kron(_SY, _SY)
+_YY = np.kron(PAULI_KRN[1], PAULI_KRN[1])  # sigma_y x sigma_y (sigma_r = sigma_y)
 _K, _R, _N = 0, 1, 2
 
 #: The reference's Bell-variable planes (shared/reference/tomography.md "Quantum observables").
 BELL_PLANES: Final[tuple[str, ...]] = ("kr", "kn", "nr")
-
-
-def density_matrix(B_p: ArrayLike, B_m: ArrayLike, C: ArrayLike) -> NDArray[np.complex128]:
-    """4 x 4 density matrix from (B+, B-, C) in the (k, r, n) basis (tomography.md "Density
-    matrix"; Pauli mapping in the module docstring). Not necessarily positive: see
-    :func:`is_physical` / :func:`nearest_physical`."""
-    bp = np.asarray(B_p, dtype=np.float64)
-    bm = np.asarray(B_m, dtype=np.float64)
-    c = np.asarray(C, dtype=np.float64)
-    # rho = 1/4 (I + B+.sigma x I + B-. I x sigma + C_ij sigma_i x sigma_j) (tomography.md)
-    rho = (np.eye(4) + np.einsum("...i,iab->...ab", bp, _SI)
-           + np.einsum("...j,jab->...ab", bm, _IS) + np.einsum("...ij,ijab->...ab", c, _SS))
-    return rho / 4.0
-
-
-def spin_parameters(rho: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                              NDArray[np.float64]]:
-    """Inverse of :func:`density_matrix`: B+_i = Tr[rho sigma_i x I], B-_j = Tr[rho I x sigma_j],
-    C_ij = Tr[rho sigma_i x sigma_j] (orthogonality of the Pauli products, Tr = 4 delta)."""
-    r = np.asarray(rho, dtype=complex)
-    bp = np.einsum("...ab,iba->...i", r, _SI).real
-    bm = np.einsum("...ab,jba->...j", r, _IS).real
-    c = np.einsum("...ab,ijba->...ij", r, _SS).real
-    return bp, bm, c
 
 
 def is_physical(rho: ArrayLike, tol: float = 1e-9) -> NDArray[np.bool_] | bool:

@@ -20,7 +20,7 @@ for Pythia's exact correlated decays), so the templates do not depend on the gen
 The detector-level observable: per reconstructed channel, the signs (``bins`` = 2) or thirds
 (3) of the six components of the two measured analyser unit vectors in their tau rest
 frames (the reconstruction method's tau momenta, the {k, r, n} helicity basis of
-:mod:`ditau.tomography.basis`): bins**6 bins per channel. The parameters measured are the spin
+:mod:`ditau.physics.helicity`): bins**6 bins per channel. The parameters measured are the spin
 state of the tau pairs of the signal region (fiducial, truth level): for a state that varies
 from event to event (the Standard Model's, with cos Theta, m_tautau and the quark flavour)
 its average over the selected events.

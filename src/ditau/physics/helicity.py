@@ -1,4 +1,6 @@
-"""The helicity basis {k, r, n} and spin-analyser components in the tau rest frames."""
+"""The helicity basis {k, r, n} of the tau pair and spin-analyser components in the tau rest
+frames: shared by the spin weights (:mod:`ditau.spin`) and the tomography
+(:mod:`ditau.tomography`)."""
 
 from __future__ import annotations
 
