@@ -19,11 +19,18 @@ def train_command(
         "--out-dir", "-o", help="run directory; replaces 'out_dir'")] = None,
     max_steps: Annotated[int | None, typer.Option(help="replaces 'max_steps'")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda; replaces 'device'")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="fm, diffusion or regression (deterministic: no per-event spread); replaces "
+             "'model.objective'")] = None,
+    target_frame: Annotated[str | None, typer.Option(
+        help="lab (Cartesian nu momenta) or visible (per-leg visible-frame coordinates, "
+             "candidates on the tau mass shell); replaces 'model.target_frame'")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue from OUT_DIR/last.ckpt")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Train the ML neutrino reconstruction (PET body + generative head) -> OUT_DIR/model.pt.
+    """Train the ML neutrino reconstruction (PET body + generative or regression head) ->
+    OUT_DIR/model.pt.
     Runs under torchrun for several processes (DDP)."""
     with user_errors():
         try:
@@ -39,6 +46,10 @@ def train_command(
                 changes[key] = str(val) if isinstance(val, Path) else val
         if data:
             changes["data"] = [str(p) for p in data]
+        model_changes = {k: v for k, v in (("objective", objective),
+                                           ("target_frame", target_frame)) if v is not None}
+        if model_changes:
+            changes["model"] = {**cfg.model.to_dict(), **model_changes}
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source=str(config))
         result = train(cfg, resume=resume, progress=not quiet)
     if result.model_path is not None:

@@ -30,7 +30,10 @@ class TrainConfig(StageConfig):
     ``data``: Parquet event files with reco and truth columns; ``selection``: ``sr`` (events
     in the signal region) or ``channels`` (every event of the 7 reco channels);
     ``max_events``: keep only the first N selected events (smoke runs); ``channels``: train
-    on these reco channels only (None: all 7; a per-channel model); ``batch_size``: per
+    on these reco channels only (None: all 7; a per-channel model); ``model``: the
+    :class:`~ditau.ml.model.ModelConfig`, which also selects the objective
+    (``model.objective``: fm, diffusion, regression) and the target frame
+    (``model.target_frame``: lab, visible); ``batch_size``: per
     process; ``patience``: evaluations without a validation-loss improvement larger than
     ``min_delta`` before stopping (None: never); ``amp``: bf16 autocast, on CUDA only;
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``; ``threads``: CPU

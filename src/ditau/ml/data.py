@@ -15,7 +15,14 @@ from typing import Any, Final
 import numpy as np
 
 from ditau.ml.config import TrainConfig
-from ditau.ml.features import FEATURE_COLUMNS, ONE_HOT_CHANNELS, TARGETS, EventArrays, extract
+from ditau.ml.features import (
+    FEATURE_COLUMNS,
+    NU_ENERGY_COLUMNS,
+    ONE_HOT_CHANNELS,
+    TARGETS,
+    EventArrays,
+    extract,
+)
 from ditau.ml.hashing import uniform_hash
 from ditau.schema import SchemaError, read_events, read_metadata
 
@@ -54,16 +61,18 @@ def expand_paths(patterns: list[str]) -> list[str]:
 
 
 def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any]]:
-    """The selected events of ``cfg.data``, split into (train, validation), and the recipe."""
+    """The selected events of ``cfg.data``, split into (train, validation), and the recipe.
+    The ``visible`` target frame reads the nu energies (``nu_e_p``, ``nu_e_m``) too."""
     if not cfg.data:
         raise ValueError("no training data: give one or more event files ('data' in the "
                          "config, or --data)")
-    cols = [*FEATURE_COLUMNS, *TARGETS, "in_sr"]
+    truth = [*TARGETS, *(NU_ENERGY_COLUMNS if cfg.model.target_frame == "visible" else ())]
+    cols = [*FEATURE_COLUMNS, *truth, "in_sr"]
     parts: list[EventArrays] = []
     files = []
     for path in expand_paths(cfg.data):
         meta = read_metadata(path)
-        table = read_events(path, columns=_present(path, cols), require=("id",))
+        table = read_events(path, columns=_present(path, cols, truth), require=("id",))
         ev = extract(table, targets=True, source=path)
         keep = ev.usable.copy()
         if cfg.selection == "sr":
@@ -89,13 +98,13 @@ def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any
     return train, valid, recipe
 
 
-def _present(path: str, cols: list[str]) -> list[str]:
+def _present(path: str, cols: list[str], truth: list[str]) -> list[str]:
     import pyarrow.parquet as pq
 
     names = set(pq.ParquetFile(path).schema_arrow.names)
     missing = [c for c in cols if c not in names]
     if missing:
-        what = "truth" if set(missing) <= set(TARGETS) else "detector-level"
+        what = "truth" if set(missing) <= set(truth) else "detector-level"
         raise SchemaError(f"{path}: missing {what} column(s) {missing[:6]} needed for the ML "
                           "training (a detector-level file with truth is needed)")
     return ["event_id", *[c for c in cols if c != "event_id"]]

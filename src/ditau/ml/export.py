@@ -5,13 +5,18 @@ Two layouts:
 - *unrolled* (default, one file): the body, then the sampler unrolled for a fixed number of
   steps. Inputs ``x`` (B, 7, 12) float32 object features, ``coords`` (B, 7, 2) kNN
   coordinates, ``mask`` (B, 7) bool, ``cond`` (B, 9) condition (all from
-  :func:`ditau.ml.features.encode`, in the model's frame), ``noise`` (B, K, 6) standard
-  normal; output ``samples`` (B, K, 6): standardised neutrino momenta in the model's frame
-  (multiply by the target scales, and rotate back for the ``canonical`` frame).
+  :func:`ditau.ml.features.encode`, in the model's frame), ``noise`` (B, K, D) standard
+  normal; output ``samples`` (B, K, D): the standardised targets. D and their meaning depend
+  on the model's target frame (``ditau_model_config`` metadata, ``target_frame``): ``lab``,
+  D = 6, nu momenta in the model's frame (multiply by the target scales, and rotate back for
+  the ``canonical`` frame); ``visible``, D = 8, the per-leg visible-frame coordinates
+  (unstandardise with ``target_mean``/``target_std`` of ``ditau_stats`` and invert with the
+  event's visible objects, :func:`ditau.ml.parametrisation.decode_visible`). A
+  ``regression`` model ignores the noise (every candidate the same).
 - *split* (two files, ``STEM.body.onnx`` and ``STEM.head.onnx``): the body (inputs as above,
   outputs ``prepared_0..``: context, token mask, cross-attention keys/values) and one head
-  step (inputs ``z`` (N, 6), ``t`` (N,), ``prepared_*`` repeated per candidate; output
-  ``out`` (N, 6)), for a sampler loop written in the host language.
+  step (inputs ``z`` (N, D), ``t`` (N,), ``prepared_*`` repeated per candidate; output
+  ``out`` (N, D)), for a sampler loop written in the host language.
 
 Batch and candidate axes are dynamic. The files carry metadata (``metadata_props``): the
 feature-set id, the normalisation statistics, the model config, objective, sampler and steps,
@@ -59,9 +64,9 @@ class UnrolledSampler(nn.Module):
         def head(z: Tensor, t: Tensor) -> Tensor:
             return self.model.step(z, t, *prepared)
 
-        z = self.objective.sample(head, noise.reshape(b * k, N_TARGETS), self.steps,
-                                  self.sampler)
-        return z.reshape(b, k, N_TARGETS)
+        d = self.model.head.n_targets
+        z = self.objective.sample(head, noise.reshape(b * k, d), self.steps, self.sampler)
+        return z.reshape(b, k, d)
 
 
 class _Body(nn.Module):
@@ -83,9 +88,10 @@ class _Step(nn.Module):
         return self.model.step(z, t, *prepared)
 
 
-def example_inputs(batch: int = 3, candidates: int = 2,
-                   seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Random inputs of the right shapes (some objects masked), seeded."""
+def example_inputs(batch: int = 3, candidates: int = 2, seed: int = 0,
+                   n_targets: int = N_TARGETS) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Random inputs of the right shapes (some objects masked; noise (batch, candidates,
+    ``n_targets``)), seeded."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, N_OBJECTS, N_FEATURES, generator=g)
     coords = torch.randn(batch, N_OBJECTS, 2, generator=g)
@@ -95,7 +101,7 @@ def example_inputs(batch: int = 3, candidates: int = 2,
     x = x * mask[..., None]
     coords = coords * mask[..., None]
     cond = torch.randn(batch, N_COND, generator=g)
-    noise = torch.randn(batch, candidates, N_TARGETS, generator=g)
+    noise = torch.randn(batch, candidates, n_targets, generator=g)
     return x, coords, mask, cond, noise
 
 
@@ -139,7 +145,8 @@ def export_onnx(model: str | os.PathLike[str] | TrainedModel, out: str | os.Path
     steps = steps or tm.config.sample_steps or objective.default_steps
     sampler = sampler or tm.config.sampler or objective.default_sampler
     objective._check(steps, sampler)
-    x, coords, mask, cond, noise = example_inputs()
+    dim = net.head.n_targets
+    x, coords, mask, cond, noise = example_inputs(n_targets=dim)
     ev_axes = {"x": {0: "batch"}, "coords": {0: "batch"}, "mask": {0: "batch"},
                "cond": {0: "batch"}}
     out = Path(out)
@@ -161,7 +168,7 @@ def export_onnx(model: str | os.PathLike[str] | TrainedModel, out: str | os.Path
         _export(_Body(net), (x, coords, mask, cond), body_path,
                 ["x", "coords", "mask", "cond"], names,
                 {**ev_axes, **{n: {0: "batch"} for n in names}}, meta)
-        z = torch.randn(x.shape[0], N_TARGETS, generator=torch.Generator().manual_seed(1))
+        z = torch.randn(x.shape[0], dim, generator=torch.Generator().manual_seed(1))
         t = torch.full((x.shape[0],), 0.5)
         _export(_Step(net), (z, t, *prepared), head_path, ["z", "t", *names], ["out"],
                 {"z": {0: "n"}, "t": {0: "n"}, "out": {0: "n"},
@@ -177,7 +184,8 @@ def compare_onnx(paths: list[Path], model: str | os.PathLike[str] | TrainedModel
 
     tm = model if isinstance(model, TrainedModel) else load_model(model, "cpu")
     net = tm.model.to("cpu").eval()
-    x, coords, mask, cond, noise = example_inputs(batch, candidates, seed)
+    dim = net.head.n_targets
+    x, coords, mask, cond, noise = example_inputs(batch, candidates, seed, dim)
     feeds = {"x": x.numpy(), "coords": coords.numpy(), "mask": mask.numpy(),
              "cond": cond.numpy()}
     opts = ort.SessionOptions()
@@ -197,7 +205,7 @@ def compare_onnx(paths: list[Path], model: str | os.PathLike[str] | TrainedModel
         diff = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64) -
                                        b.numpy().astype(np.float64))))
                    for a, b in zip(got_prep, prepared, strict=True))
-        z = torch.randn(batch, N_TARGETS, generator=torch.Generator().manual_seed(seed + 1))
+        z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(seed + 1))
         t = torch.rand(batch, generator=torch.Generator().manual_seed(seed + 2))
         ref = net.step(z, t, *prepared).numpy()
         got = head.run(["out"], {"z": z.numpy(), "t": t.numpy(),

@@ -8,7 +8,9 @@ log(pT+1) and log(E+1) standardised, eta scaled, phi as (cos, sin), charge, one-
 (e, mu, charged pion, neutral, jet) and the leg flag (+1 tau+ leg, -1 tau- leg, 0 jet), plus
 the kNN coordinates (eta, phi). Global condition (:data:`COND_FEATURES`): MET x/y divided by
 one common scale, and the one-hot of the 7 channels. Targets: both legs' invisible
-3-momenta ``nu_{px,py,pz}_{p,m}``, each divided by a scale.
+3-momenta ``nu_{px,py,pz}_{p,m}``, each divided by a scale (the ``lab`` target frame; the
+``visible`` one, per-leg coordinates in the frame of the visible products, is built from
+these, the nu masses and the point cloud by :mod:`ditau.ml.parametrisation`).
 
 Normalisation (:class:`NormStats`, computed on the training set and stored with the model)
 uses *scales only* for every Cartesian quantity, with one scale shared by x and y (per leg for
@@ -41,7 +43,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from ditau.inputs import INPUT_COLUMNS, Inputs, inputs_from_table
-from ditau.physics import ANALYSIS_CHANNELS, channel_of, phi, pt_eta
+from ditau.physics import ANALYSIS_CHANNELS, channel_of, mass, phi, pt_eta
 from ditau.schema import SchemaError, column_array, column_names
 
 #: Object slots of the point cloud.
@@ -62,6 +64,9 @@ COND_FEATURES: Final[tuple[str, ...]] = (
     "met_x", "met_y", *(f"channel_{c}" for c in ONE_HOT_CHANNELS))
 TARGETS: Final[tuple[str, ...]] = tuple(
     f"nu_{c}_{leg}" for leg in ("p", "m") for c in ("px", "py", "pz"))
+#: Truth nu-system energies, read with the targets where present (the ``visible`` target frame
+#: of :mod:`ditau.ml.parametrisation` needs them for the m_nunu of leptonic legs).
+NU_ENERGY_COLUMNS: Final[tuple[str, ...]] = ("nu_e_p", "nu_e_m")
 N_FEATURES: Final[int] = len(OBJECT_FEATURES)
 N_COND: Final[int] = len(COND_FEATURES)
 N_TARGETS: Final[int] = len(TARGETS)
@@ -96,8 +101,12 @@ class EventArrays:
     ``p4``: (n, 7, 4) object four-momenta (px, py, pz, E; 0 where absent); ``mask``: (n, 7)
     object present; ``otype``: (n, 7) index into :data:`TYPES` (-1 absent); ``leg``: (n, 7)
     +1/-1/0; ``met``: (n, 2); ``channel``: (n,) index into :data:`ONE_HOT_CHANNELS` (-1: none of
-    them); ``target``: (n, 6) :data:`TARGETS` or None; ``usable``: the event can be fed to the
-    model; ``reason``: why not ('' if usable).
+    them); ``target``: (n, 6) :data:`TARGETS` or None; ``nu_mass``: (n, 2) the
+    nu-system masses of the tau+ and tau- legs (GeV, from the truth momenta and energies
+    ``nu_e_p``, ``nu_e_m``, in float64 here: in float32 E^2 - p^2 of a TeV nu system is
+    meaningless; with the targets where the table has the energies, else None; the
+    ``visible`` target frame needs them); ``usable``: the event can be fed to the model;
+    ``reason``: why not ('' if usable).
     """
 
     event_id: NDArray[np.int64]
@@ -110,6 +119,7 @@ class EventArrays:
     usable: NDArray[np.bool_]
     reason: NDArray[np.object_]
     target: NDArray[np.float64] | None = None
+    nu_mass: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.event_id)
@@ -130,7 +140,8 @@ class EventArrays:
 
         return Batch(f(self.p4), torch.as_tensor(self.mask, device=device), i(self.otype),
                      f(self.leg), f(self.met), i(self.channel),
-                     None if self.target is None else f(self.target))
+                     None if self.target is None else f(self.target),
+                     None if self.nu_mass is None else f(self.nu_mass))
 
 
 @dataclass
@@ -144,6 +155,7 @@ class Batch:
     met: Tensor
     channel: Tensor
     target: Tensor | None = None
+    nu_mass: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.p4.shape[0])
@@ -160,7 +172,8 @@ class Batch:
 def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
             source: str = "table") -> EventArrays:
     """:class:`EventArrays` from an event table (pyarrow or mapping of columns) with the
-    :data:`FEATURE_COLUMNS` (and :data:`TARGETS` with ``targets``).
+    :data:`FEATURE_COLUMNS` (and :data:`TARGETS` with ``targets``; the nu energies
+    ``nu_e_p``, ``nu_e_m`` are read too where the table has them).
 
     ``inputs``: the baselines' :class:`~ditau.reconstruct.output.Inputs` of the same table, if
     already built (its bad-input reasons are reused). An event is usable if its inputs are good,
@@ -206,14 +219,22 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
                                         strict=True)]
     usable &= channel >= 0
     usable &= mask[:, 0] & mask[:, 2]
-    target = None
+    target = nu_mass = None
     if targets:
         target = np.stack([column_array(table, c).astype(np.float64) for c in TARGETS], axis=1)
-        bad_t = usable & ~np.all(np.isfinite(target), axis=1)
+        target_all = target
+        if set(NU_ENERGY_COLUMNS) <= set(column_names(table)):
+            nu_e = np.stack([column_array(table, c).astype(np.float64)
+                             for c in NU_ENERGY_COLUMNS], axis=1)
+            nu4 = np.concatenate([target.reshape(-1, 2, 3), nu_e[..., None]], axis=-1)
+            nu_mass = mass(nu4.reshape(-1, 4)).reshape(-1, 2)  # m^2 < 0 (rounding) -> 0
+            target_all = np.concatenate([target, nu_e], axis=1)
+        bad_t = usable & ~np.all(np.isfinite(target_all), axis=1)
         reason[bad_t] = "invisible momenta (truth) not finite"
         usable &= ~bad_t
     met = np.where(np.isfinite(inp.met), inp.met, 0.0)
-    return EventArrays(inp.event_id, p4, mask, otype, leg, met, channel, usable, reason, target)
+    return EventArrays(inp.event_id, p4, mask, otype, leg, met, channel, usable, reason, target,
+                       nu_mass)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +243,13 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
 
 @dataclass(frozen=True)
 class NormStats:
-    """Normalisation constants, computed on the training set (:func:`compute_stats`)."""
+    """Normalisation constants, computed on the training set (:func:`compute_stats`).
+
+    ``target_mean``, ``target_std``: per-coordinate moments of the ``visible`` target frame
+    (8 each, :data:`ditau.ml.parametrisation.VISIBLE_TARGETS`); empty for the ``lab`` frame,
+    whose targets use the ``nu_*_scale`` divisors only (and then absent from
+    :meth:`to_dict`, so lab-frame files are unchanged).
+    """
 
     log_pt_mean: float
     log_pt_std: float
@@ -234,13 +261,30 @@ class NormStats:
     nu_z_scale_p: float
     nu_xy_scale_m: float
     nu_z_scale_m: float
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (floats; the target moments as lists, left out when empty)."""
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, tuple):
+                if v:
+                    out[k] = [float(x) for x in v]
+            else:
+                out[k] = float(v)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NormStats:
-        return cls(**{f.name: float(data[f.name]) for f in fields(cls)})
+        """Inverse of :meth:`to_dict` (files without target moments: empty)."""
+        vals: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in ("target_mean", "target_std"):
+                vals[f.name] = tuple(float(x) for x in data.get(f.name, ()))
+            else:
+                vals[f.name] = float(data[f.name])
+        return cls(**vals)
 
     def target_scale(self) -> NDArray[np.float64]:
         """(6,) divisors of :data:`TARGETS` (x and y share a scale per leg)."""
@@ -396,7 +440,8 @@ def rotate_events(ev: EventArrays, angle: NDArray[np.float64]) -> EventArrays:
     if ev.target is not None:
         target = rot(ev.target.reshape(-1, 2, 3), c[:, None], s[:, None]).reshape(-1, 6)
     return EventArrays(ev.event_id, rot(ev.p4, c[:, None], s[:, None]), ev.mask, ev.otype,
-                       ev.leg, rot(ev.met, c, s), ev.channel, ev.usable, ev.reason, target)
+                       ev.leg, rot(ev.met, c, s), ev.channel, ev.usable, ev.reason, target,
+                       ev.nu_mass)
 
 
 def canonical_angles(ev: EventArrays) -> NDArray[np.float64]:

@@ -1,8 +1,9 @@
-"""Training objectives and samplers of the generative head.
+"""Training objectives and samplers of the head.
 
-Both work on standardised targets x (B, 6) and call a *head function* ``f(z, t)`` that closes
-over the body output of the events (computed once, :mod:`ditau.ml.model`), so a sampler costs
-only head evaluations.
+All work on standardised targets x (B, D) (D = 6 for the lab target frame, 8 for the visible
+one, :mod:`ditau.ml.parametrisation`) and call a *head function* ``f(z, t)`` that closes over
+the body output of the events (computed once, :mod:`ditau.ml.model`), so a sampler costs only
+head evaluations.
 
 Diffusion (:class:`Diffusion`): variance-preserving, z_t = alpha_t x + sigma_t eps with the
 cosine log-SNR schedule lambda(t) = -2 log tan(a t + b), truncated to [lambda_min,
@@ -14,6 +15,14 @@ sampler (Song et al., arXiv:2010.02502, eq. 12 with eta = 0), t from 1 (noise) t
 Flow matching (:class:`FlowMatching`): linear path x_t = (1 - t) x_0 + t x_1 between noise
 x_0 and data x_1, velocity target x_1 - x_0 (Lipman et al., arXiv:2210.02747; Liu et al.,
 arXiv:2209.03003); ODE samplers Euler and Heun (2nd order), t from 0 (noise) to 1 (data).
+
+Regression (:class:`Regression`, ``objective="regression"``; the TPMT-style baseline, a
+transformer regression of the tau momenta, Camagni et al., shared/seeds/002): the same body and
+head, evaluated once at a fixed input (z = 0, t = 0), trained with the mean squared error on
+the standardised targets; a deterministic point prediction. Its :meth:`~Regression.sample`
+ignores the noise and returns that prediction for every candidate, so downstream code (K
+candidates per event) runs unchanged, but there is **no per-event spread**: the candidate
+standard deviation is 0 and says nothing about the uncertainty.
 
 Samplers are deterministic given the initial noise, so the caller fixes the randomness.
 """
@@ -37,6 +46,8 @@ class Objective:
     samplers: ClassVar[tuple[str, ...]]
     default_sampler: ClassVar[str]
     default_steps: ClassVar[int]
+    #: True if :meth:`sample` ignores the noise (one prediction per event).
+    deterministic: ClassVar[bool] = False
 
     def loss(self, head: HeadFn, x: Tensor, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
@@ -149,15 +160,50 @@ class FlowMatching(Objective):
         return x
 
 
+class Regression(Objective):
+    """Deterministic regression (module doc): the head at z = 0, t = 0 predicts x; MSE loss.
+
+    :meth:`sample` returns that prediction for every row of ``noise`` (no per-event spread);
+    ``steps`` is ignored, the only sampler is ``single``."""
+
+    name = "regression"
+    samplers = ("single",)
+    default_sampler = "single"
+    default_steps = 1
+    deterministic = True
+
+    def training_inputs(self, x: Tensor, generator: torch.Generator
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        # fixed head input (z, t) = (0, 0); the target is the data itself
+        return torch.zeros_like(x), torch.zeros_like(x[:, 0]), x
+
+    def loss(self, head: HeadFn, x: Tensor, generator: torch.Generator) -> Tensor:
+        z, t, goal = self.training_inputs(x, generator)
+        return torch.mean((head(z, t).float() - goal.float()) ** 2)  # MSE
+
+    def sample(self, head: HeadFn, noise: Tensor, steps: int | None = None,
+               sampler: str | None = None) -> Tensor:
+        self._check(None, sampler)
+        z = noise * 0  # the noise is ignored (shape-generic zeros: ONNX tracing)
+        return head(z, z[:, 0]).to(noise.dtype)
+
+
+OBJECTIVE_NAMES: tuple[str, ...] = ("fm", "diffusion", "regression")
+
+
 def get_objective(name: str) -> Objective:
-    """The objective called ``name`` (``fm`` or ``diffusion``)."""
+    """The objective called ``name`` (``fm``, ``diffusion`` or ``regression``)."""
     if name == "fm":
         return FlowMatching()
     if name == "diffusion":
         return Diffusion()
-    raise ValueError(f"unknown objective {name!r}; choose fm or diffusion")
+    if name == "regression":
+        return Regression()
+    raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVE_NAMES)}")
 
 
 def head_evaluations(objective: str, steps: int, sampler: str) -> int:
-    """Head evaluations per candidate of a sampler run."""
+    """Head evaluations per candidate of a sampler run (regression: 1 per event)."""
+    if objective == "regression":
+        return 1
     return 2 * steps if (objective == "fm" and sampler == "heun") else steps

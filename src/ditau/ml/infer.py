@@ -11,6 +11,17 @@ is keyed by (seed, event_id, k) (:func:`ditau.ml.hashing.event_noise`), so resul
 depend on batch or chunk boundaries (same seed, same output up to float rounding of
 different batch shapes).
 
+Target frames (``ModelConfig.target_frame``, from the model file): ``lab`` samples are the
+standardised nu momenta (scaled back, and rotated back for the canonical frame); ``visible``
+samples are the standardised visible-frame coordinates, inverted per leg with the event's
+visible objects (:func:`ditau.ml.parametrisation.decode_visible`), so every candidate is on the
+tau mass shell, m(vis + nu) = m_tau, except the legs without a real solution, whose polar
+angle is clamped (flagged in :attr:`Prediction.on_shell`).
+
+Objectives: a ``regression`` model gives one deterministic prediction per event; every
+candidate is that prediction (the head runs once per event), so the candidate spread is 0 and
+is *not* an uncertainty.
+
 Tau four-momenta: p_tau = p_vis + p_nu, E_tau = sqrt(|p_tau|^2 + m_tau^2) (on-shell taus;
 the visible mass and the neutrino-system mass of leptonic legs are not used).
 
@@ -55,6 +66,7 @@ from ditau.ml.generative import get_objective
 from ditau.ml.hashing import event_noise
 from ditau.ml.io import TrainedModel, load_model
 from ditau.ml.model import repeat_context
+from ditau.ml.parametrisation import decode_visible, n_targets
 from ditau.ml.shipped import shipped_model_path
 from ditau.physics import M_TAU, mass
 
@@ -92,7 +104,21 @@ def sample_neutrinos(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
                      steps: int | None = None, sampler: str | None = None, seed: int = 0,
                      batch_size: int = 4096) -> NDArray[np.float64]:
     """Neutrino candidates (n, K, 6) in the lab frame (GeV; :data:`~ditau.ml.features.TARGETS`
-    order) for the events ``ev`` (all assumed usable)."""
+    order) for the events ``ev`` (all assumed usable); :func:`sample_candidates` without the
+    on-shell flags."""
+    return sample_candidates(tm, ev, candidates=candidates, steps=steps, sampler=sampler,
+                             seed=seed, batch_size=batch_size)[0]
+
+
+@torch.no_grad()
+def sample_candidates(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
+                      steps: int | None = None, sampler: str | None = None, seed: int = 0,
+                      batch_size: int = 4096
+                      ) -> tuple[NDArray[np.float64], NDArray[np.bool_] | None]:
+    """Neutrino candidates (n, K, 6) in the lab frame (GeV; :data:`~ditau.ml.features.TARGETS`
+    order) for the events ``ev`` (all assumed usable), and for the ``visible`` target frame
+    ``on_shell`` (n, K, 2): the leg's candidate solves m(vis + nu) = m_tau (None for ``lab``).
+    A ``regression`` model runs the head once per event and repeats the prediction."""
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if batch_size < 1:
@@ -103,22 +129,29 @@ def sample_neutrinos(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
     sampler = sampler if sampler is not None else cfg.sampler
     dev = tm.device
     n = len(ev)
+    dim = n_targets(cfg.target_frame)
+    k_run = 1 if objective.deterministic else candidates  # regression: one prediction
     angle = canonical_angles(ev) if cfg.frame == "canonical" else np.zeros(n)
     frame_ev = rotate_events(ev, angle) if cfg.frame == "canonical" else ev
-    scale = tm.stats.target_scale()
-    out = np.empty((n, candidates, 6))
+    out = np.empty((n, k_run, dim))
     for s in range(0, n, batch_size):
         part = frame_ev.subset(np.arange(s, min(n, s + batch_size)))
         b = part.to_batch(dev)
         x, coords, cond = encode(b, tm.stats)
-        prepared = repeat_context(tm.model.encode(x, coords, b.mask, cond), candidates)
-        noise = torch.from_numpy(event_noise(part.event_id, seed, candidates)).to(dev)
+        prepared = repeat_context(tm.model.encode(x, coords, b.mask, cond), k_run)
+        noise = torch.from_numpy(event_noise(part.event_id, seed, k_run, dim)).to(dev)
 
         def head(z: torch.Tensor, t: torch.Tensor, prepared: tuple = prepared) -> torch.Tensor:
             return tm.model.step(z, t, *prepared)
 
-        z = objective.sample(head, noise.reshape(-1, 6), steps, sampler)
-        out[s:s + len(part)] = z.reshape(len(part), candidates, 6).double().cpu().numpy()
+        z = objective.sample(head, noise.reshape(-1, dim), steps, sampler)
+        out[s:s + len(part)] = z.reshape(len(part), k_run, dim).double().cpu().numpy()
+    if k_run != candidates:
+        out = np.repeat(out, candidates, axis=1)
+    if cfg.target_frame == "visible":
+        # the coordinates are invariant under rotations about the beam: decode in the lab
+        return decode_visible(out, ev.p4, ev.otype, tm.stats)
+    scale = tm.stats.target_scale()
     nu = out * scale
     if cfg.frame == "canonical":  # back to the lab frame: rotate by -angle
         c, sn = np.cos(-angle)[:, None, None], np.sin(-angle)[:, None, None]
@@ -126,7 +159,7 @@ def sample_neutrinos(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
         x, y = v[..., 0].copy(), v[..., 1].copy()
         v[..., 0], v[..., 1] = c * x - sn * y, sn * x + c * y
         nu = v.reshape(n, candidates, 6)
-    return nu
+    return nu, None
 
 
 def tau_four_momenta(vis: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -175,7 +208,10 @@ class Prediction:
     ``rows``: the events with usable inputs (indices into ``inputs``); for those: ``nu`` (m, K,
     6) candidates, ``point`` (m, 6), ``chosen`` (m,) candidate of the constraint estimate (-1
     for the median), ``nu_std`` (m, 6) and ``m_std`` (m,) the candidate spread (standard
-    deviation over candidates of each neutrino component and of m_tautau), ``m_point`` (m,).
+    deviation over candidates of each neutrino component and of m_tautau; 0 for a
+    ``regression`` model, whose candidates are identical), ``m_point`` (m,), ``on_shell``
+    (m, K, 2) for a ``visible`` target-frame model: the leg's candidate is on the tau mass
+    shell (False: no real solution, polar angle clamped), None for ``lab``.
     ``reason``: (n,) why an event is not usable ('' if it is).
     """
 
@@ -188,6 +224,7 @@ class Prediction:
     nu_std: NDArray[np.float64]
     m_std: NDArray[np.float64]
     m_point: NDArray[np.float64]
+    on_shell: NDArray[np.bool_] | None = None
 
 
 def _tables(inputs: Inputs | Any, table: Any) -> tuple[Inputs, Any]:
@@ -211,8 +248,8 @@ def predict(inputs: Inputs | Any, *, table: Any = None,
     tm = resolve_model(model, device)
     ev = extract(tbl, inputs=inp, source="ml inputs")
     rows = np.flatnonzero(ev.usable)
-    nu = sample_neutrinos(tm, ev.subset(rows), candidates=candidates, steps=steps,
-                          sampler=sampler, seed=seed, batch_size=batch_size)
+    nu, on_shell = sample_candidates(tm, ev.subset(rows), candidates=candidates, steps=steps,
+                                     sampler=sampler, seed=seed, batch_size=batch_size)
     pt, chosen = point_estimate(nu, inp, rows, point)
     taus = [tau_four_momenta(v[rows][:, None, :], nu[..., 3 * k:3 * k + 3])
             for k, v in enumerate((inp.vis_p, inp.vis_m))]
@@ -220,7 +257,7 @@ def predict(inputs: Inputs | Any, *, table: Any = None,
     tp = tau_four_momenta(inp.vis_p[rows], pt[:, :3])
     tmm = tau_four_momenta(inp.vis_m[rows], pt[:, 3:])
     return Prediction(inp, rows, ev.reason, nu, pt, chosen, nu.std(axis=1), m_cand.std(axis=1),
-                      mass(tp + tmm))
+                      mass(tp + tmm), on_shell)
 
 
 def candidate_spread(recon: Any) -> dict[str, NDArray[Any]]:

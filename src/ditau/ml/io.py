@@ -7,9 +7,12 @@ code is executed). A truncated or corrupted file fails the checksum and gives a
 :class:`ModelFileError` naming the file; so does a model of another feature set
 (:data:`ditau.ml.features.FEATURE_SET_ID`). Writes are atomic (temporary file + rename).
 
-A model file holds: the EMA weights, the :class:`~ditau.ml.model.ModelConfig`, the
-normalisation statistics, the feature-set id, the training configuration, the data recipe
-(input files, selection, split, event counts) and training information (step, losses).
+A model file holds: the EMA weights, the :class:`~ditau.ml.model.ModelConfig` (with the
+objective and the target frame, ``lab`` or ``visible``, so that inference applies the right
+inverse; files written before the target frame existed read as ``lab``), the names of the
+targets the head predicts, the normalisation statistics (with the visible frame's per-coordinate
+moments), the feature-set id, the training configuration, the data recipe (input files,
+selection, split, event counts) and training information (step, losses).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from ditau.ml.features import FEATURE_SET_ID, NormStats
 from ditau.ml.model import ModelConfig, NeutrinoModel
+from ditau.ml.parametrisation import target_names
 from ditau.schema import atomic_path
 
 MAGIC: Final[bytes] = b"DITAUML1"
@@ -102,6 +106,7 @@ def save_model(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor]
         "format_version": FORMAT_VERSION,
         "feature_set": FEATURE_SET_ID,
         "model_config": config.to_dict(),
+        "targets": list(target_names(config.target_frame)),
         "stats": stats.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "train_config": train_config,
@@ -124,6 +129,14 @@ def load_model(path: str | os.PathLike[str],
     try:
         cfg = ModelConfig.from_dict(dict(d["model_config"]), source=f"{p} model config")
         stats = NormStats.from_dict(d["stats"])
+        names = list(target_names(cfg.target_frame))
+        if list(d.get("targets", names)) != names:
+            raise ValueError(f"its targets {d['targets']} are not those of the "
+                             f"{cfg.target_frame!r} target frame of this ditau ({names})")
+        if cfg.target_frame == "visible" and not (
+                len(stats.target_mean) == len(stats.target_std) == len(names)):
+            raise ValueError("the visible target frame needs the per-coordinate moments in "
+                             "the normalisation statistics")
         model = NeutrinoModel(cfg)
         model.load_state_dict(d["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -8,7 +8,9 @@ averaged over the valid neighbours), a global token from the condition (MET, cha
 pre-norm transformer blocks with LayerScale (Touvron et al., arXiv:2103.17239). Output: the
 tokens and a context vector (global token + masked mean of the object tokens).
 
-Head: the 6 noisy neutrino components plus a sinusoidal time embedding; residual MLP blocks
+Head: the noisy targets (6 for the lab target frame, 8 for the visible one,
+:mod:`ditau.ml.parametrisation`; zeros for the regression objective) plus a sinusoidal time
+embedding; residual MLP blocks
 modulated by (context + time) with adaptive LayerNorm (shift, scale, gate; zero-initialised,
 Peebles & Xie, arXiv:2212.09748), each optionally followed by a cross-attention from the
 neutrino state to the body tokens. A head step costs a few (d_head x d_head) matmuls per
@@ -27,9 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from ditau.config import StageConfig
-from ditau.ml.features import N_COND, N_FEATURES, N_TARGETS, _wrap
+from ditau.ml.features import N_COND, N_FEATURES, _wrap
+from ditau.ml.generative import OBJECTIVE_NAMES
+from ditau.ml.parametrisation import TARGET_FRAMES, check_target_frame, n_targets
 
-OBJECTIVES = ("fm", "diffusion")
+OBJECTIVES = OBJECTIVE_NAMES
 FRAMES = ("canonical", "lab")
 
 
@@ -37,11 +41,17 @@ FRAMES = ("canonical", "lab")
 class ModelConfig(StageConfig):
     """Architecture and sampling defaults of a model (stored in the model file).
 
-    ``objective``: ``fm`` (conditional flow matching) or ``diffusion`` (v-prediction);
+    ``objective``: ``fm`` (conditional flow matching), ``diffusion`` (v-prediction) or
+    ``regression`` (deterministic, MSE; every candidate is the one prediction, no per-event
+    spread; :class:`~ditau.ml.generative.Regression`);
     ``frame``: ``canonical`` (events rotated so the tau+ charged object has phi = 0: exact
     azimuthal equivariance) or ``lab`` (the reference's; rotation augmentation needed);
+    ``target_frame``: what the head predicts, ``lab`` (Cartesian nu momenta, 6 targets; the
+    default and the shipped model's) or ``visible`` (per leg ln |p_nu|/|p_vis|, the nu
+    azimuth about the visible axis as (cos, sin), m_nunu; 8 targets, every candidate on the
+    tau mass shell; :mod:`ditau.ml.parametrisation`);
     ``sampler``/``sample_steps``: inference defaults (None: ``heun``/8 for fm, ``ddim``/50 for
-    diffusion).
+    diffusion, ``single``/1 for regression).
     """
 
     d_model: int = 64
@@ -57,6 +67,7 @@ class ModelConfig(StageConfig):
     time_dim: int = 32
     objective: str = "fm"
     frame: str = "canonical"
+    target_frame: str = "lab"
     sampler: str | None = None
     sample_steps: int | None = None
 
@@ -65,6 +76,7 @@ class ModelConfig(StageConfig):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {self.frame!r}")
+        check_target_frame(self.target_frame)
         for name in ("d_model", "n_heads", "d_head", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -242,7 +254,8 @@ class HeadBlock(nn.Module):
 
 
 class Head(nn.Module):
-    """Generative head: (z, t, prepared body output) -> the objective's prediction (B, 6).
+    """Generative head: (z, t, prepared body output) -> the objective's prediction (B, D),
+    D = :attr:`n_targets` (the target frame's dimension).
 
     :meth:`prepare` turns the body output into what every step reuses: the context, the token
     mask and each block's cross-attention keys/values (projected once per event)."""
@@ -252,10 +265,11 @@ class Head(nn.Module):
         d = cfg.d_head
         self.time_dim = cfg.time_dim
         self.time = _mlp(cfg.time_dim, d, d)
-        self.inp = nn.Linear(N_TARGETS, d)
+        self.n_targets = n_targets(cfg.target_frame)
+        self.inp = nn.Linear(self.n_targets, d)
         self.blocks = nn.ModuleList(HeadBlock(cfg) for _ in range(cfg.head_blocks))
         self.norm = nn.LayerNorm(d)
-        self.out = nn.Linear(d, N_TARGETS)
+        self.out = nn.Linear(d, self.n_targets)
 
     def prepare(self, tokens: Tensor, tmask: Tensor, ctx: Tensor) -> tuple[Tensor, ...]:
         """(ctx, tmask, k_1, v_1, k_2, v_2, ...) for :meth:`forward`."""
@@ -294,7 +308,7 @@ class NeutrinoModel(nn.Module):
         return self.head.prepare(*self.body(x, coords, mask, cond))  # type: ignore[no-any-return]
 
     def step(self, z: Tensor, t: Tensor, *prepared: Tensor) -> Tensor:
-        """One head evaluation at state ``z`` (B, 6) and time ``t`` (B,)."""
+        """One head evaluation at state ``z`` (B, D) and time ``t`` (B,)."""
         return self.head(z, t, *prepared)  # type: ignore[no-any-return]
 
     def forward(self, x: Tensor, coords: Tensor, mask: Tensor, cond: Tensor, z: Tensor,
@@ -311,6 +325,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["FRAMES", "OBJECTIVES", "Body", "Head", "ModelConfig", "NeutrinoModel",
+__all__ = ["FRAMES", "OBJECTIVES", "TARGET_FRAMES", "Body", "Head", "ModelConfig", "NeutrinoModel",
            "count_parameters", "repeat_context", "time_embedding"]
 

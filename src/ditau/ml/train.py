@@ -6,7 +6,13 @@ optimisers, schedule and EMA (:mod:`ditau.ml.optim`) and the device and process 
 (:mod:`ditau.ml.device`). ``from ditau.ml.train import TrainConfig, train`` keeps working.
 
 Data: the selected events of all files are held in memory as tensors on the training device;
-the normalisation statistics come from the training split.
+the normalisation statistics come from the training split. The targets are the lab nu momenta
+(and energies) of each batch; after augmentation and the frame rotation they are turned into
+the model's target frame (``model.target_frame``: ``lab`` or ``visible``,
+:mod:`ditau.ml.parametrisation`) and standardised.
+
+Objectives (``model.objective``): ``fm``, ``diffusion`` (generative) or ``regression``
+(deterministic, MSE on the standardised targets; :mod:`ditau.ml.generative`).
 
 Determinism: the batch order of epoch e is a permutation seeded by (seed, e), and every random
 number of step s (augmentation, noise, time) comes from a generator seeded by (seed, rank, s).
@@ -64,7 +70,6 @@ from ditau.ml.features import (
     NormStats,
     augment,
     canonical_angle,
-    compute_stats,
     encode,
     rotate_z,
     target_scale,
@@ -79,6 +84,7 @@ from ditau.ml.optim import (
     make_optimizer,
     make_scheduler,
 )
+from ditau.ml.parametrisation import compute_target_stats, standardised_targets
 
 
 @dataclass
@@ -108,13 +114,16 @@ def prepare_batch(batch: Batch, frame: str) -> Batch:
 
 def batch_loss(model: nn.Module, objective: Objective, batch: Batch, stats: NormStats,
                scale: Tensor, generator: torch.Generator, frame: str, *, rotate: bool = False,
-               reflect: bool = False, amp: bool = False) -> Tensor:
-    """The objective's loss on one batch (augmentation, frame, encoding, noise included)."""
+               reflect: bool = False, amp: bool = False, target_frame: str = "lab") -> Tensor:
+    """The objective's loss on one batch (augmentation, frame, encoding, target frame, noise
+    included): the mean squared error of the head's output against the objective's goal.
+    ``scale``: the lab target divisors (used by ``target_frame="lab"``)."""
     batch = augment(batch, generator, rotate=rotate and frame == "lab", reflect=reflect)
     batch = prepare_batch(batch, frame)
     x, coords, cond = encode(batch, stats)
     assert batch.target is not None
-    z, t, goal = objective.training_inputs(batch.target / scale, generator)
+    z, t, goal = objective.training_inputs(
+        standardised_targets(batch, stats, target_frame, scale), generator)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     with ctx:
         pred = model(x, coords, batch.mask, cond, z, t)
@@ -160,7 +169,7 @@ class _Trainer:
     # --- data ---------------------------------------------------------------------------
     def load(self) -> None:
         train, valid, self.recipe = load_data(self.cfg)
-        self.stats = compute_stats(train)
+        self.stats = compute_target_stats(train, self.cfg.model.target_frame)
         self.train = train.to_batch(self.device)
         self.valid = valid.to_batch(self.device)
         self.scale = target_scale(self.stats, self.device)
@@ -248,7 +257,8 @@ class _Trainer:
         batch = self.train.index(self.batch_indices(self.step))
         self.ddp.train()
         loss = batch_loss(self.ddp, self.objective, batch, self.stats, self.scale, g,
-                          c.model.frame, rotate=c.rotate, reflect=c.reflect, amp=self.amp)
+                          c.model.frame, rotate=c.rotate, reflect=c.reflect, amp=self.amp,
+                          target_frame=c.model.target_frame)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip is not None:
@@ -271,7 +281,7 @@ class _Trainer:
         for s in range(0, len(idx), c.eval_batch_size):
             b = self.valid.index(idx[s:s + c.eval_batch_size])
             loss = batch_loss(self.ema, self.objective, b, self.stats, self.scale, g,
-                              c.model.frame, amp=self.amp)
+                              c.model.frame, amp=self.amp, target_frame=c.model.target_frame)
             tot[0] += loss.detach().double() * len(b)  # on the device: no sync per batch
             tot[1] += len(b)
         all_reduce(tot, self.dist)
