@@ -25,7 +25,7 @@ from ditau.plots.inputs import (
     truth_met,
     visible_p4,
 )
-from ditau.schema import arrow_schema, write_events
+from ditau.schema import BY_NAME, arrow_schema, write_events
 from ditau.stats import hist_content, weighted_quantiles
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,6 +108,8 @@ def synthetic_table(n: int = 300, seed: int = 1, channels: tuple[str, ...] = FIL
     for t in ("ditau", "etau", "mutau", "single_e", "single_mu"):
         cols[f"trig_{t}"] = np.ones(n, bool)
     schema = arrow_schema(*(("id", "truth", "reco") if with_reco else ("id", "truth")))
+    # the optional columns (vertices, impact parameters: schema 1.3.0) are left out
+    schema = pa.schema([f for f in schema if not BY_NAME[f.name].optional])
     assert set(schema.names) <= set(cols), set(schema.names) - set(cols)
     return pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in schema},
                     schema=schema)

@@ -192,8 +192,8 @@ def test_previous_schema_version_is_readable_and_upgraded(pipi, tmp_path):
     and spin_weight = 1 filled in (also when asked for by name); a 1.2.0 file without them
     is an error naming the column; merging old files gives a complete current file, and an
     old file merges with a new one of the same settings (spin: exact by default)."""
-    assert SCHEMA_VERSION == "1.2.0"
-    assert {c.name for c in added_after("1.1.0")} == {
+    assert SCHEMA_VERSION == "1.3.0"
+    assert {c.name for c in added_after("1.1.0")} - {c.name for c in added_after("1.2.0")} == {
         *(f"nul_{c}_{leg}" for c in _P4 for leg in "pm"), "spin_weight"}
     _, _, path = pipi
     old = _as_old_version(path, tmp_path / "old.parquet")
@@ -232,7 +232,12 @@ def test_upgrade_leaves_groups_the_table_lacks():
     from ditau.schema import upgrade
 
     t = pa.table({"met_x": [1.0], "event_id": pa.array([0], pa.int64())})
-    assert upgrade(t, "1.1.0").column_names == ["met_x", "event_id"]
+    from ditau.schema import BY_NAME
+
+    up = upgrade(t, "1.1.0").column_names
+    # the reco group's later columns (impact parameters, 1.3.0) only; no truth column
+    assert up[:2] == ["met_x", "event_id"]
+    assert up[2:] and {BY_NAME[c].group for c in up[2:]} == {"reco"}
     t2 = pa.table({"m_hat": [91.0]})
     assert "spin_weight" in upgrade(t2, "1.1.0").column_names
     assert upgrade(t2, SCHEMA_VERSION).column_names == ["m_hat"]

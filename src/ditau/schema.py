@@ -45,6 +45,14 @@ without those columns and :func:`read_events` (and the detector and merge stages
 1.2.0 (issue #14) added ``nul_{px,py,pz,e}_{p,m}`` (NaN in older files: unknown, so the
 lepton polarimeter falls back to its approximation) and ``spin_weight`` (1 in older files,
 which were all generated with Pythia's exact correlated decays or deliberately unpolarised).
+1.3.0 (issue #16) added the vertices and track impact parameters, all NaN where unknown
+(older files, producers without the information): the truth primary vertex ``pv_{x,y,z}``
+and tau decay vertices ``tau_dv_{x,y,z}_{p,m}``, each visible particle's production vertex
+relative to the primary vertex ``fs_v{x,y,z}`` (lists like ``fs_px``), and per leg the
+charged track's transverse and longitudinal impact parameters with their errors
+``reco_{d0,z0}_{p,m}``, ``reco_{d0,z0}_err_{p,m}``. Units mm, laboratory frame. These
+columns are *optional* (``Column.optional``): a file of any version may lack them (a
+hand-made table, a toy) and readers then see their fill value (:func:`complete`).
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ from numpy.typing import NDArray
 
 from ditau.physics import CHANNELS, DECAY_MODES
 
-SCHEMA_VERSION: Final[str] = "1.2.0"
+SCHEMA_VERSION: Final[str] = "1.3.0"
 METADATA_KEY: Final[bytes] = b"ditau"
 
 
@@ -88,8 +96,15 @@ class Column:
     allowed: tuple[str, ...] | None = None
     #: Schema version that introduced the column (older files may lack it).
     since: str = "1.0.0"
-    #: The value of the column in files older than ``since`` (see :func:`upgrade`).
+    #: The value of the column in files older than ``since`` (see :func:`upgrade`); for a
+    #: list column, the value of every element (lists as long as those of ``fill_like``).
     fill: float | None = None
+    #: True: the column may be absent from a file of any version (its producer may not have
+    #: the information: a toy, a hand-made table); readers then see ``fill`` (:func:`complete`)
+    #: and no file kind requires it.
+    optional: bool = False
+    #: For a list column: the list column whose list lengths its fill values take.
+    fill_like: str | None = None
 
 
 _LEGS: Final[dict[str, str]] = {"p": "tau+", "m": "tau-"}
@@ -167,6 +182,19 @@ def _build_columns() -> list[Column]:
                "multiply 'weight' by it for spin-sensitive distributions",
                since="1.2.0", fill=1.0),
     ]
+    # Vertices (1.3.0, issue #16): laboratory frame, mm; NaN where unknown.
+    nan = float("nan")
+    for c in ("x", "y", "z"):
+        cols.append(Column(f"pv_{c}", f64, "mm", "truth",
+                           f"primary (hard-scatter) vertex, {c}: the generator's collision "
+                           "point including the beam spot", True, since="1.3.0", fill=nan,
+                           optional=True))
+    for leg, name in _LEGS.items():
+        for c in ("x", "y", "z"):
+            cols.append(Column(f"tau_dv_{c}_{leg}", f64, "mm", "truth",
+                               f"decay vertex of the {name} (the production vertex of its "
+                               f"decay products), {c}; NaN without such a tau", True,
+                               since="1.3.0", fill=nan, optional=True))
     lf32, li32, li8 = pa.list_(pa.float32()), pa.list_(pa.int32()), pa.list_(pa.int8())
     cols += [
         Column("fs_px", lf32, "GeV", "particles", "visible final-state particles: px"),
@@ -177,6 +205,12 @@ def _build_columns() -> list[Column]:
         Column("fs_tau", li8, "", "particles",
                "visible final-state particles: +1/-1 if from the tau+/tau- decay, else 0"),
     ]
+    for c in ("x", "y", "z"):
+        cols.append(Column(f"fs_v{c}", lf32, "mm", "particles",
+                           f"visible final-state particles: production vertex minus the "
+                           f"primary vertex (pv_{c}), {c}, to 0.1 um (0 for particles made at "
+                           "the primary vertex; NaN where unknown)", since="1.3.0", fill=nan,
+                           optional=True, fill_like="fs_px"))
     # Reco group: filled by the detector/selection stage. NaN marks an absent object.
     cols += _vec("reco_chg", "measured charged track / lepton", "reco", nan_allowed=True)
     cols += _vec("reco_neu", "measured neutral (pi0/photon) cluster sum", "reco", nan_allowed=True)
@@ -190,6 +224,20 @@ def _build_columns() -> list[Column]:
                    f"what the {name} leg object is: 0 real tau product, 1 jet, 2 electron, "
                    "3 muon faking a tau_had"),
         ]
+    # Track impact parameters (1.3.0, issue #16), ATLAS perigee convention w.r.t. the primary
+    # vertex: d0 = signed transverse distance of closest approach (positive when the point of
+    # closest approach lies at azimuth phi + 90 deg of the track direction phi), z0 = z of
+    # that point minus the vertex z. NaN: no leg, or no impact parameter known.
+    for leg, name in _LEGS.items():
+        for q, what in (("d0", "transverse impact parameter d0"),
+                        ("z0", "longitudinal impact parameter z0")):
+            obj = (f"of the {name} leg's charged track (the lepton's, or the tau_had's "
+                   "leading track) w.r.t. the primary vertex")
+            cols.append(Column(f"reco_{q}_{leg}", f64, "mm", "reco", f"{what} {obj}", True,
+                               since="1.3.0", fill=nan, optional=True))
+            cols.append(Column(f"reco_{q}_err_{leg}", f64, "mm", "reco",
+                               f"uncertainty (resolution) of reco_{q}_{leg}", True,
+                               since="1.3.0", fill=nan, optional=True))
     for j in (1, 2, 3):
         for c in _XYZE:
             cols.append(Column(f"jet{j}_{c}", f64, "GeV", "reco",
@@ -264,6 +312,12 @@ def group_columns(*groups: str, version: str | None = None) -> list[Column]:
             and (v is None or version_tuple(c.since) <= v)]
 
 
+def required_columns(*groups: str, version: str | None = None) -> list[Column]:
+    """The columns of :func:`group_columns` a file must have: all but the optional ones
+    (``Column.optional``)."""
+    return [c for c in group_columns(*groups, version=version) if not c.optional]
+
+
 def added_after(version: str) -> list[Column]:
     """Columns introduced after schema ``version`` (absent from files of that version)."""
     v = version_tuple(version)
@@ -279,17 +333,49 @@ def upgrade(table: pa.Table, version: str) -> pa.Table:
     names = set(table.column_names)
     have = {BY_NAME[n].group for n in names if n in BY_NAME}
     for col in added_after(version):
-        if col.name in names or col.group not in have or col.fill is None:
+        if (col.name in names or col.group not in have or col.fill is None
+                or (col.fill_like is not None and col.fill_like not in names)):
             continue
         table = _append_filled(table, col)
     return table
 
 
-def _append_filled(table: pa.Table, col: Column) -> pa.Table:
+def complete(table: pa.Table) -> pa.Table:
+    """``table`` with the optional columns (``Column.optional``) it lacks appended with their
+    fill values, for every group the table has other columns of (a list column only when the
+    column its lengths follow, ``Column.fill_like``, is there)."""
+    names = set(table.column_names)
+    have = {BY_NAME[n].group for n in names if n in BY_NAME}
+    for col in COLUMNS:
+        if (col.optional and col.name not in names and col.group in have
+                and col.fill is not None and (col.fill_like is None or col.fill_like in names)):
+            table = _append_filled(table, col)
+    return table
+
+
+def _filled(col: Column, n: int, like: pa.ChunkedArray | pa.Array | None = None) -> pa.Array:
+    """``n`` rows of the fill value of ``col``; a list column takes its list lengths from
+    ``like`` (the ``Column.fill_like`` column: every element filled)."""
+    if not pa.types.is_list(col.dtype):
+        return pa.array(np.full(n, col.fill), type=col.dtype)
+    if like is None:
+        raise SchemaError(f"column '{col.name}': its fill needs the column '{col.fill_like}'")
+    arr = like.combine_chunks() if isinstance(like, pa.ChunkedArray) else like
+    offsets = np.asarray(arr.offsets, dtype=np.int32)
+    values = pa.array(np.full(int(offsets[-1] - offsets[0]), col.fill),
+                      type=col.dtype.value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), values)
+
+
+def _append_filled(table: pa.Table, col: Column,
+                   like: pa.ChunkedArray | pa.Array | None = None) -> pa.Table:
     """``table`` with the column ``col`` appended, its fill value (``Column.fill``) in every
-    row."""
+    row (a list column: in every element, lists as long as those of ``Column.fill_like``,
+    taken from ``like`` or else from the table)."""
+    if like is None and col.fill_like is not None and col.fill_like in table.column_names:
+        like = table.column(col.fill_like)
     return table.append_column(pa.field(col.name, col.dtype, nullable=False),
-                               pa.array(np.full(table.num_rows, col.fill), type=col.dtype))
+                               _filled(col, table.num_rows, like))
 
 
 def upgraded_schema(schema: pa.Schema, version: str) -> pa.Schema:
@@ -320,7 +406,8 @@ class FileKind:
     def required_columns(self, version: str | None = None) -> list[str]:
         """Names of the columns every file of this kind (of schema ``version``, default the
         current one) has, in schema order."""
-        return [*self.extra, *(c.name for c in group_columns(*self.required, version=version))]
+        return [*self.extra,
+                *(c.name for c in required_columns(*self.required, version=version))]
 
 
 #: The kinds of ditau files, by name (``kind=`` of :func:`read_events` and
@@ -359,7 +446,7 @@ def check_columns(schema: pa.Schema, kind: str | None = None, source: str = "fil
     schema dtype; with ``kind``, every required column of that kind is there and the optional
     groups it has are complete; every column of the groups in ``require`` is there.
     ``version``: the file's schema version (default: the current one); columns introduced
-    after it are not required.
+    after it are not required, nor are optional columns (``Column.optional``).
 
     Raises :class:`SchemaError` naming ``source``, the kind and the column(s).
     """
@@ -375,11 +462,11 @@ def check_columns(schema: pa.Schema, kind: str | None = None, source: str = "fil
         k = FILE_KINDS[kind]
         _require_present(names, k.required_columns(version), source, f"a {k.doc} file")
         for group in k.optional:
-            cols = [c.name for c in group_columns(group, version=version)]
+            cols = [c.name for c in required_columns(group, version=version)]
             if names & set(cols):
                 _require_present(names, cols, source,
                                  f"the '{group}' group of a {k.doc} file (it has part of it)")
-    _require_present(names, [c.name for c in group_columns(*require, version=version)],
+    _require_present(names, [c.name for c in required_columns(*require, version=version)],
                      source, f"groups {list(require)} (schema {version or SCHEMA_VERSION})")
 
 
@@ -398,14 +485,15 @@ def _require_present(names: set[str], needed: Sequence[str], source: str, what: 
 def validate(table: pa.Table, require: Sequence[str] = ("id",), source: str = "table") -> None:
     """Check ``table`` against the schema.
 
-    Every column of the groups in ``require`` must be present; every present schema column must
-    have its dtype; floats outside ``nan_allowed`` columns must be finite-or-inf, never NaN;
-    label columns must hold known labels; no schema column may contain nulls. Columns not in
-    the schema are allowed (downstream extensions) and left alone.
+    Every column of the groups in ``require`` must be present (optional ones may be absent,
+    ``Column.optional``); every present schema column must have its dtype; floats outside
+    ``nan_allowed`` columns must be finite-or-inf, never NaN; label columns must hold known
+    labels; no schema column may contain nulls. Columns not in the schema are allowed
+    (downstream extensions) and left alone.
 
     Raises :class:`SchemaError` naming ``source`` and the column.
     """
-    _require_present(set(table.column_names), [c.name for c in group_columns(*require)],
+    _require_present(set(table.column_names), [c.name for c in required_columns(*require)],
                      source, f"groups {list(require)}")
     for name in table.column_names:
         col = BY_NAME.get(name)
@@ -639,7 +727,8 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
     column of the file must have its dtype, whether read or not, so asking for a subset of
     columns does not hide a malformed file; the columns read are validated in full
     (:func:`validate`). A file of an older minor version is read with the columns added since
-    (requested ones, or all of its groups' without ``columns``) filled in (:func:`upgrade`).
+    (requested ones, or all of its groups' without ``columns``) filled in (:func:`upgrade`),
+    and so is a file without optional columns (:func:`complete`).
     Raises :class:`SchemaError` naming the file and the column.
     """
     pf = _open(path)
@@ -648,7 +737,8 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
     check_columns(pf.schema_arrow, kind, source=str(path), require=groups, version=version)
     names = set(pf.schema_arrow.names)
     cols = list(columns) if columns is not None else None
-    later = {c.name for c in added_after(version)}
+    later = {c.name for c in added_after(version)} | {
+        c.name for c in COLUMNS if c.optional and c.fill is not None}
     if cols is not None:
         absent = [c for c in cols if c not in names and c not in later]
         if absent:
@@ -660,11 +750,19 @@ def read_events(path: str | os.PathLike[str], columns: Iterable[str] | None = No
     validate(table, require=(), source=str(path))
     if later - names:
         if cols is None:
-            table = upgrade(table, version)
-        else:  # the requested columns the file predates (each in ``later``, checked above)
+            table = complete(upgrade(table, version))
+        else:  # the requested columns the file lacks (each in ``later``, checked above)
             for c in cols:
                 if c not in table.column_names:
-                    table = _append_filled(table, BY_NAME[c])
+                    col = BY_NAME[c]
+                    like = None
+                    if col.fill_like is not None and col.fill_like not in table.column_names:
+                        if col.fill_like not in names:
+                            raise SchemaError(f"{path}: column '{c}' is not in the file and "
+                                              f"its fill needs '{col.fill_like}', which is "
+                                              "not either")
+                        like = pf.read(columns=[col.fill_like]).column(0)
+                    table = _append_filled(table, col, like)
             table = table.select(cols)
     return table
 
@@ -749,5 +847,6 @@ def describe(groups: Sequence[str] = GROUPS) -> str:
              "| column | dtype | unit | group | NaN | description |", "|---|---|---|---|---|---|"]
     for c in group_columns(*groups):
         lines.append(f"| {c.name} | {c.dtype} | {c.unit} | {c.group} | "
-                     f"{'yes' if c.nan_allowed else 'no'} | {c.doc} |")
+                     f"{'yes' if c.nan_allowed else 'no'} | {c.doc}"
+                     f"{' (optional; since ' + c.since + ')' if c.optional else ''} |")
     return "\n".join(lines)

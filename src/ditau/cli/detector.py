@@ -17,7 +17,7 @@ def detector(
         "--config", "-c", help="YAML file of DetectorConfig fields")] = None,
     systematic: Annotated[str | None, typer.Option(
         help="named variation: tes_up/down, jes_up/down, soft_met_scale_up/down, "
-             "soft_met_resolution_up/down")] = None,
+             "soft_met_resolution_up/down, ip_res_up/down")] = None,
     seed: Annotated[int | None, typer.Option(help="detector random seed")] = None,
     no_smear: Annotated[bool, typer.Option(
         "--no-smear", help="switch all resolutions off (closure studies)")] = False,

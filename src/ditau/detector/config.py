@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ditau.config import StageConfig
@@ -15,8 +16,9 @@ class DetectorConfig(StageConfig):
     ``smear`` / ``efficiencies`` switch all resolutions / all efficiencies off (closure tests).
     The scale factors are the systematic handles: ``tes`` multiplies tau_had visible momenta,
     ``jes`` jet momenta, ``soft_met_scale`` the soft term, ``soft_met_resolution`` its
-    resolution. Varying them re-uses the same random numbers, so a variation changes only what
-    it should.
+    resolution, ``ip_resolution`` the smearing of the track impact parameters (their quoted
+    errors stay the nominal ones). Varying them re-uses the same random numbers, so a
+    variation changes only what it should.
     """
 
     config_name = "detector config"
@@ -56,6 +58,9 @@ class DetectorConfig(StageConfig):
     #: misidentification probability as a weight. None: on for backgrounds (sample name not
     #: the signal's), off for the signal.
     fake_taus: bool | None = None
+    #: Solenoid field along +z [T] for the track helices of the impact parameters (ATLAS:
+    #: 2 T, JINST 3 (2008) S08003, Sec. 2); 0 gives straight tracks.
+    bz: float = 2.0
     #: Events per chunk; chunks are the unit of random-number streams (fixed, so results do
     #: not depend on the worker count).
     chunk_size: int = 2000
@@ -64,13 +69,16 @@ class DetectorConfig(StageConfig):
     jes: float = 1.0
     soft_met_scale: float = 1.0
     soft_met_resolution: float = 1.0
+    ip_resolution: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("tes", "jes", "soft_met_scale", "soft_met_resolution", "chunk_size",
-                     "calo_eta_max", "track_eta_max", "jet_r", "soft_met_k"):
+        for name in ("tes", "jes", "soft_met_scale", "soft_met_resolution", "ip_resolution",
+                     "chunk_size", "calo_eta_max", "track_eta_max", "jet_r", "soft_met_k"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"detector config: {name} must be positive, "
                                  f"got {getattr(self, name)!r}")
+        if not (isinstance(self.bz, int | float) and math.isfinite(self.bz) and self.bz >= 0):
+            raise ValueError(f"detector config: bz must be a field >= 0 [T], got {self.bz!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"detector config: seed must be a non-negative integer, "
                              f"got {self.seed!r}")
@@ -89,7 +97,8 @@ class DetectorConfig(StageConfig):
 #: Sizes: TES +-3 % (ATLAS tau energy scale uncertainty, 2-3 % for 1-prong,
 #: ATL-PHYS-PUB-2015-045 / EPJC 76 (2016) 295); JES +-3 % (ATLAS, EPJC 81 (2021) 689, 1-4 % in
 #: the pT range here); soft term scale +-5 % and resolution +-10 % (ATLAS MET performance,
-#: EPJC 78 (2018) 903, track soft term systematics of this order). Approximate sizes.
+#: EPJC 78 (2018) 903, track soft term systematics of this order); track impact-parameter
+#: resolution +-10 % (issue #16). Approximate sizes.
 SYSTEMATICS: dict[str, dict[str, float]] = {
     "tes_up": {"tes": 1.03},
     "tes_down": {"tes": 0.97},
@@ -99,4 +108,6 @@ SYSTEMATICS: dict[str, dict[str, float]] = {
     "soft_met_scale_down": {"soft_met_scale": 0.95},
     "soft_met_resolution_up": {"soft_met_resolution": 1.10},
     "soft_met_resolution_down": {"soft_met_resolution": 0.90},
+    "ip_res_up": {"ip_resolution": 1.10},
+    "ip_res_down": {"ip_resolution": 0.90},
 }

@@ -48,6 +48,20 @@ Documented fallbacks (each recorded per input file in the output metadata, key `
 ``sumet``
     ``"ScalarHT"``; else ``"object_pt_sum"``: the scalar pT sum of Jet, Electron, Muon and
     Photon entries present (the inputs of Delphes' ScalarHT module in the ATLAS card).
+``impact_parameters``
+    the tracks' ``D0, DZ, ErrorD0, ErrorDZ`` (mm), read per collection where the file has all
+    four (Delphes writes them for Electron, Muon, Track and EFlowTrack; they are meaningful
+    with a track-smearing module in the card): leptons their own, tau_had candidates those of
+    their leading (highest-pT) track in the core cone (``tau_split`` "constituents" only).
+    Sign: d0 = -D0, because Delphes' ParticlePropagator (and TrackSmearing, which smears its
+    value) stores D0 = (x py - y px) / pT, the opposite of the ATLAS perigee convention of the
+    schema (:mod:`ditau.detector.impact`; a card whose D0 comes from TrackCovariance, e.g.
+    IDEA, already has the ATLAS sign and comes out flipped); z0 = DZ (Delphes measures it
+    from its beam-spot position, the generated vertex with a BeamSpotFilter, else z = 0). An
+    error <= 0 (Delphes' default without smearing) is read as unknown (NaN). Where a file
+    lacks them the columns are NaN and the metadata says so (per input ``notes`` and
+    ``impact_parameters``; the top-level ``impact_parameters``). The truth vertices
+    (``pv_*``, ``tau_dv_*``) are not read from Delphes (NaN).
 ``met_covariance``
     Delphes has none. The parametric soft-term model of the project: diagonal
     sigma^2 = k^2 sum E_T per component with k = 0.5 GeV^1/2 (ATLAS Run-1 MET resolution,
@@ -115,6 +129,7 @@ import uproot
 from numpy.typing import NDArray
 from particle import Particle as _PDG
 
+from ditau.detector import impact
 from ditau.generate.truth import leg_columns
 from ditau.objects import LEPTON_FIELDS, TAU_FIELDS, Candidates, records
 from ditau.physics import M_PI, channel_of, delta_phi, eta, from_pt_eta_phi_m, mass, pt
@@ -179,6 +194,12 @@ _FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "Event": ("Weight",),
     "Particle": ("PID", "Status", "M1", "D1", "D2", "Charge", "Px", "Py", "Pz", "E"),
 }
+#: Track impact-parameter fields (mm), read where a collection has all of them.
+_IP_FIELDS: Final[tuple[str, ...]] = ("D0", "DZ", "ErrorD0", "ErrorDZ")
+#: Collections whose impact parameters are read (leptons; the tau_had track collection).
+_IP_COLLECTIONS: Final[tuple[str, ...]] = ("Electron", "Muon", "EFlowTrack", "Track")
+#: d0 (ATLAS sign) = DELPHES_D0_SIGN x D0 (Delphes ParticlePropagator: D0 = (x py - y px)/pT).
+DELPHES_D0_SIGN: Final[float] = -1.0
 #: Collections with one entry per event: stored as a length-1 list per event (Delphes) or as
 #: one value per event (flattened ntuples); every other collection must be a jagged list.
 _PER_EVENT: Final[frozenset[str]] = frozenset({"MissingET", "ScalarHT", "Event"})
@@ -249,6 +270,8 @@ class _FilePlan:
     truth_problem: str | None = None
     notes: list[str] = field(default_factory=list)
     sha256: str = ""
+    #: collections whose impact parameters are read (all of :data:`_IP_FIELDS` present)
+    ip: set[str] = field(default_factory=set)
 
     def key(self, coll: str, fld: str) -> str:
         return self.keys[(coll, fld)]
@@ -266,7 +289,24 @@ class _FilePlan:
                 "collections": {_ROLE[c]: self.names[c] for c in sorted(self.present)},
                 "per_event_branches": sorted(self.scalar),
                 "particle_truth": self.truth, "particle_links": self.particle_links,
+                "impact_parameters": self.ip_note(),
                 "notes": self.notes, "sha256": self.sha256}
+
+    def ip_sources(self) -> list[str]:
+        """The collections (names in the file) whose impact parameters fill the columns."""
+        used = [c for c in ("Electron", "Muon") if c in self.ip]
+        if self.tau_split == "constituents" and self.tracks in self.ip:
+            used.append(self.tracks)
+        return [self.names[c] for c in used]
+
+    def ip_note(self) -> str:
+        """What the impact-parameter columns are made of, for the metadata."""
+        used = self.ip_sources()
+        if not used:
+            return ("none: no D0/DZ/ErrorD0/ErrorDZ branches for the leptons or the tau_had "
+                    "tracks (no track smearing in the card?); reco_d0/z0 and errors are NaN")
+        return (f"from {', '.join(used)} D0/DZ/ErrorD0/ErrorDZ (d0 = -D0, ATLAS sign; errors "
+                "<= 0 read as NaN); legs from other collections NaN")
 
 
 def _label(coll: str, names: Mapping[str, str]) -> str:
@@ -487,9 +527,32 @@ def _plan(path: Path, allow_missing: tuple[str, ...],
         plan = _FilePlan(path, entries, dict(names_of), keys, scalar, present, tracks,
                          tau_split, met, sumet, tuple(allowed), "Particle" in present,
                          notes=notes)
+        _plan_impact_parameters(plan, tree, names)
         if plan.truth:
             _plan_particle_links(plan, tree, names)
     return plan, found_problems
+
+
+def _plan_impact_parameters(plan: _FilePlan, tree: Any, names: set[str]) -> None:
+    """Find the impact-parameter branches of the lepton and track collections (all four of
+    :data:`_IP_FIELDS`, jagged); record in ``plan.ip`` where they are and note where not."""
+    wanted = [c for c in ("Electron", "Muon") if c in plan.present]
+    if plan.tau_split == "constituents" and plan.tracks is not None:
+        wanted.append(plan.tracks)
+    lacking = []
+    for coll in wanted:
+        found = {f: _resolve(names, plan.names[coll], f) for f in _IP_FIELDS}
+        if all(k is not None and _shape(tree[k])[0] == "jagged" for k in found.values()):
+            plan.keys.update({(coll, f): k for f, k in found.items() if k is not None})
+            plan.ip.add(coll)
+        else:
+            lacking.append(plan.names[coll])
+    if lacking:
+        plan.notes.append(f"no impact parameters (D0, DZ, ErrorD0, ErrorDZ) in "
+                          f"{', '.join(lacking)}: their reco_d0/reco_z0 and errors are NaN")
+    if plan.tau_split != "constituents":
+        plan.notes.append("tau_had impact parameters need a track collection (tau_split "
+                          "'constituents'): NaN")
 
 
 def _plan_particle_links(plan: _FilePlan, tree: Any, names: set[str]) -> None:
@@ -626,6 +689,25 @@ class _Chunk:
         return ak.zip(out)
 
 
+def _ip(ch: _Chunk, coll: str, like: ak.Array) -> dict[str, ak.Array]:
+    """The collection's impact parameters in the schema's convention (jagged, like ``like``):
+    d0 = DELPHES_D0_SIGN x D0, z0 = DZ, errors (<= 0: unknown); NaN without the branches."""
+    if coll not in ch.plan.ip:
+        nan = ak.full_like(_f64(like), np.nan)
+        return {f: nan for f in impact.IP_FIELDS}
+    c = ch.coll(coll, _IP_FIELDS)
+
+    def err(x: ak.Array) -> ak.Array:
+        return ak.where(x > 0, x, np.nan)
+
+    return {"d0": DELPHES_D0_SIGN * c.D0, "z0": c.DZ, "d0_err": err(c.ErrorD0),
+            "z0_err": err(c.ErrorDZ)}
+
+
+_LEPTON_RECORD: Final[tuple[str, ...]] = (*LEPTON_FIELDS, *impact.IP_FIELDS)
+_TAU_RECORD: Final[tuple[str, ...]] = (*TAU_FIELDS, *impact.IP_FIELDS)
+
+
 def _leptons(ch: _Chunk) -> ak.Array:
     parts = []
     for coll, m, flavour in (("Electron", M_E, 11.0), ("Muon", M_MU, 13.0)):
@@ -635,11 +717,12 @@ def _leptons(ch: _Chunk) -> ak.Array:
         rec: dict[str, ak.Array] = _p4(c.PT, c.Eta, c.Phi, m)
         rec["charge"] = c.Charge
         rec["flavour"] = ak.full_like(c.PT, flavour)
+        rec.update(_ip(ch, coll, c.PT))
         parts.append(ak.zip(rec))
     if not parts:
-        return _empty(ch.n, LEPTON_FIELDS)
+        return _empty(ch.n, _LEPTON_RECORD)
     lep = ak.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    return _by_pt({f: lep[f] for f in LEPTON_FIELDS}, pt(lep.px, lep.py))
+    return _by_pt({f: lep[f] for f in _LEPTON_RECORD}, pt(lep.px, lep.py))
 
 
 def _cone_sum(axes: ak.Array, objs: ak.Array, pt_field: str, m: float,
@@ -660,6 +743,22 @@ def _cone_sum(axes: ak.Array, objs: ak.Array, pt_field: str, m: float,
     tau = np.repeat(np.arange(len(n_in)), n_in)
     return ({c: np.bincount(tau, p4[:, i], minlength=len(n_in)) for i, c in enumerate(_P4)},
             n_in)
+
+
+def _cone_leading(axes: ak.Array, objs: ak.Array, fields: Sequence[str],
+                  pt_min: float) -> dict[str, Flat]:
+    """Per tau axis (jagged ``Eta``, ``Phi``), ``fields`` of the highest-pT object (jagged
+    records with ``PT``, Eta, Phi and ``fields``) of its event with pT > ``pt_min`` within
+    Delta R < TAU_CONE_DR (the tracks of :func:`_cone_sum`); NaN where none. Flat arrays in
+    the axes' order."""
+    pairs = ak.cartesian({"t": axes, "o": objs}, axis=1, nested=True)  # [event][tau][object]
+    dphi = delta_phi(pairs.o.Phi, pairs.t.Phi)
+    inside = (pairs.o.PT > max(pt_min, 0.0)) & (
+        (pairs.o.Eta - pairs.t.Eta) ** 2 + dphi**2 < TAU_CONE_DR**2)
+    sel = pairs.o[inside]
+    best = sel[ak.argmax(sel.PT, axis=2, keepdims=True)]
+    return {f: ak.to_numpy(ak.fill_none(ak.flatten(ak.firsts(best[f], axis=2), axis=1),
+                                        np.nan)).astype(np.float64) for f in fields}
 
 
 def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
@@ -688,17 +787,22 @@ def _taus_and_jets(ch: _Chunk) -> tuple[ak.Array, ak.Array, Flat]:
         neu = {c: np.where(has_neu, v, 0.0) for c, v in neu.items()}
         n_neu = has_neu.astype(np.float64)
         n_trk = n_tracks.astype(np.float64)
+        # the leading cone track's impact parameters (NaN without them in the file)
+        trk_ip = ak.zip({"PT": trk.PT, "Eta": trk.Eta, "Phi": trk.Phi,
+                         **_ip(ch, ch.plan.tracks or "EFlowTrack", trk.PT)})
+        ip = _cone_leading(tj, trk_ip, impact.IP_FIELDS, TRACK_PT_MIN)
     else:
         chg = {c: _flat(p4[c][tagged]) for c in _P4}
         neu = {c: np.zeros(ntau) for c in _P4}
         n_trk, n_neu = _flat(tj.NCharged), np.zeros(ntau)
+        ip = {f: np.full(ntau, np.nan) for f in impact.IP_FIELDS}
     rec = {f"chg_{c}": chg[c] for c in _P4}
     rec.update({f"neu_{c}": neu[c] for c in _P4})
     rec.update({"n_tracks": n_trk, "n_neu": n_neu, "charge": _flat(tj.Charge),
-                "fake_weight": np.ones(ntau), "origin": np.zeros(ntau)})
+                "fake_weight": np.ones(ntau), "origin": np.zeros(ntau), **ip})
     counts = ak.num(tj, axis=1)
     vis_pt = pt(chg["px"] + neu["px"], chg["py"] + neu["py"])
-    taus = _by_pt({f: ak.unflatten(rec[f], counts) for f in TAU_FIELDS},
+    taus = _by_pt({f: ak.unflatten(rec[f], counts) for f in _TAU_RECORD},
                   ak.unflatten(vis_pt, counts))
     return taus, jets, ak.to_numpy(ak.sum(jet.PT, axis=1)).astype(np.float64)
 
@@ -951,11 +1055,23 @@ def _truth(ch: _Chunk) -> dict[str, NDArray]:
         cols[f"{name}_px"] = np.bincount(evt[mask], p[mask, 0], minlength=n)
         cols[f"{name}_py"] = np.bincount(evt[mask], p[mask, 1], minlength=n)
     cols["spin_weight"] = np.ones(n)
+    for c in ("x", "y", "z"):  # vertices are not read from Delphes
+        cols[f"pv_{c}"] = np.full(n, np.nan)
+        for leg in ("p", "m"):
+            cols[f"tau_dv_{c}_{leg}"] = np.full(n, np.nan)
     return cols
 
 
 # --------------------------------------------------------------------------------------------
 # Public API
+
+
+def _ip_summary(plans: Sequence[_FilePlan]) -> str:
+    """One line on where the impact-parameter columns come from, over all inputs."""
+    notes = sorted({pl.ip_note() for pl in plans})
+    if len(notes) == 1:
+        return notes[0]
+    return "; ".join(f"{pl.path}: {pl.ip_note()}" for pl in plans)
 
 
 class DelphesStream(Iterator[pa.Table]):
@@ -1002,7 +1118,8 @@ class DelphesStream(Iterator[pa.Table]):
                                  "track_mass": "charged pion", "photon_mass": 0.0},
             "met_covariance": f"diagonal, sigma^2 = {MET_RESOLUTION_K}^2 GeV x met_sumet per "
                               "component (ATLAS Run-1, EPJC 72 (2012) 1844); xy = 0",
-            "frame": "laboratory; z along beam 1; GeV",
+            "impact_parameters": _ip_summary(plans),
+            "frame": "laboratory; z along beam 1; GeV; impact parameters in mm",
         }
         self._it = self._generate()
 
@@ -1042,7 +1159,9 @@ class DelphesStream(Iterator[pa.Table]):
         n = ch.n
         event_id = first + np.arange(n, dtype=np.int64)
         try:
-            cols: dict[str, Any] = dict(select(_candidates(ch, event_id), self._select))
+            cands = _candidates(ch, event_id)
+            cols: dict[str, Any] = dict(select(cands, self._select))
+            cols.update(impact.leg_columns(cands, cols))
         except DelphesError:
             raise
         except Exception as err:

@@ -28,6 +28,11 @@ Jets: FastJet (M. Cacciari, G.P. Salam, G. Soyez, EPJC 72 (2012) 1896, arXiv:111
   term is the true pT sum of everything else in the calorimeter, scaled and smeared by a
   Gaussian of width k sqrt(sum E_T^soft) per component. The covariance adds each hard object's
   sigma(pT)^2 along its direction and the soft term's sigma^2 on the diagonal.
+* track impact parameters (:mod:`ditau.detector.impact`): every charged particle's d0 and z0
+  w.r.t. the primary vertex from its production vertex (``fs_v*``) and momentum on a helix in
+  the 2 T field, smeared with the ATLAS-like resolution; leptons carry their own track's,
+  tau_had candidates their leading (highest measured pT) track's (jet fakes: of the core
+  tracks). Inputs without vertices (schema < 1.3.0) give NaN.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from ditau.detector import impact
 from ditau.detector import resolution as res
 from ditau.detector.config import DetectorConfig
 from ditau.objects import (
@@ -59,6 +65,9 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "event_id", "sample", "n_pi0_p", "n_pi0_m",
     "fs_px", "fs_py", "fs_pz", "fs_e", "fs_pid", "fs_tau",
 )
+#: Columns the detector reads when the input has them (schema >= 1.3.0): the particles'
+#: production vertices relative to the primary vertex, for the impact parameters.
+VERTEX_COLUMNS: tuple[str, ...] = ("fs_vx", "fs_vy", "fs_vz")
 _C = ("px", "py", "pz", "e")
 
 
@@ -78,6 +87,11 @@ class _Flat:
             return np.asarray(c.flatten(), dtype=dtype)
 
         self.p = np.stack([flat(f"fs_{c}", np.float64) for c in _C], axis=1)
+        names = set(table.column_names)
+        #: production vertex relative to the primary vertex [mm], (N, 3); NaN if unknown
+        self.v = (np.stack([flat(c, np.float64) for c in VERTEX_COLUMNS], axis=1)
+                  if names.issuperset(VERTEX_COLUMNS)
+                  else np.full((len(self.p), 3), np.nan))
         self.pid = flat("fs_pid", np.int64)
         self.tag = flat("fs_tau", np.int64)
         self.pt = np.hypot(self.p[:, 0], self.p[:, 1])
@@ -122,21 +136,32 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
 
     The random streams are seeded by (config.seed, first event_id of the chunk) and drawn in
     a fixed order that does not depend on the scale factors, so systematic variations reuse
-    the same random numbers.
+    the same random numbers. Leptons and tau_had candidates carry their track's impact
+    parameters (:data:`ditau.detector.impact.IP_FIELDS`, mm; NaN without vertices).
     """
     cfg = config or DetectorConfig()
     f = _Flat(table)
     n, npart = f.n, len(f.pid)
     event_id = np.asarray(table.column("event_id"), dtype=np.int64)
     first = int(event_id[0]) if n else 0
-    streams = np.random.SeedSequence([cfg.seed, first]).spawn(4)
-    r_part, r_eff, r_evt, r_jet = (np.random.default_rng(s) for s in streams)
+    # a fifth stream for the impact parameters: spawn(5) keeps the first four as spawn(4)
+    streams = np.random.SeedSequence([cfg.seed, first]).spawn(5)
+    r_part, r_eff, r_evt, r_jet, r_ip = (np.random.default_rng(s) for s in streams)
     z_part = r_part.standard_normal(npart)  # momentum smearing per particle
     u_part = r_eff.random(npart)  # efficiency per particle (tracking, lepton ID)
     u_tau = r_evt.random((n, 2))  # tau ID per leg
     z_soft = r_evt.standard_normal((n, 2))  # soft-term noise
+    z_ip = r_ip.standard_normal((npart, 2))  # d0, z0 smearing per particle
     smear = 1.0 if cfg.smear else 0.0
     eff_on = cfg.efficiencies
+    # impact parameters of every charged particle (NaN for neutrals)
+    charged = np.flatnonzero(f.q != 0)
+    ip_c = impact.smeared(f.v[charged], f.p[charged], f.q[charged], z_ip[charged], cfg.bz,
+                          cfg.ip_resolution, smear)
+    ip: dict[str, NDArray[np.float64]] = {}
+    for k, v in ip_c.items():
+        ip[k] = np.full(npart, np.nan)
+        ip[k][charged] = v
 
     abspid = np.abs(f.pid)
     in_calo = f.abseta < cfg.calo_eta_max
@@ -179,6 +204,7 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
         **{c: p_l[sel_l, k] for k, c in enumerate(_C)},
         "charge": np.sign(f.q[good]).astype(np.int64),
         "flavour": abspid[good],
+        **impact.take(ip, good),
     })
 
     # --- real tau_had legs ------------------------------------------------------------------
@@ -198,6 +224,9 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
         trk = on_leg & is_trk
         n_trk = np.bincount(f.evt[trk], minlength=n)
         chg = f.esum(trk, p_trk) * cfg.tes
+        i_trk = np.flatnonzero(trk)  # the leading (measured pT) track of each leg
+        lead = impact.leading(f.evt[i_trk], i_trk, np.hypot(p_trk[i_trk, 0], p_trk[i_trk, 1]),
+                              n)
         gam = on_leg & is_gam
         neu = f.esum(gam, p_gam)
         # the cluster threshold acts on the raw cluster, before the tau energy calibration
@@ -231,6 +260,7 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
             **{f"neu_{c}": neu[sel, j] for j, c in enumerate(_C)},
             "n_tracks": n_trk[sel], "n_neu": n_neu[sel], "charge": charge[sel],
             "fake_weight": np.ones(len(sel)), "origin": np.full(len(sel), ORIGIN_REAL),
+            **impact.take(ip, lead[sel]),
         })
 
     lost_lepton = np.zeros(npart, dtype=bool)
@@ -251,12 +281,13 @@ def simulate(table: pa.Table, config: DetectorConfig | None = None,
             "charge": f.q[lost],
             "fake_weight": np.where(is_el, res.ELECTRON_FAKE_RATE, res.MUON_FAKE_RATE),
             "origin": np.where(is_el, ORIGIN_E, ORIGIN_MU),
+            **impact.take(ip, lost),
         })
 
     # --- jets ----------------------------------------------------------------------------
     jet_in = in_calo & ~used & ~(abspid == 13)
     jets, jet_rows = _jets(f, jet_in, cfg, r_jet, smear, u_part, eff_on, is_trk_p, p_trk,
-                           is_gam, p_gam, fake_taus, lost_lepton)
+                           is_gam, p_gam, fake_taus, lost_lepton, ip)
     jet_pt = np.hypot(jets["p"][:, 0], jets["p"][:, 1])
     hard_jet = jet_pt > cfg.jet_met_pt_min
     used[jets["constituents"][hard_jet[jets["owner"]]]] = True
@@ -328,9 +359,10 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
           smear: float, u_part: NDArray[np.float64], eff_on: bool,
           is_trk_p: NDArray[np.bool_], p_trk: NDArray[np.float64],
           is_gam: NDArray[np.bool_], p_gam: NDArray[np.float64], fake_taus: bool,
-          lost_lepton: NDArray[np.bool_],
+          lost_lepton: NDArray[np.bool_], ip: dict[str, NDArray[np.float64]],
           ) -> tuple[dict[str, NDArray[Any]], list[dict[str, NDArray[Any]]]]:
-    """anti-kt jets (fastjet) of the masked particles, smeared; fake tau candidates.
+    """anti-kt jets (fastjet) of the masked particles, smeared; fake tau candidates (with the
+    impact parameters ``ip`` of their leading core track).
 
     A jet carried mostly (> 50 % of its pT) by an unidentified lepton is not a jet -> tau
     candidate: that lepton already is a lepton -> tau candidate (no double counting).
@@ -383,6 +415,8 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
     neu = np.where(cluster[:, None], neu, 0.0)
     n_trk = np.bincount(owner[trk], minlength=nj)
     charge = np.bincount(owner[trk], f.q[constituents[trk]], minlength=nj)
+    c_trk = constituents[trk]
+    lead = impact.leading(owner[trk], c_trk, np.hypot(p_trk[c_trk, 0], p_trk[c_trk, 1]), nj)
     lep = lost_lepton[constituents]
     lep_pt = np.bincount(owner[lep], f.pt[constituents[lep]], minlength=nj)
     ok = (abseta < cfg.track_eta_max) & (n_trk > 0) & (lep_pt < 0.5 * pt)
@@ -392,5 +426,6 @@ def _jets(f: _Flat, mask: NDArray[np.bool_], cfg: DetectorConfig, rng: np.random
         **{f"neu_{c}": neu[ok, k] for k, c in enumerate(_C)},
         "n_tracks": n_trk[ok], "n_neu": cluster[ok].astype(np.int64), "charge": charge[ok],
         "fake_weight": res.jet_fake_rate(n_trk[ok]), "origin": np.full(ok.sum(), ORIGIN_JET),
+        **impact.take(ip, lead[ok]),
     }
     return out, [row]

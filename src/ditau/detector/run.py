@@ -13,8 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ditau.detector import impact
 from ditau.detector.config import DetectorConfig
-from ditau.detector.parametric import INPUT_COLUMNS, simulate
+from ditau.detector.parametric import INPUT_COLUMNS, VERTEX_COLUMNS, simulate
 from ditau.generate.config import SIGNAL
 from ditau.provenance import INPUT, INPUTS, RUN_ID, identity, input_key, run_id
 from ditau.schema import (
@@ -22,6 +23,7 @@ from ditau.schema import (
     arrow_schema,
     check_not_input,
     check_writable,
+    complete,
     file_version,
     group_columns,
     read_metadata,
@@ -41,8 +43,11 @@ class DetectorSummary:
 
 def reco_table(table: pa.Table, config: DetectorConfig, select_config: SelectConfig,
                fake_taus: bool) -> pa.Table:
-    """The schema's reco columns for one chunk (``table`` has ``INPUT_COLUMNS``)."""
-    cols = select(simulate(table, config, fake_taus=fake_taus), select_config)
+    """The schema's reco columns for one chunk (``table`` has ``INPUT_COLUMNS``, and
+    ``VERTEX_COLUMNS`` for the impact parameters: NaN without)."""
+    cands = simulate(table, config, fake_taus=fake_taus)
+    cols = select(cands, select_config)
+    cols.update(impact.leg_columns(cands, cols))
     schema = arrow_schema("reco")
     return pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in schema},
                      schema=schema)
@@ -50,9 +55,11 @@ def reco_table(table: pa.Table, config: DetectorConfig, select_config: SelectCon
 
 def _work(table: pa.Table, cfg: DetectorConfig, scfg: SelectConfig, fakes: bool,
           keep: list[str], schema_version: str) -> pa.Table:
+    # an input of an older schema version, or without the optional columns: its missing
+    # columns with their fill values (vertices NaN: no impact parameters)
+    table = complete(upgrade(table, schema_version))
     reco = reco_table(table, cfg, scfg, fakes)
-    # an input of an older schema version: its missing columns with their fill values
-    out = upgrade(table, schema_version).select(keep)
+    out = table.select(keep)
     for f in reco.schema:
         out = out.append_column(f, reco.column(f.name))
     return out
@@ -86,7 +93,7 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     keep = [c.name for c in group_columns(*groups)]
     in_version = file_version(meta_in)
     missing = [c.name for c in group_columns(*groups, version=in_version)
-               if c.name not in names]
+               if c.name not in names and not c.optional]
     if missing:
         raise SchemaError(f"{inp}: missing column(s) {missing[:6]} of groups {groups}")
     out = check_writable(out)
@@ -121,7 +128,8 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
         n += t.num_rows
         n_sr += int(np.sum(np.asarray(t["in_sr"])))
 
-    columns = sorted(set(INPUT_COLUMNS) | (set(keep) & set(names)))
+    columns = sorted(set(INPUT_COLUMNS) | (set(keep) & set(names))
+                     | (set(VERTEX_COLUMNS) & set(names)))
     run_chunked(inp, out, functools.partial(_work, cfg=cfg, scfg=scfg, fakes=fakes, keep=keep,
                                             schema_version=in_version),
                 columns=columns, schema=arrow_schema(*groups, "reco"), metadata=metadata,

@@ -33,6 +33,8 @@ from ditau.spin import truth_weights
 
 #: Pythia accepts seeds 1 .. 900 000 000.
 _PYTHIA_SEED_MAX = 900_000_000
+#: Spawn key of the numpy stream of a job's beam-spot vertices (from the job's Pythia seed).
+_BEAM_SPOT_STREAM = 1
 
 
 class GenerationError(RuntimeError):
@@ -79,7 +81,7 @@ def _spin_metadata(config: GenerateConfig) -> dict[str, Any]:
     """How the tau-pair spin was generated (recorded in the file's metadata)."""
     if config.spin == "weights":
         return {"mode": "weights", "state": config.spin_state, "decays": "unpolarised",
-                "frame": "Collins-Soper helicity basis {k, r, n} (ditau.tomography.basis)",
+                "frame": "Collins-Soper helicity basis {k, r, n} (ditau.physics.helicity)",
                 "spin_weight": "1 + B+.h+ + B-.h- + h+ C h- (ditau.spin.truth_weights): the "
                                f"'{config.spin_state}' LO state over unpolarised decays; "
                                "weight stays the normalisation"}
@@ -140,12 +142,20 @@ def tau_decay_fractions(pythia: Any) -> dict[str, float]:
     return {"tau+": on_p / total, "tau-": on_m / total}
 
 
+def beam_spot_rng(job: Job) -> np.random.Generator:
+    """The numpy stream of a job's beam-spot vertices: from the job's seed alone, apart from
+    Pythia's own stream (which the vertices therefore leave unchanged)."""
+    return np.random.default_rng(np.random.SeedSequence(job.seed,
+                                                        spawn_key=(_BEAM_SPOT_STREAM,)))
+
+
 def run_job(config: GenerateConfig, job: Job,
             on_batch: Callable[[int], None] | None = None) -> JobResult:
     """Generate one job's events and return them as a schema table."""
     start = time.perf_counter()
     hook = make_hook(config.tau_filter) if config.tau_filter is not None else None
     pythia = _pythia(config, job.seed, hook)
+    spot = beam_spot_rng(job)
     frac = tau_decay_fractions(pythia)
     groups = ("id", "truth", "particles") if config.keep_particles else ("id", "truth")
     schema = arrow_schema(*groups)
@@ -158,9 +168,12 @@ def run_job(config: GenerateConfig, job: Job,
         except Exception as err:
             raise GenerationError(f"job {job.index} (seed {job.seed}): Pythia failed to "
                                   f"generate events: {err}") from err
+        # the primary vertex: a Gaussian beam spot (the same shift of every vertex)
+        shift = (spot.standard_normal((n, 3)) * np.asarray(config.beam_spot_mm)
+                 if config.beam_spot_mm is not None else np.zeros((n, 3)))
         cols = extract(batch, job.first_event_id + done, config.process,
                        config.keep_particles, config.particle_eta_max,
-                       tau_pair=PROCESSES[config.process].tau_pair)
+                       tau_pair=PROCESSES[config.process].tau_pair, vertex_shift=shift)
         cols["weight"] = np.zeros(n)  # set below, once the job's cross section is known
         cols["spin_weight"] = (truth_weights(cols, config.spin_state)  # type: ignore[arg-type]
                                if config.spin == "weights" else np.ones(n))
@@ -258,7 +271,11 @@ def run(config: GenerateConfig, out: str | Path, workers: int | None = None,
         "ditau_version": version("ditau"),
         "config": config.to_dict(),
         "pythia_settings": [s for s in settings if not s.startswith("Random:seed")],
-        "frame": "laboratory; z along beam 1; GeV",
+        "frame": "laboratory; z along beam 1; GeV; vertices in mm",
+        "beam_spot": ("primary vertex ~ Gaussian(0, beam_spot_mm) per event, drawn with "
+                      "numpy from each job's seed (the events themselves are Pythia's)"
+                      if config.beam_spot_mm is not None else "none: every event at the "
+                      "origin"),
         "weight_definition": "events per fb^-1: sigma_gen x open tau fractions x gen_weight "
                              "/ events in file (each job's own sigma estimate)",
         "spin": _spin_metadata(config),

@@ -7,7 +7,11 @@ Event-record conventions relied on (Pythia 8 manual, "The Event Record" and "Par
 Properties"): the hard-process taus have status -23; later copies (recoil or QED FSR) are
 reached through daughter1/daughter2 carrying the same id; the tau that decays is the last copy
 and its decay products have mother1 = that tau and status 91-99; decay products of decay
-products again have status 91-99 and mother1 = their decaying parent.
+products again have status 91-99 and mother1 = their decaying parent. Vertices (``vProd``,
+mm; Pythia 8 manual, "The Event Record": a particle's decay vertex is the production vertex
+of its daughters; no vertex stored means the collision point): entry 0, the system, is at
+the collision point (Pythia's own vertex spread, if switched on); the caller's
+``vertex_shift`` (the beam spot) moves every vertex of the event alike.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ditau.physics import channel_of, charges, mass, pt_eta
 _NEUTRINOS = (12, 14, 16)
 #: Index of an absent tau leg (never a particle index nor the "no mother" value -1).
 _ABSENT = -2
+#: Decimals [mm] of the stored particle production vertices ``fs_v*``: 0.1 um.
+FS_VERTEX_DECIMALS = 4
 
 
 class TruthError(RuntimeError):
@@ -128,12 +134,18 @@ def _decaying_taus(pid: NDArray[np.int32], status: NDArray[np.int32], m1: NDArra
 
 
 def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: bool = True,
-            eta_max: float = 5.0, tau_pair: bool = True) -> dict[str, NDArray | pa.Array]:
+            eta_max: float = 5.0, tau_pair: bool = True,
+            vertex_shift: NDArray[np.float64] | None = None) -> dict[str, NDArray | pa.Array]:
     """Truth (and optionally particle) columns for every event of ``batch``.
 
     ``tau_pair``: the hard process is a tau pair (signal; anything else is an error). Otherwise
     (backgrounds) each leg is the most energetic decaying tau of that charge if there is one;
     an absent leg has NaN momenta, zero counts and decay mode ``other``.
+
+    ``vertex_shift``: (n, 3) [mm] added to every vertex of each event (the beam spot); the
+    primary vertex ``pv_*`` is the event's collision point plus it, ``tau_dv_*`` the legs'
+    decay vertices (NaN for absent legs), and ``fs_v*`` each stored particle's production
+    vertex minus the primary vertex (so the shift cancels there), rounded to 0.1 um.
 
     Returns a mapping column name -> numpy array (or a pyarrow list array for the particle
     columns). ``weight`` is left to the caller, which knows the sample normalisation.
@@ -156,6 +168,13 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
     d1 = np.where(d1l > 0, d1l + base, -1)
     d2 = np.where(d2l > 0, d2l + base, -1)
     p = np.stack([flat(prt.p[c], np.float64) for c in ("px", "py", "pz", "e")], axis=1)
+    # production vertices [mm] (Pythia's Vec4 x, y, z as px, py, pz); none stored: the origin
+    vtx = np.stack([ak.to_numpy(ak.fill_none(ak.flatten(prt.vProd[c], axis=1), 0.0))
+                    .astype(np.float64) for c in ("px", "py", "pz")], axis=1)
+    shift = np.zeros((n, 3)) if vertex_shift is None else np.asarray(vertex_shift, np.float64)
+    if shift.shape != (n, 3):
+        raise ValueError(f"vertex_shift: shape {shift.shape}, expected ({n}, 3)")
+    collision = vtx[offsets[:-1]] if len(vtx) else np.zeros((n, 3))  # entry 0: the system
 
     tau_idx = {}
     if tau_pair:
@@ -183,6 +202,9 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
         "event_id": first_event_id + np.arange(n, dtype=np.int64),
         "sample": np.full(n, sample, dtype=object),
     }
+    pv = collision + shift
+    for c, comp in enumerate("xyz"):
+        cols[f"pv_{comp}"] = pv[:, c]
     info = batch.info
     weights = info.weights
     cols["gen_weight"] = np.where(ak.to_numpy(ak.num(weights)) > 0,
@@ -217,6 +239,11 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
                              "decay products (not decayed?)")
         cols.update(leg_cols)
         modes[leg] = leg_cols[f"decay_mode_{leg}"]
+        # the tau's decay vertex = the production vertex of its decay products
+        dv = np.full((n, 3), np.nan)
+        dv[evt[dp]] = vtx[dp] + shift[evt[dp]]
+        for c, comp in enumerate("xyz"):
+            cols[f"tau_dv_{comp}_{leg}"] = np.where(present[leg], dv[:, c], np.nan)
     cols["truth_channel"] = channel_of(modes["p"], modes["m"]).astype(object)
 
     # --- final state: tag tau descendants, split visible/invisible, acceptance -------------
@@ -252,4 +279,10 @@ def extract(batch: ak.Array, first_event_id: int, sample: str, keep_particles: b
             cols[f"fs_{comp}"] = lst(p[sel, c].astype(np.float32), pa.float32())
         cols["fs_pid"] = lst(pid[sel], pa.int32())
         cols["fs_tau"] = lst(tag[sel], pa.int8())
+        # production vertex - primary vertex, to 0.1 um (FS_VERTEX_DECIMALS): pi0 -> gamma
+        # gamma displacements (~ nm) become 0, which stores 3x smaller; 100x below the best
+        # impact-parameter resolution
+        rel = np.round(vtx[sel] - collision[evt[sel]], FS_VERTEX_DECIMALS)
+        for c, comp in enumerate("xyz"):
+            cols[f"fs_v{comp}"] = lst(rel[:, c].astype(np.float32), pa.float32())
     return cols

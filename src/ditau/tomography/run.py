@@ -486,7 +486,7 @@ def _as_list(files: str | Path | Sequence[str | Path]) -> list[Path]:
 
 #: Detector-config fields a named systematic variation changes (ditau.detector.SYSTEMATICS).
 _VARIED: Final[frozenset[str]] = frozenset({"tes", "jes", "soft_met_scale",
-                                            "soft_met_resolution"})
+                                            "soft_met_resolution", "ip_resolution"})
 
 
 def check_variation(nominal: str | Path, nominal_table: pa.Table, variation: str | Path,
