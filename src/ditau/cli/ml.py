@@ -25,6 +25,11 @@ def train_command(
     target_frame: Annotated[str | None, typer.Option(
         help="lab (Cartesian nu momenta) or visible (per-leg visible-frame coordinates, "
              "candidates on the tau mass shell); replaces 'model.target_frame'")] = None,
+    impact_parameters: Annotated[bool | None, typer.Option(
+        "--impact-parameters/--no-impact-parameters",
+        help="give the legs' tracks' impact parameters (d0, z0 and significances) to the "
+             "model as inputs (needs schema 1.3.0 detector files, for training and "
+             "inference); replaces 'model.impact_parameters'")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue from OUT_DIR/last.ckpt")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -47,7 +52,9 @@ def train_command(
         if data:
             changes["data"] = [str(p) for p in data]
         model_changes = {k: v for k, v in (("objective", objective),
-                                           ("target_frame", target_frame)) if v is not None}
+                                           ("target_frame", target_frame),
+                                           ("impact_parameters", impact_parameters))
+                         if v is not None}
         if model_changes:
             changes["model"] = {**cfg.model.to_dict(), **model_changes}
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source=str(config))

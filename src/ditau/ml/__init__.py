@@ -6,7 +6,8 @@ Modules (all but :mod:`ditau.ml.hashing` and :mod:`ditau.ml.synthetic` need torc
 ``ml`` extra):
 
 - :mod:`ditau.ml.features`: event table -> point cloud, conditions, targets; normalisation,
-  frames and augmentation; the feature-set id stored with a model.
+  frames and augmentation; the feature-set id stored with a model; optionally
+  (``ModelConfig.impact_parameters``) the legs' track impact parameters as object features.
 - :mod:`ditau.ml.model`: PET body, generative head, :class:`~ditau.ml.model.NeutrinoModel`.
 - :mod:`ditau.ml.parametrisation`: the target frames: ``lab`` (Cartesian nu momenta) and
   ``visible`` (per leg ln |p_nu|/|p_vis|, the nu azimuth about the visible axis, m_nunu; the

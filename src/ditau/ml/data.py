@@ -17,10 +17,13 @@ import numpy as np
 from ditau.ml.config import TrainConfig
 from ditau.ml.features import (
     FEATURE_COLUMNS,
+    IP_COLUMNS,
+    NO_IP_REASON,
     NU_ENERGY_COLUMNS,
     ONE_HOT_CHANNELS,
     TARGETS,
     EventArrays,
+    check_ip_columns,
     extract,
 )
 from ditau.ml.hashing import uniform_hash
@@ -62,27 +65,34 @@ def expand_paths(patterns: list[str]) -> list[str]:
 
 def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any]]:
     """The selected events of ``cfg.data``, split into (train, validation), and the recipe.
-    The ``visible`` target frame reads the nu energies (``nu_e_p``, ``nu_e_m``) too."""
+    The ``visible`` target frame reads the nu energies (``nu_e_p``, ``nu_e_m``) too; a model
+    with ``impact_parameters`` the :data:`~ditau.ml.features.IP_COLUMNS` (a file without them,
+    or with none for its usable events, is a SchemaError naming the file and the columns;
+    events whose legs lack them are left out, counted per file as ``no_ip``)."""
     if not cfg.data:
         raise ValueError("no training data: give one or more event files ('data' in the "
                          "config, or --data)")
     truth = [*TARGETS, *(NU_ENERGY_COLUMNS if cfg.model.target_frame == "visible" else ())]
-    cols = [*FEATURE_COLUMNS, *truth, "in_sr"]
+    ip = cfg.model.impact_parameters
+    cols = [*FEATURE_COLUMNS, *(IP_COLUMNS if ip else ()), *truth, "in_sr"]
     parts: list[EventArrays] = []
     files = []
     for path in expand_paths(cfg.data):
         meta = read_metadata(path)
         table = read_events(path, columns=_present(path, cols, truth), require=("id",))
-        ev = extract(table, targets=True, source=path)
+        ev = extract(table, targets=True, source=path, impact_parameters=ip)
         keep = ev.usable.copy()
         if cfg.selection == "sr":
             keep &= table["in_sr"].to_numpy(zero_copy_only=False).astype(bool)
         if cfg.channels is not None:
             keep &= np.isin(ev.channel, [ONE_HOT_CHANNELS.index(c) for c in cfg.channels])
         parts.append(ev.subset(keep))
-        files.append({"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
-                      "rows": table.num_rows, "selected": int(keep.sum()),
-                      "stage": meta.get("stage"), "sample": meta.get("sample")})
+        entry = {"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
+                 "rows": table.num_rows, "selected": int(keep.sum()),
+                 "stage": meta.get("stage"), "sample": meta.get("sample")}
+        if ip:  # events left out because a leg has no impact parameters
+            entry["no_ip"] = int(np.char.startswith(ev.reason.astype(str), NO_IP_REASON).sum())
+        files.append(entry)
     ev = concat_events(parts)
     if cfg.max_events is not None:
         ev = ev.subset(np.arange(min(len(ev), cfg.max_events)))
@@ -102,6 +112,8 @@ def _present(path: str, cols: list[str], truth: list[str]) -> list[str]:
     import pyarrow.parquet as pq
 
     names = set(pq.ParquetFile(path).schema_arrow.names)
+    if any(c in IP_COLUMNS for c in cols):
+        check_ip_columns(names, path)
     missing = [c for c in cols if c not in names]
     if missing:
         what = "truth" if set(missing) <= set(truth) else "detector-level"

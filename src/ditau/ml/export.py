@@ -3,7 +3,9 @@
 Two layouts:
 
 - *unrolled* (default, one file): the body, then the sampler unrolled for a fixed number of
-  steps. Inputs ``x`` (B, 7, 12) float32 object features, ``coords`` (B, 7, 2) kNN
+  steps. Inputs ``x`` (B, 7, F) float32 object features (F = 12; 17 for a model with
+  ``impact_parameters``, the last 5 from :func:`ditau.ml.features.ip_features`, named with
+  the others in the metadata ``ditau_object_features``), ``coords`` (B, 7, 2) kNN
   coordinates, ``mask`` (B, 7) bool, ``cond`` (B, 9) condition (all from
   :func:`ditau.ml.features.encode`, in the model's frame), ``noise`` (B, K, D) standard
   normal; output ``samples`` (B, K, D): the standardised targets. D and their meaning depend
@@ -36,7 +38,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ditau.ml.features import N_COND, N_FEATURES, N_OBJECTS, N_TARGETS
+from ditau.ml.features import (
+    IP_FEATURE_SET_ID,
+    IP_FEATURES,
+    N_COND,
+    N_FEATURES,
+    N_OBJECTS,
+    N_TARGETS,
+    OBJECT_FEATURES,
+)
 from ditau.ml.generative import get_objective
 from ditau.ml.io import TrainedModel, load_model
 from ditau.ml.model import NeutrinoModel
@@ -89,11 +99,12 @@ class _Step(nn.Module):
 
 
 def example_inputs(batch: int = 3, candidates: int = 2, seed: int = 0,
-                   n_targets: int = N_TARGETS) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Random inputs of the right shapes (some objects masked; noise (batch, candidates,
-    ``n_targets``)), seeded."""
+                   n_targets: int = N_TARGETS, n_features: int = N_FEATURES
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Random inputs of the right shapes (some objects masked; ``x`` (batch, 7,
+    ``n_features``); noise (batch, candidates, ``n_targets``)), seeded."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, N_OBJECTS, N_FEATURES, generator=g)
+    x = torch.randn(batch, N_OBJECTS, n_features, generator=g)
     coords = torch.randn(batch, N_OBJECTS, 2, generator=g)
     mask = torch.rand(batch, N_OBJECTS, generator=g) < 0.7
     mask[:, 0] = True
@@ -106,6 +117,10 @@ def example_inputs(batch: int = 3, candidates: int = 2, seed: int = 0,
 
 
 def _metadata(tm: TrainedModel, extra: dict[str, Any]) -> dict[str, str]:
+    ip = tm.config.impact_parameters
+    if ip:  # the layout of x and the definition of its impact-parameter features
+        extra = {**extra, "object_features": [*OBJECT_FEATURES, *IP_FEATURES],
+                 "ip_feature_set": IP_FEATURE_SET_ID}
     return {"ditau_feature_set": tm.feature_set,
             "ditau_stats": json.dumps(tm.stats.to_dict()),
             "ditau_model_config": json.dumps(tm.config.to_dict()),
@@ -146,7 +161,8 @@ def export_onnx(model: str | os.PathLike[str] | TrainedModel, out: str | os.Path
     sampler = sampler or tm.config.sampler or objective.default_sampler
     objective._check(steps, sampler)
     dim = net.head.n_targets
-    x, coords, mask, cond, noise = example_inputs(n_targets=dim)
+    x, coords, mask, cond, noise = example_inputs(n_targets=dim,
+                                                  n_features=net.body.n_features)
     ev_axes = {"x": {0: "batch"}, "coords": {0: "batch"}, "mask": {0: "batch"},
                "cond": {0: "batch"}}
     out = Path(out)
@@ -185,7 +201,8 @@ def compare_onnx(paths: list[Path], model: str | os.PathLike[str] | TrainedModel
     tm = model if isinstance(model, TrainedModel) else load_model(model, "cpu")
     net = tm.model.to("cpu").eval()
     dim = net.head.n_targets
-    x, coords, mask, cond, noise = example_inputs(batch, candidates, seed, dim)
+    x, coords, mask, cond, noise = example_inputs(batch, candidates, seed, dim,
+                                                  net.body.n_features)
     feeds = {"x": x.numpy(), "coords": coords.numpy(), "mask": mask.numpy(),
              "cond": cond.numpy()}
     opts = ort.SessionOptions()

@@ -26,15 +26,33 @@ rotation by pi about the x axis (py, pz -> -py, -pz). A pure eta mirror is a par
 transformation, which the Z's parity-violating couplings (tau polarisation) do not respect;
 the rotation is a symmetry of the symmetric pp initial state.
 
+Track impact parameters (a model option, ``ModelConfig.impact_parameters``; issue #16 item
+3): each object gets :data:`IP_FEATURES` appended to its features (:func:`ip_features`): the
+signed-log d0 and z0 sin(theta) of its track, the clipped significances d0/sigma(d0) and
+z0/sigma(z0), and a 0/1 flag. Only the legs' charged objects (the tau_had track, the lepton)
+carry impact parameters (schema columns :data:`IP_COLUMNS`, mm, lab frame, ATLAS perigee
+convention w.r.t. the primary vertex); neutrals, jets and legs without them get zeros and flag
+0. Under the augmentations: a rotation about the beam axis leaves d0 and z0 unchanged; the
+rotation by pi about x, (x, y, z) -> (x, -y, -z) and (px, py, pz) -> (px, -py, -pz), turns
+d0 = (y px - x py)/pT into ((-y) px - x (-py))/pT = -d0 (the point of closest approach and
+the track direction both rotate) and z0 into -z0, with sin(theta) unchanged: every
+impact-parameter feature but the flag changes sign (:func:`rotate_x_pi`). In the solenoid
+field this is exact for the event rotated together with the field (B_z -> -B_z); in the fixed
+field the helix adds d0 + d0' = -kappa w^2 (kappa = q 0.6e-3/pT[GeV] per mm at 2 T, w the
+transverse flight along the track): 0.1 um for a 20 GeV track after a 2 mm flight, far
+below the 10 um resolution (tests/test_ml_impact_inputs.py).
+
 The feature definition is fingerprinted (:data:`FEATURE_SET_ID`); a model trained with another
-feature set is refused on loading.
+feature set is refused on loading. The impact-parameter features have their own fingerprint
+(:data:`IP_FEATURE_SET_ID`), stored in the model files that use them, so that models without
+them (the shipped ``ditau-cpu-v1``) keep theirs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Final
 
 import numpy as np
@@ -94,6 +112,43 @@ FEATURE_SET_ID: Final[str] = (
     f"v{FEATURE_SET_VERSION}-"
     + hashlib.sha256(json.dumps(FEATURE_SET, sort_keys=True).encode()).hexdigest()[:12])
 
+#: Impact-parameter columns of the event schema (1.3.0) per leg: d0, z0 and their errors (mm).
+IP_QUANTITIES: Final[tuple[str, ...]] = ("d0", "z0", "d0_err", "z0_err")
+IP_COLUMNS: Final[tuple[str, ...]] = tuple(
+    f"reco_{q}_{leg}" for leg in ("p", "m") for q in IP_QUANTITIES)
+#: The per-object impact-parameter features (appended to :data:`OBJECT_FEATURES` by models
+#: with ``impact_parameters``): see :func:`ip_features`.
+IP_FEATURES: Final[tuple[str, ...]] = ("ip_d0", "ip_z0_sin_theta", "ip_d0_sig", "ip_z0_sig",
+                                       "has_ip")
+N_IP_FEATURES: Final[int] = len(IP_FEATURES)
+#: Length scale of the signed-log impact parameters (mm): 10 um, the d0 resolution of
+#: high-pT tracks (the constant term of :func:`ditau.detector.resolution.d0_resolution`).
+IP_LOG_SCALE_MM: Final[float] = 0.010
+#: Significances are clipped to +-IP_SIG_CLIP, then divided by IP_SIG_SCALE.
+IP_SIG_CLIP: Final[float] = 50.0
+IP_SIG_SCALE: Final[float] = 10.0
+#: Slots of the objects that carry impact parameters: each leg's charged object.
+IP_SLOTS: Final[tuple[int, ...]] = (OBJECTS.index("chg_p"), OBJECTS.index("chg_m"))
+IP_FEATURE_SET: Final[dict[str, Any]] = {
+    "version": 1,
+    "columns": IP_COLUMNS,
+    "slots": IP_SLOTS,
+    "features": IP_FEATURES,
+    "transform": f"sign(v) log1p(|v| / {IP_LOG_SCALE_MM} mm) for d0 and z0 sin(theta); "
+                 f"clip(d0/err, +-{IP_SIG_CLIP}) / {IP_SIG_SCALE} (same for z0); zeros and "
+                 "has_ip = 0 without all four finite values (errors > 0)",
+    "usable": "both legs' charged objects need impact parameters",
+}
+IP_FEATURE_SET_ID: Final[str] = (
+    "ip1-" + hashlib.sha256(json.dumps(IP_FEATURE_SET, sort_keys=True).encode()).hexdigest()[:12])
+
+
+def n_object_features(impact_parameters: bool = False) -> int:
+    """Width of the per-object features: :data:`N_FEATURES`, plus :data:`N_IP_FEATURES` with
+    ``impact_parameters``."""
+    return N_FEATURES + (N_IP_FEATURES if impact_parameters else 0)
+
+
 @dataclass
 class EventArrays:
     """Events as numpy arrays (lab frame, GeV).
@@ -106,7 +161,10 @@ class EventArrays:
     ``nu_e_p``, ``nu_e_m``, in float64 here: in float32 E^2 - p^2 of a TeV nu system is
     meaningless; with the targets where the table has the energies, else None; the
     ``visible`` target frame needs them); ``usable``: the event can be fed to the model;
-    ``reason``: why not ('' if usable).
+    ``reason``: why not ('' if usable); ``ip``: (n, 7, 4) the objects' track impact parameters
+    d0, z0, sigma(d0), sigma(z0) (mm, lab frame, w.r.t. the primary vertex; 0 where
+    ``has_ip`` is False) and ``has_ip``: (n, 7) the object has all four (only the legs' charged
+    objects can), both None unless read with ``impact_parameters``.
     """
 
     event_id: NDArray[np.int64]
@@ -120,6 +178,8 @@ class EventArrays:
     reason: NDArray[np.object_]
     target: NDArray[np.float64] | None = None
     nu_mass: NDArray[np.float64] | None = None
+    ip: NDArray[np.float64] | None = None
+    has_ip: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return len(self.event_id)
@@ -141,12 +201,16 @@ class EventArrays:
         return Batch(f(self.p4), torch.as_tensor(self.mask, device=device), i(self.otype),
                      f(self.leg), f(self.met), i(self.channel),
                      None if self.target is None else f(self.target),
-                     None if self.nu_mass is None else f(self.nu_mass))
+                     None if self.nu_mass is None else f(self.nu_mass),
+                     None if self.ip is None else f(self.ip),
+                     None if self.has_ip is None else torch.as_tensor(self.has_ip,
+                                                                      device=device))
 
 
 @dataclass
 class Batch:
-    """The tensors of :class:`EventArrays` (float32 unless asked otherwise)."""
+    """The tensors of :class:`EventArrays` (float32 unless asked otherwise; ``mask`` and
+    ``has_ip`` bool, ``otype`` and ``channel`` long)."""
 
     p4: Tensor
     mask: Tensor
@@ -156,6 +220,8 @@ class Batch:
     channel: Tensor
     target: Tensor | None = None
     nu_mass: Tensor | None = None
+    ip: Tensor | None = None
+    has_ip: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.p4.shape[0])
@@ -169,8 +235,44 @@ class Batch:
         return Batch(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
 
+#: The start of the reason of an event left out because a leg has no impact parameters.
+NO_IP_REASON: Final[str] = "no track impact parameters"
+
+
+def ip_columns_error(source: str, detail: str) -> SchemaError:
+    """The error for impact parameters a model needs and ``source`` does not give."""
+    return SchemaError(
+        f"{source}: the ML model uses track impact parameters ({', '.join(IP_COLUMNS)}), but "
+        f"{detail}; files of schema < 1.3.0 and Delphes files without the track-smearing "
+        "branches (D0, DZ, ErrorD0, ErrorDZ) have none: run them through a detector that "
+        "writes them, or use a model trained without impact parameters")
+
+
+def check_ip_columns(names: Any, source: str) -> None:
+    """Raise :func:`ip_columns_error` if any of :data:`IP_COLUMNS` is not in ``names``."""
+    missing = [c for c in IP_COLUMNS if c not in set(names)]
+    if missing:
+        raise ip_columns_error(source, f"it has no column(s) {missing}")
+
+
+def _read_ip(table: Any, mask: NDArray[np.bool_]) -> tuple[NDArray[np.float64],
+                                                         NDArray[np.bool_]]:
+    """(n, 7, 4) impact parameters (d0, z0, sigma(d0), sigma(z0); mm; 0 where unknown) and
+    (n, 7) has_ip of the legs' charged objects (present, four finite values, errors > 0)."""
+    n = mask.shape[0]
+    ip = np.zeros((n, N_OBJECTS, len(IP_QUANTITIES)))
+    has = np.zeros((n, N_OBJECTS), bool)
+    for slot, leg in zip(IP_SLOTS, ("p", "m"), strict=True):
+        v = np.stack([column_array(table, f"reco_{q}_{leg}").astype(np.float64)
+                      for q in IP_QUANTITIES], axis=1)
+        ok = mask[:, slot] & np.all(np.isfinite(v), axis=1) & (v[:, 2] > 0) & (v[:, 3] > 0)
+        ip[:, slot] = np.where(ok[:, None], v, 0.0)
+        has[:, slot] = ok
+    return ip, has
+
+
 def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
-            source: str = "table") -> EventArrays:
+            source: str = "table", impact_parameters: bool = False) -> EventArrays:
     """:class:`EventArrays` from an event table (pyarrow or mapping of columns) with the
     :data:`FEATURE_COLUMNS` (and :data:`TARGETS` with ``targets``; the nu energies
     ``nu_e_p``, ``nu_e_m`` are read too where the table has them).
@@ -178,6 +280,12 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
     ``inputs``: the baselines' :class:`~ditau.reconstruct.output.Inputs` of the same table, if
     already built (its bad-input reasons are reused). An event is usable if its inputs are good,
     its channel is one of :data:`ONE_HOT_CHANNELS` and (with ``targets``) its targets are finite.
+
+    ``impact_parameters``: also read :data:`IP_COLUMNS` (``ip``, ``has_ip``) for a model that
+    uses them. Then an event is usable only if both legs' charged objects have impact
+    parameters (else its reason says which leg lacks them: such a leg is never fed to the
+    model as zeros), and a table without the columns, or with none for any usable event, is
+    a :class:`~ditau.schema.SchemaError` naming ``source`` and the columns.
     """
     need = list(FEATURE_COLUMNS) + (list(TARGETS) if targets else [])
     missing = [c for c in need if c not in set(column_names(table))]
@@ -219,6 +327,17 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
                                         strict=True)]
     usable &= channel >= 0
     usable &= mask[:, 0] & mask[:, 2]
+    ip = has_ip = None
+    if impact_parameters:
+        check_ip_columns(column_names(table), source)
+        ip, has_ip = _read_ip(table, mask)
+        if usable.any() and not has_ip[usable][:, list(IP_SLOTS)].any():
+            raise ip_columns_error(source, f"they are NaN (or the errors not > 0) for all "
+                                   f"{int(usable.sum())} usable event(s)")
+        for slot, name in zip(IP_SLOTS, ("tau+", "tau-"), strict=True):
+            no_ip = usable & ~has_ip[:, slot]
+            reason[no_ip] = f"{NO_IP_REASON} for the {name} leg (the ML model uses them)"
+            usable &= ~no_ip
     target = nu_mass = None
     if targets:
         target = np.stack([column_array(table, c).astype(np.float64) for c in TARGETS], axis=1)
@@ -234,7 +353,7 @@ def extract(table: Any, *, inputs: Inputs | None = None, targets: bool = False,
         usable &= ~bad_t
     met = np.where(np.isfinite(inp.met), inp.met, 0.0)
     return EventArrays(inp.event_id, p4, mask, otype, leg, met, channel, usable, reason, target,
-                       nu_mass)
+                       nu_mass, ip, has_ip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +469,9 @@ def rotate_z(batch: Batch, angle: Tensor) -> Batch:
 
 def rotate_x_pi(batch: Batch, flip: Tensor) -> Batch:
     """Rotate the events with ``flip`` (B,) bool by pi about the x axis: (py, pz) -> -(py, pz),
-    i.e. eta -> -eta and phi -> -phi (a proper rotation, unlike a pure eta mirror)."""
+    i.e. eta -> -eta and phi -> -phi (a proper rotation, unlike a pure eta mirror). Impact
+    parameters: (d0, z0) -> -(d0, z0), errors unchanged (module doc: d0 = (y px - x py)/pT
+    with y, py -> -y, -py changes sign; z0 is a z difference)."""
     sgn = 1.0 - 2.0 * flip.to(batch.p4.dtype)
     one = torch.ones_like(sgn)
     p4 = batch.p4 * torch.stack([one, sgn, sgn, one], -1)[:, None, :]
@@ -358,7 +479,10 @@ def rotate_x_pi(batch: Batch, flip: Tensor) -> Batch:
     target = None
     if batch.target is not None:
         target = batch.target * torch.stack([one, sgn, sgn] * 2, -1)
-    return batch.replace(p4=p4, met=met, target=target)
+    ip = None
+    if batch.ip is not None:
+        ip = batch.ip * torch.stack([sgn, sgn, one, one], -1)[:, None, :]
+    return batch.replace(p4=p4, met=met, target=target, ip=ip)
 
 
 def canonical_angle(p4: Tensor) -> Tensor:
@@ -389,8 +513,54 @@ def _wrap(x: Tensor) -> Tensor:
     return x - 2 * torch.pi * torch.floor((x + torch.pi) / (2 * torch.pi))
 
 
-def encode(batch: Batch, stats: NormStats) -> tuple[Tensor, Tensor, Tensor]:
-    """Network inputs of ``batch``: object features (B, 7, :data:`N_FEATURES`), kNN
+def ip_features(batch: Batch) -> Tensor:
+    """The impact-parameter features (B, 7, :data:`N_IP_FEATURES`) of ``batch`` (which needs
+    ``ip`` and ``has_ip``: :func:`extract` with ``impact_parameters``), in
+    :data:`IP_FEATURES` order:
+
+    - ``ip_d0`` = sign(d0) log1p(|d0| / :data:`IP_LOG_SCALE_MM`), ``ip_z0_sin_theta`` the same
+      of z0 sin(theta) (theta of the object's momentum): d0 spans the 10 um resolution, the
+      tens of um of tau daughters (the ~2 mm flight times the ~1/gamma opening angle, about
+      c tau = 87 um; median |d0| 20-30 um after the detector) and mm tails (long flights,
+      mismeasured tracks); the log keeps the resolution-scale values nearly linear and
+      compresses the tails, the sign carries the geometry (the side of the track the tau
+      flew on), and z0 sin(theta) is the longitudinal distance perpendicular to the track,
+      comparable across eta like d0 (z0 itself grows as 1/sin(theta));
+    - ``ip_d0_sig`` = clip(d0 / sigma(d0), +-:data:`IP_SIG_CLIP`) / :data:`IP_SIG_SCALE`,
+      ``ip_z0_sig`` the same of z0: how far from prompt in units of the track's resolution
+      (tau daughters: a few sigma in d0); clipped because beyond ~50 sigma the size only tells
+      "displaced" and non-Gaussian tails (interactions, mismeasured tracks) would otherwise
+      dominate the inputs, scaled to O(1);
+    - ``has_ip``: 1 where the object has impact parameters (the legs' charged objects),
+      else 0, with the four values above 0.
+
+    All are odd in (d0, z0) but the flag, so :func:`rotate_x_pi` flips their signs; rotations
+    about the beam leave them unchanged.
+    """
+    if batch.ip is None or batch.has_ip is None:
+        raise ValueError("the batch has no impact parameters: read the events with "
+                         "extract(..., impact_parameters=True)")
+    d0, z0, err_d0, err_z0 = batch.ip.unbind(-1)
+    px, py, pz = batch.p4[..., 0], batch.p4[..., 1], batch.p4[..., 2]
+    pt = torch.hypot(px, py)
+    sin_theta = pt / torch.sqrt(pt**2 + pz**2).clamp_min(1e-12)  # sin theta = pT / |p|
+
+    def slog(v: Tensor) -> Tensor:
+        return torch.sign(v) * torch.log1p(v.abs() / IP_LOG_SCALE_MM)  # sign(v) log1p(|v|/s)
+
+    def sig(v: Tensor, err: Tensor) -> Tensor:
+        return (v / err.clamp_min(1e-12)).clamp(-IP_SIG_CLIP, IP_SIG_CLIP) / IP_SIG_SCALE
+
+    has = (batch.has_ip & batch.mask).to(batch.ip.dtype)
+    f = torch.stack([slog(d0), slog(z0 * sin_theta), sig(d0, err_d0), sig(z0, err_z0),
+                     torch.ones_like(d0)], dim=-1)
+    return f * has[..., None]
+
+
+def encode(batch: Batch, stats: NormStats, *,
+           impact_parameters: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Network inputs of ``batch``: object features (B, 7, :data:`N_FEATURES`; with
+    ``impact_parameters`` :data:`N_IP_FEATURES` more, :func:`ip_features`), kNN
     coordinates (eta, phi) (B, 7, 2) and the global condition (B, :data:`N_COND`). Masked
     objects have all-zero features."""
     p4, mask = batch.p4, batch.mask
@@ -410,6 +580,8 @@ def encode(batch: Batch, stats: NormStats) -> tuple[Tensor, Tensor, Tensor]:
         onehot, batch.leg[..., None],
     ], dim=-1)
     x = x * mask[..., None].to(x.dtype)
+    if impact_parameters:
+        x = torch.cat([x, ip_features(batch).to(x.dtype)], dim=-1)
     coords = torch.stack([eta, phi], -1) * mask[..., None].to(x.dtype)
     ch = torch.nn.functional.one_hot(batch.channel.clamp_min(0),
                                      len(ONE_HOT_CHANNELS)).to(p4.dtype)
@@ -439,9 +611,9 @@ def rotate_events(ev: EventArrays, angle: NDArray[np.float64]) -> EventArrays:
     target = None
     if ev.target is not None:
         target = rot(ev.target.reshape(-1, 2, 3), c[:, None], s[:, None]).reshape(-1, 6)
-    return EventArrays(ev.event_id, rot(ev.p4, c[:, None], s[:, None]), ev.mask, ev.otype,
-                       ev.leg, rot(ev.met, c, s), ev.channel, ev.usable, ev.reason, target,
-                       ev.nu_mass)
+    # the impact parameters (d0, z0) are invariant under rotations about the beam axis
+    return replace(ev, p4=rot(ev.p4, c[:, None], s[:, None]), met=rot(ev.met, c, s),
+                   target=target)
 
 
 def canonical_angles(ev: EventArrays) -> NDArray[np.float64]:

@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 from ditau.inputs import Inputs, inputs_from_table
 from ditau.ml.device import resolve_device
 from ditau.ml.features import (
+    IP_COLUMNS,
     JET_COLUMNS,
     EventArrays,
     canonical_angles,
@@ -70,7 +71,9 @@ from ditau.ml.parametrisation import decode_visible, n_targets
 from ditau.ml.shipped import shipped_model_path
 from ditau.physics import M_TAU, mass
 
-#: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver).
+#: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver); a
+#: model with impact parameters needs :data:`~ditau.ml.features.IP_COLUMNS` too
+#: (:func:`model_columns`).
 EXTRA_COLUMNS: Final[tuple[str, ...]] = JET_COLUMNS
 POINT_ESTIMATES: Final[tuple[str, ...]] = ("median", "constraint")
 #: Tau-mass tolerance (GeV) of the ``constraint`` point estimate.
@@ -99,13 +102,24 @@ def resolve_model(model: str | os.PathLike[str] | TrainedModel | None = None,
     return _CACHE[key]
 
 
+def model_columns(model: str | os.PathLike[str] | TrainedModel | None = None) -> tuple[str, ...]:
+    """The columns ``model`` reads besides the baselines' INPUT_COLUMNS: :data:`EXTRA_COLUMNS`,
+    and :data:`~ditau.ml.features.IP_COLUMNS` for a model with ``impact_parameters``
+    (``None``: the shipped default model; a file is loaded on the CPU, cached; a loaded model
+    stays on its device)."""
+    cfg = model.config if isinstance(model, TrainedModel) else resolve_model(model, "cpu").config
+    ip = cfg.impact_parameters
+    return (*EXTRA_COLUMNS, *(IP_COLUMNS if ip else ()))
+
+
 @torch.no_grad()
 def sample_neutrinos(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10,
                      steps: int | None = None, sampler: str | None = None, seed: int = 0,
                      batch_size: int = 4096) -> NDArray[np.float64]:
     """Neutrino candidates (n, K, 6) in the lab frame (GeV; :data:`~ditau.ml.features.TARGETS`
     order) for the events ``ev`` (all assumed usable); :func:`sample_candidates` without the
-    on-shell flags."""
+    on-shell flags. A model with ``impact_parameters`` needs ``ev`` read with them
+    (:func:`~ditau.ml.features.extract` with ``impact_parameters=True``)."""
     return sample_candidates(tm, ev, candidates=candidates, steps=steps, sampler=sampler,
                              seed=seed, batch_size=batch_size)[0]
 
@@ -137,7 +151,7 @@ def sample_candidates(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10
     for s in range(0, n, batch_size):
         part = frame_ev.subset(np.arange(s, min(n, s + batch_size)))
         b = part.to_batch(dev)
-        x, coords, cond = encode(b, tm.stats)
+        x, coords, cond = encode(b, tm.stats, impact_parameters=cfg.impact_parameters)
         prepared = repeat_context(tm.model.encode(x, coords, b.mask, cond), k_run)
         noise = torch.from_numpy(event_noise(part.event_id, seed, k_run, dim)).to(dev)
 
@@ -240,13 +254,21 @@ def _tables(inputs: Inputs | Any, table: Any) -> tuple[Inputs, Any]:
 def predict(inputs: Inputs | Any, *, table: Any = None,
             model: str | os.PathLike[str] | TrainedModel | None = None, candidates: int = 10,
             steps: int | None = None, sampler: str | None = None, point: str = "median",
-            seed: int = 0, device: str = "auto", batch_size: int = 4096) -> Prediction:
-    """Candidates, point estimate and spread per event (see :func:`ml` for the arguments)."""
+            seed: int = 0, device: str = "auto", batch_size: int = 4096,
+            source: str = "ml inputs") -> Prediction:
+    """Candidates, point estimate and spread per event (see :func:`ml` for the arguments;
+    ``source``: the name of the table in error messages, e.g. its file).
+
+    A model with ``impact_parameters`` reads :data:`~ditau.ml.features.IP_COLUMNS` from the
+    table: without them, or with none for the usable events, a SchemaError names ``source``
+    and the columns; single events whose legs lack them are not reconstructed (their
+    ``reason`` says so)."""
     if point not in POINT_ESTIMATES:
         raise ValueError(f"unknown point estimate {point!r}; choose one of {POINT_ESTIMATES}")
     inp, tbl = _tables(inputs, table)
     tm = resolve_model(model, device)
-    ev = extract(tbl, inputs=inp, source="ml inputs")
+    ev = extract(tbl, inputs=inp, source=source,
+                 impact_parameters=tm.config.impact_parameters)
     rows = np.flatnonzero(ev.usable)
     nu, on_shell = sample_candidates(tm, ev.subset(rows), candidates=candidates, steps=steps,
                                      sampler=sampler, seed=seed, batch_size=batch_size)

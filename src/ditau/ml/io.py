@@ -12,7 +12,11 @@ objective and the target frame, ``lab`` or ``visible``, so that inference applie
 inverse; files written before the target frame existed read as ``lab``), the names of the
 targets the head predicts, the normalisation statistics (with the visible frame's per-coordinate
 moments), the feature-set id, the training configuration, the data recipe (input files,
-selection, split, event counts) and training information (step, losses).
+selection, split, event counts) and training information (step, losses). A model with
+``impact_parameters`` also holds the impact-parameter feature-set id
+(:data:`ditau.ml.features.IP_FEATURE_SET_ID`, key ``ip_feature_set``) and is refused by a
+ditau that computes those features otherwise; files without the option (``ditau-cpu-v1``)
+have no such key and read as before.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, Final
 
 import torch
 
-from ditau.ml.features import FEATURE_SET_ID, NormStats
+from ditau.ml.features import FEATURE_SET_ID, IP_FEATURE_SET_ID, NormStats
 from ditau.ml.model import ModelConfig, NeutrinoModel
 from ditau.ml.parametrisation import target_names
 from ditau.schema import atomic_path
@@ -113,6 +117,8 @@ def save_model(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor]
         "data": data,
         "info": info or {},
     }
+    if config.impact_parameters:
+        payload["ip_feature_set"] = IP_FEATURE_SET_ID
     return write_blob(path, "model", payload)
 
 
@@ -141,6 +147,11 @@ def load_model(path: str | os.PathLike[str],
         model.load_state_dict(d["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{p}: inconsistent model file: {err}") from err
+    if cfg.impact_parameters and d.get("ip_feature_set") != IP_FEATURE_SET_ID:
+        raise ModelFileError(
+            f"{p}: the model was trained with impact-parameter features "
+            f"{d.get('ip_feature_set')!r}, this ditau computes {IP_FEATURE_SET_ID!r}; "
+            "retrain the model or use the ditau version it was trained with")
     model.to(device).eval()
     for prm in model.parameters():
         prm.requires_grad_(False)

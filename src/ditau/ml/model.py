@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ditau.config import StageConfig
-from ditau.ml.features import N_COND, N_FEATURES, _wrap
+from ditau.ml.features import N_COND, _wrap, n_object_features
 from ditau.ml.generative import OBJECTIVE_NAMES
 from ditau.ml.parametrisation import TARGET_FRAMES, check_target_frame, n_targets
 
@@ -50,6 +50,11 @@ class ModelConfig(StageConfig):
     default and the shipped model's) or ``visible`` (per leg ln |p_nu|/|p_vis|, the nu
     azimuth about the visible axis as (cos, sin), m_nunu; 8 targets, every candidate on the
     tau mass shell; :mod:`ditau.ml.parametrisation`);
+    ``impact_parameters``: the legs' charged objects also carry their track impact parameters
+    (d0, z0 sin theta, their significances, a flag: :func:`ditau.ml.features.ip_features`);
+    off by default (and for model files written before the option existed, such as
+    ``ditau-cpu-v1``); a model with it needs the impact-parameter columns (schema 1.3.0) at
+    inference;
     ``sampler``/``sample_steps``: inference defaults (None: ``heun``/8 for fm, ``ddim``/50 for
     diffusion, ``single``/1 for regression).
     """
@@ -68,6 +73,7 @@ class ModelConfig(StageConfig):
     objective: str = "fm"
     frame: str = "canonical"
     target_frame: str = "lab"
+    impact_parameters: bool = False
     sampler: str | None = None
     sample_steps: int | None = None
 
@@ -77,6 +83,9 @@ class ModelConfig(StageConfig):
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {self.frame!r}")
         check_target_frame(self.target_frame)
+        if not isinstance(self.impact_parameters, bool):
+            raise ValueError("impact_parameters must be true or false, got "
+                             f"{self.impact_parameters!r}")
         for name in ("d_model", "n_heads", "d_head", "time_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -193,14 +202,17 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 class Body(nn.Module):
-    """PET body: objects + condition -> tokens (B, 1 + 7, d), token mask, context (B, d_head).
+    """PET body: objects (B, 7, F) + condition -> tokens (B, 1 + 7, d), token mask, context
+    (B, d_head); F = :func:`~ditau.ml.features.n_object_features` of the config's
+    ``impact_parameters`` (:attr:`n_features`).
 
     Independent of the diffusion/flow time: run once per event."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d, hid = cfg.d_model, int(cfg.mlp_ratio * cfg.d_model)
-        self.embed = _mlp(N_FEATURES, hid, d)
+        self.n_features = n_object_features(cfg.impact_parameters)
+        self.embed = _mlp(self.n_features, hid, d)
         self.global_embed = _mlp(N_COND, hid, d)
         self.edge = EdgeBlock(d, cfg.knn_k, cfg.mlp_ratio) if cfg.knn_k > 0 else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))

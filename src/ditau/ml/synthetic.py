@@ -9,6 +9,15 @@ rho legs split their visible momentum into a charged and a neutral object; each 
 0-3 random jets (pure noise objects); MET = sum of the neutrinos' pT (+ optional Gaussian
 noise). All columns follow the event schema (``id`` group, the reco columns the methods read,
 and the truth tau/nu momenta and m_tautau that the evaluation reads).
+
+With ``impact_parameters`` the legs' tracks get impact parameters (``reco_{d0,z0}[_err]_*``,
+mm): each tau flies an exponential distance (mean gamma beta c tau, :data:`CTAU_MM`) from a
+primary vertex at the origin and the charged object starts there as a straight line,
+d0 = (y px - x py)/pT, z0 = z - (x px + y py) pz/pT^2, smeared with fixed toy resolutions
+(:data:`TOY_D0_ERR_MM`, :data:`TOY_Z0_ERR_MM`). The toy's taus decay collinearly, so these
+carry no information on the neutrinos (the values are resolution-sized): they exercise the
+input path only. Drawn from a generator of their own, so the other columns are those of the
+same seed without them.
 """
 
 from __future__ import annotations
@@ -43,6 +52,11 @@ _LEG_MODES: dict[str, tuple[str, str]] = {
 # The draw order of the default channels (reproducible samples per seed) is this dict's.
 assert set(_LEG_MODES) == set(ANALYSIS_CHANNELS)
 _C = ("px", "py", "pz", "e")
+#: tau mean proper decay length (mm; PDG 2024: 87.03 um).
+CTAU_MM = 0.08703
+#: Toy impact-parameter resolutions (mm): ATLAS-like d0 and z0 of a ~20 GeV central track.
+TOY_D0_ERR_MM = 0.012
+TOY_Z0_ERR_MM = 0.10
 
 
 def _to_lab(p4: NDArray[np.float64], frame: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -55,9 +69,11 @@ def _to_lab(p4: NDArray[np.float64], frame: NDArray[np.float64]) -> NDArray[np.f
 def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None = None,
                      x_of_mode: dict[str, float] | None = None, x_spread: float = 0.0,
                      met_noise: float = 0.0, jet_rate: float = 1.0,
-                     event_id_offset: int = 0) -> pa.Table:
-    """``n`` synthetic events (see the module doc) as a schema-conforming pyarrow table."""
+                     event_id_offset: int = 0, impact_parameters: bool = False) -> pa.Table:
+    """``n`` synthetic events (see the module doc) as a schema-conforming pyarrow table;
+    ``impact_parameters``: with the legs' track impact parameters."""
     rng = np.random.default_rng(seed)
+    ip_rng = np.random.default_rng([seed, 0x1B])  # impact parameters: their own draws
     xm = {**X_OF_MODE, **(x_of_mode or {})}
     chans = tuple(channels or _LEG_MODES)
     ch = np.asarray(chans)[rng.integers(0, len(chans), n)]
@@ -99,6 +115,8 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
         out[f"reco_mode_{leg}"] = mode.astype(object)
         out[f"reco_charge_{leg}"] = np.full(n, int(sign), np.int8)
         met += nu[:, :2]
+        if impact_parameters:
+            out.update(_toy_impact_parameters(tau, chg, leg, ip_rng))
     met += rng.normal(0.0, met_noise, (n, 2)) if met_noise > 0 else 0.0
     n_jets = rng.poisson(jet_rate, n).clip(0, 3).astype(np.int8)
     for j in (1, 2, 3):
@@ -120,6 +138,24 @@ def synthetic_events(n: int, seed: int = 0, *, channels: tuple[str, ...] | None 
     out["in_sr"] = np.ones(n, bool)
     _complete(out, n, s)
     return pa.table(out)
+
+
+def _toy_impact_parameters(tau: NDArray[np.float64], chg: NDArray[np.float64], leg: str,
+                           rng: np.random.Generator) -> dict[str, NDArray[np.float64]]:
+    """The ``reco_{d0,z0}[_err]_{leg}`` columns (mm) of straight tracks along ``chg`` (n, 3)
+    from the decay vertex of taus ``tau`` (n, 4), PV at the origin (module doc)."""
+    p = np.linalg.norm(tau[:, :3], axis=1)
+    flight = CTAU_MM * p / M_TAU * rng.exponential(1.0, len(tau))  # L = gamma beta c tau x
+    x, y, z = (tau[:, :3] * (flight / p)[:, None]).T
+    px, py, pz = chg.T
+    pt2 = px**2 + py**2
+    d0 = (y * px - x * py) / np.sqrt(pt2)  # d0 = (y px - x py) / pT
+    z0 = z - (x * px + y * py) * pz / pt2  # z at the transverse point of closest approach
+    smear = rng.normal(0.0, 1.0, (2, len(tau)))
+    return {f"reco_d0_{leg}": d0 + TOY_D0_ERR_MM * smear[0],
+            f"reco_z0_{leg}": z0 + TOY_Z0_ERR_MM * smear[1],
+            f"reco_d0_err_{leg}": np.full(len(tau), TOY_D0_ERR_MM),
+            f"reco_z0_err_{leg}": np.full(len(tau), TOY_Z0_ERR_MM)}
 
 
 #: PDG id of the single charged product of a tau+ leg per mode (the tau- leg has the opposite).

@@ -14,6 +14,11 @@ the model's target frame (``model.target_frame``: ``lab`` or ``visible``,
 Objectives (``model.objective``): ``fm``, ``diffusion`` (generative) or ``regression``
 (deterministic, MSE on the standardised targets; :mod:`ditau.ml.generative`).
 
+Inputs: with ``model.impact_parameters`` the legs' charged objects carry their track impact
+parameters (:func:`ditau.ml.features.ip_features`); the training files must have them
+(schema 1.3.0 detector files), events whose legs lack them are left out (their count is in the
+data recipe), and the reflection augmentation flips their signs with the momenta.
+
 Determinism: the batch order of epoch e is a permutation seeded by (seed, e), and every random
 number of step s (augmentation, noise, time) comes from a generator seeded by (seed, rank, s).
 A checkpoint (every ``checkpoint_every`` steps, ``out_dir/last.ckpt``) holds model, EMA, best
@@ -114,13 +119,15 @@ def prepare_batch(batch: Batch, frame: str) -> Batch:
 
 def batch_loss(model: nn.Module, objective: Objective, batch: Batch, stats: NormStats,
                scale: Tensor, generator: torch.Generator, frame: str, *, rotate: bool = False,
-               reflect: bool = False, amp: bool = False, target_frame: str = "lab") -> Tensor:
+               reflect: bool = False, amp: bool = False, target_frame: str = "lab",
+               impact_parameters: bool = False) -> Tensor:
     """The objective's loss on one batch (augmentation, frame, encoding, target frame, noise
     included): the mean squared error of the head's output against the objective's goal.
-    ``scale``: the lab target divisors (used by ``target_frame="lab"``)."""
+    ``scale``: the lab target divisors (used by ``target_frame="lab"``);
+    ``impact_parameters``: the model's option (the batch then carries them)."""
     batch = augment(batch, generator, rotate=rotate and frame == "lab", reflect=reflect)
     batch = prepare_batch(batch, frame)
-    x, coords, cond = encode(batch, stats)
+    x, coords, cond = encode(batch, stats, impact_parameters=impact_parameters)
     assert batch.target is not None
     z, t, goal = objective.training_inputs(
         standardised_targets(batch, stats, target_frame, scale), generator)
@@ -258,7 +265,8 @@ class _Trainer:
         self.ddp.train()
         loss = batch_loss(self.ddp, self.objective, batch, self.stats, self.scale, g,
                           c.model.frame, rotate=c.rotate, reflect=c.reflect, amp=self.amp,
-                          target_frame=c.model.target_frame)
+                          target_frame=c.model.target_frame,
+                          impact_parameters=c.model.impact_parameters)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip is not None:
@@ -281,7 +289,8 @@ class _Trainer:
         for s in range(0, len(idx), c.eval_batch_size):
             b = self.valid.index(idx[s:s + c.eval_batch_size])
             loss = batch_loss(self.ema, self.objective, b, self.stats, self.scale, g,
-                              c.model.frame, amp=self.amp, target_frame=c.model.target_frame)
+                              c.model.frame, amp=self.amp, target_frame=c.model.target_frame,
+                              impact_parameters=c.model.impact_parameters)
             tot[0] += loss.detach().double() * len(b)  # on the device: no sync per batch
             tot[1] += len(b)
         all_reduce(tot, self.dist)

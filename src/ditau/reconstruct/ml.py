@@ -20,11 +20,17 @@ import pyarrow as pa
 
 from ditau.config import StageConfig
 from ditau.inputs import Inputs
-from ditau.ml.infer import EXTRA_COLUMNS, POINT_ESTIMATES, predict, tau_four_momenta
+from ditau.ml.infer import (
+    EXTRA_COLUMNS,
+    POINT_ESTIMATES,
+    model_columns,
+    predict,
+    tau_four_momenta,
+)
 from ditau.ml.io import TrainedModel
 from ditau.reconstruct.output import recon_table
 
-__all__ = ["DEVICES", "EXTRA_COLUMNS", "MLSettings", "ml"]
+__all__ = ["DEVICES", "EXTRA_COLUMNS", "MLSettings", "columns_for", "ml"]
 
 #: The torch devices the ``device`` setting accepts (N: a GPU index).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -73,6 +79,12 @@ class MLSettings(StageConfig):
         if not isinstance(d["model"], str | None):
             d["model"] = repr(d["model"])  # a loaded model object: recorded by name only
         return d
+
+
+def columns_for(settings: MLSettings) -> tuple[str, ...]:
+    """The columns the settings' model reads besides the baselines' (the impact parameters
+    for a model trained with them: :func:`ditau.ml.infer.model_columns`)."""
+    return model_columns(settings.model)
 
 
 def ml(inputs: Inputs | Any, *, table: Any = None,
