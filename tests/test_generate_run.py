@@ -200,3 +200,16 @@ def test_tau_filter_yaml_spellings():
         GenerateConfig.from_dict({"tau_filter": "loose"})
     with pytest.raises(ConfigError, match="tau_filter: expected"):
         GenerateConfig.from_dict({"tau_filter": 3})
+
+
+def test_tau_filter_spellings_are_parsed_in_python_too():
+    """Regression: GenerateConfig(tau_filter="sr") built in Python kept the string and failed
+    inside Pythia ("'str' object has no attribute 'passes'"); it is parsed as in YAML/CLI."""
+    from ditau.generate.tau_filter import SIGNAL_REGION_FILTER, TauFilter
+
+    assert GenerateConfig(tau_filter="sr").tau_filter == SIGNAL_REGION_FILTER
+    assert GenerateConfig(tau_filter="10,20,2.5").tau_filter == TauFilter(10.0, 20.0, 2.5)
+    assert GenerateConfig(tau_filter={"pt_min": 5.0, "pt_lead_min": 9.0,
+                                      "abs_eta_max": 3.0}).tau_filter.pt_min == 5.0
+    with pytest.raises(ConfigError, match="tau_filter"):
+        GenerateConfig(tau_filter="loose")

@@ -135,6 +135,12 @@ class GenerateConfig(StageConfig):
     extra_settings: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        # the config/CLI spellings of the tau filter ('sr', 'a,b,c', a mapping) also in Python
+        if self.tau_filter is not None and not isinstance(self.tau_filter, TauFilter):
+            try:
+                object.__setattr__(self, "tau_filter", parse_tau_filter(self.tau_filter))
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
         self.validate()
 
     def validate(self) -> None:
