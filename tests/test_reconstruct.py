@@ -134,3 +134,18 @@ def test_cli(event_file, tmp_path):
     r = runner.invoke(app, [str(path), "-o", str(out), "--method", "nope", "-q"])
     assert r.exit_code == 2
     assert "error: unknown method" in r.output
+
+
+def test_worker_processes_are_spawned_once_torch_is_loaded():
+    """Regression: ``ditau reconstruct --method ml -j 2`` never returned once the parent had
+    loaded the model (to learn which columns it reads): children forked after torch's
+    intra-op thread pool started hang on its locks. A process that imported torch spawns its
+    workers; one that did not (and ran no OpenMP numba code) forks them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ditau.stage import _start_method; a = _start_method(); "
+            "import torch; torch.ones(64, 64) @ torch.ones(64, 64); print(a, _start_method())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["fork", "spawn"], out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ ChunkFunction = Callable[[pa.Table], pa.Table]
 
 def _start_method() -> str:
     """``fork``, unless this process already started numba's OpenMP thread pool (a method with
-    ``parallel=True``, e.g. MMC, run in-process before): GNU OpenMP aborts forked children."""
-    if "fork" not in mp.get_all_start_methods():
+    ``parallel=True``, e.g. MMC, run in-process before): GNU OpenMP aborts forked children;
+    or imported torch (a model loaded or run in-process, e.g. to learn which columns it
+    reads): children forked after torch's intra-op thread pool started hang on its locks
+    (measured: ``reconstruct --method ml`` with 2 workers never returned)."""
+    if "fork" not in mp.get_all_start_methods() or "torch" in sys.modules:
         return "spawn"
     try:
         import numba
