@@ -319,6 +319,8 @@ def test_backgrounds_enter_the_fit_with_their_own_method_outputs(reco_files, bac
                        background_recon={"ztautau": {"fastmtt": f.fastmtt}})
     with pytest.raises(TomographyError, match="given twice as a background"):
         read_backgrounds([b.events, b.events])
+    with pytest.raises(TomographyError, match="given twice as a background"):
+        run_tomography(f.nom, **{**kw, "backgrounds": [b.events, b.events]})
     copy = b.events.parent / "wtaunu_copy.parquet"
     copy.write_bytes(b.events.read_bytes())
     with pytest.raises(TomographyError, match="two files of the background 'wtaunu'"):

@@ -303,7 +303,11 @@ def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
     from ditau.generate.config import SIGNAL
     from ditau.yields import compute_yields
 
+    seen: set[Path] = set()
     for p in paths:
+        if Path(p).resolve() in seen:
+            raise TomographyError(f"{p}: given twice as a background")
+        seen.add(Path(p).resolve())
         samples = set(read_events(p, columns=["sample"])["sample"].to_pylist())
         if SIGNAL in samples:
             raise TomographyError(f"{p}: a signal ({SIGNAL}) sample given as a background")
