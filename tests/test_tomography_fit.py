@@ -46,6 +46,21 @@ def _toy(n, seed, smear=0.5):
     return hp, hm, bin_index(ap, am), ch
 
 
+def _sm_inputs(n, seed):
+    """Fit inputs of ``n`` toy events (:func:`_toy`) in the constant SM-like state, 0.01 events
+    per fb^-1 each, m_tautau = 91 GeV; returns (SpinInputs, event ids)."""
+    from ditau.tomography.measurement import SPLIT_MOD, SpinInputs
+
+    hp, hm, b, ch = _toy(n, seed)
+    ap, am = _toy.analysers
+    st = SpinState(np.broadcast_to(SM_LIKE.B_p, (n, 3)), np.broadcast_to(SM_LIKE.B_m, (n, 3)),
+                   np.broadcast_to(SM_LIKE.C, (n, 3, 3)))
+    u = np.full(n, 0.01)
+    ids = np.arange(n)
+    return SpinInputs(u, hp, hm, b, ch, st, u * decay_density(hp, hm, SM_LIKE),
+                      np.full(n, 91.0), ids % SPLIT_MOD, ap, am), ids
+
+
 def test_templates_reproduce_the_reweighted_histogram_for_any_state():
     hp, hm, b, ch = _toy(20000, 1)
     w = np.random.default_rng(2).uniform(0.5, 1.5, len(hp))
@@ -204,19 +219,11 @@ def test_measurement_closes_on_a_toy_and_calls_separable_states_separable(monkey
     analysers, an SM-like constant state): the Asimov fit returns the state, and the closure
     fits on both splits recover D and call no separable state entangled."""
     import ditau.tomography.measurement as meas
-    from ditau.tomography.measurement import SPLIT_MOD, SpinInputs, measure_method
+    from ditau.tomography.measurement import SPLIT_MOD, measure_method
 
     monkeypatch.setattr(meas, "LUMIS", (140.0,))  # one point of the significance curves
 
-    hp, hm, b, ch = _toy(33000, 12)
-    ap, am = _toy.analysers
-    n = len(hp)
-    st = SpinState(np.broadcast_to(SM_LIKE.B_p, (n, 3)), np.broadcast_to(SM_LIKE.B_m, (n, 3)),
-                   np.broadcast_to(SM_LIKE.C, (n, 3, 3)))
-    u = np.full(n, 0.01)
-    ids = np.arange(n)
-    x = SpinInputs(u, hp, hm, b, ch, st, u * decay_density(hp, hm, SM_LIKE),
-                   np.full(n, 91.0), ids % SPLIT_MOD, ap, am)
+    x, ids = _sm_inputs(33000, 12)
     # (background: SR events per fb^-1 per channel; the toy signal has ~150 per channel; the
     # Asimov and pseudo-data include it, so the fitted state must not move)
     out = measure_method("truth", x, ids % SPLIT_MOD, CH, background, {}, None, lumi=140.0,
@@ -320,20 +327,11 @@ def test_measurement_with_background_events_fits_and_scales_them(monkeypatch):
         SPLIT_MOD,
         BackgroundInputs,
         Observable,
-        SpinInputs,
         measure_method,
     )
 
     monkeypatch.setattr(meas, "LUMIS", (140.0,))
-    hp, hm, b, ch = _toy(22000, 25)
-    ap, am = _toy.analysers
-    n = len(hp)
-    st = SpinState(np.broadcast_to(SM_LIKE.B_p, (n, 3)), np.broadcast_to(SM_LIKE.B_m, (n, 3)),
-                   np.broadcast_to(SM_LIKE.C, (n, 3, 3)))
-    u = np.full(n, 0.01)
-    ids = np.arange(n)
-    x = SpinInputs(u, hp, hm, b, ch, st, u * decay_density(hp, hm, SM_LIKE),
-                   np.full(n, 91.0), ids % SPLIT_MOD, ap, am)
+    x, ids = _sm_inputs(22000, 25)
     _, _, _, bch = _toy(4000, 26)
     bp, _ = _toy.analysers
     bkg = BackgroundInputs(np.full(len(bp), 0.01), bp, bp, bin_index(bp, bp), bch,
@@ -347,7 +345,7 @@ def test_measurement_with_background_events_fits_and_scales_them(monkeypatch):
             a = out.fits[f"split 0, {y} yields, Asimov"]
             assert a.valid and abs(a.d - quantum.witness_d(SM_LIKE.C)) < 2e-3, (kind, y, a.d)
     obs = Observable("moments", CH)
-    tm = obs.templates(x, np.ones(n, bool), 1.0, _theta(SM_LIKE))
+    tm = obs.templates(x, np.ones(len(ids), bool), 1.0, _theta(SM_LIKE))
     own = obs.background(tm, bkg)
     ref = obs.scaled_background(tm, own, {"pipi": 2.0, "rhorho": 0.5})
     np.testing.assert_allclose(ref.m["pipi"], 2.0 * own.m["pipi"])
