@@ -18,7 +18,9 @@ def detector(
     systematic: Annotated[str | None, typer.Option(
         help="named variation: tes_up/down, jes_up/down, soft_met_scale_up/down, "
              "soft_met_resolution_up/down, ip_res_up/down")] = None,
-    seed: Annotated[int | None, typer.Option(help="detector random seed")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="detector random seed; the noise is keyed by it and by the input's events, so "
+             "inputs of different generation runs get independent noise")] = None,
     no_smear: Annotated[bool, typer.Option(
         "--no-smear", help="switch all resolutions off (closure studies)")] = False,
     drop_particles: Annotated[bool, typer.Option(

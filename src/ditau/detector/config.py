@@ -8,6 +8,12 @@ from dataclasses import dataclass
 
 from ditau.config import StageConfig
 
+#: Keys of the chunks' random streams: ``content`` (detector seed + digest of the chunk's
+#: events; the default) and ``event_id`` (detector seed + first event id of the chunk: the
+#: earlier key, which gave inputs of different runs the same noise; kept to reproduce files
+#: written with it).
+SEEDINGS: tuple[str, ...] = ("content", "event_id")
+
 
 @dataclass(frozen=True)
 class DetectorConfig(StageConfig):
@@ -19,11 +25,23 @@ class DetectorConfig(StageConfig):
     resolution, ``ip_resolution`` the smearing of the track impact parameters (their quoted
     errors stay the nominal ones). Varying them re-uses the same random numbers, so a
     variation changes only what it should.
+
+    Random numbers: each chunk of ``chunk_size`` events draws from streams keyed by ``seed``
+    and, with ``seeding="content"`` (the default), a digest of the chunk's events (event ids
+    and particle lists; :func:`ditau.detector.parametric.stream_seed`): inputs of different
+    generation runs get independent noise even though each numbers its events from 0, and the
+    same input with the same seed gives the same bytes whatever the workers or back-end.
+    ``seeding="event_id"`` keys by the chunk's first event id only, as files written before
+    this setting existed (no ``seeding`` in their ``detector_config``; it reproduces their reco
+    columns, but its noise repeats across files that number their events alike).
     """
 
     config_name = "detector config"
 
+    #: Detector random seed (the same for every input: the input's events key the streams).
     seed: int = 1
+    #: How the chunks' random streams are keyed (:data:`SEEDINGS`; class doc).
+    seeding: str = "content"
     smear: bool = True
     efficiencies: bool = True
     #: Calorimeter acceptance (ATLAS: |eta| < 4.9); particles beyond it are lost to MET.
@@ -62,7 +80,7 @@ class DetectorConfig(StageConfig):
     #: 2 T, JINST 3 (2008) S08003, Sec. 2); 0 gives straight tracks.
     bz: float = 2.0
     #: Events per chunk; chunks are the unit of random-number streams (fixed, so results do
-    #: not depend on the worker count).
+    #: not depend on the worker count; another chunk size draws other numbers).
     chunk_size: int = 2000
     # --- systematic handles ---
     tes: float = 1.0
@@ -82,6 +100,9 @@ class DetectorConfig(StageConfig):
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"detector config: seed must be a non-negative integer, "
                              f"got {self.seed!r}")
+        if self.seeding not in SEEDINGS:
+            raise ValueError(f"detector config: seeding must be one of {list(SEEDINGS)}, "
+                             f"got {self.seeding!r}")
 
     def vary(self, systematic: str | None) -> DetectorConfig:
         """This configuration with a named systematic variation applied."""

@@ -33,10 +33,26 @@ Jets: FastJet (M. Cacciari, G.P. Salam, G. Soyez, EPJC 72 (2012) 1896, arXiv:111
   the 2 T field, smeared with the ATLAS-like resolution; leptons carry their own track's,
   tau_had candidates their leading (highest measured pT) track's (jet fakes: of the core
   tracks). Inputs without vertices (schema < 1.3.0) give NaN.
+
+Random numbers (:func:`stream_seed`): each chunk of events draws from five
+``numpy.random.SeedSequence`` streams keyed by the detector seed and a digest of the chunk's
+events (their event ids and particle lists: counts, four-momenta, PDG ids and tau-leg tags).
+Files of different generation runs (each numbering its events from 0) thus get independent
+detector noise for events of equal row index, also when they are merged afterwards; a merged
+file, a user's ntuple and a file without provenance metadata are keyed the same way, from what
+they contain. The same input and detector seed give the same bytes: the key depends neither on
+the number of workers nor on the back-end, nor on the file's metadata, schema version or
+particle vertices (a schema 1.2 copy of a file gets the same noise), only on the events of the
+chunk, so on ``chunk_size`` too. Systematic variations reuse the nominal's random numbers.
+``DetectorConfig(seeding="event_id")`` restores the earlier key (detector seed, first event id
+of the chunk) to reproduce the reco columns of files written before the ``seeding`` setting
+existed (their ``detector_config`` metadata has no ``seeding``); its noise repeats across
+inputs that number their events alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from typing import Any
@@ -130,22 +146,60 @@ def _isolation(f: _Flat, cand: NDArray[np.int64], cfg: DetectorConfig) -> NDArra
     return iso / f.pt[cand]
 
 
+def _events_digest(f: _Flat, event_id: NDArray[np.int64]) -> bytes:
+    """128-bit BLAKE2b digest of a chunk's events: event ids, particle counts, four-momenta,
+    PDG ids and tau-leg tags, as little-endian bytes (the same on every platform)."""
+    h = hashlib.blake2b(digest_size=16, person=b"ditau-detector")
+    for a, dtype in ((np.array([f.n, len(f.pid)]), "<i8"), (event_id, "<i8"),
+                     (np.diff(f.offsets), "<i8"), (f.p, "<f8"), (f.pid, "<i8"),
+                     (f.tag, "<i8")):
+        h.update(np.ascontiguousarray(a, dtype=dtype).tobytes())
+    return h.digest()
+
+
+def stream_seed(table: pa.Table, config: DetectorConfig | None = None) -> np.random.SeedSequence:
+    """The root of a chunk's random streams (module doc, *Random numbers*).
+
+    ``config.seeding == "content"`` (default): ``SeedSequence([seed, k0, k1, k2, k3])`` with
+    ``k`` the four 32-bit words of a digest of the chunk's events (event ids and particle
+    lists), so chunks of different inputs get independent streams and the same chunk always
+    the same. ``"event_id"``: ``SeedSequence([seed, first event id])`` (the earlier key).
+
+    Args:
+        table: the chunk (columns ``event_id`` and the particles group, as :func:`simulate`).
+        config: the detector configuration (its ``seed`` and ``seeding``).
+
+    Returns:
+        The ``SeedSequence`` whose ``spawn(5)`` children feed :func:`simulate`.
+    """
+    return _stream_seed(_Flat(table), np.asarray(table.column("event_id"), dtype=np.int64),
+                        config or DetectorConfig())
+
+
+def _stream_seed(f: _Flat, event_id: NDArray[np.int64],
+                 cfg: DetectorConfig) -> np.random.SeedSequence:
+    if cfg.seeding == "event_id":
+        return np.random.SeedSequence([cfg.seed, int(event_id[0]) if f.n else 0])
+    key = np.frombuffer(_events_digest(f, event_id), dtype="<u4")
+    return np.random.SeedSequence([cfg.seed, *(int(k) for k in key)])
+
+
 def simulate(table: pa.Table, config: DetectorConfig | None = None,
              fake_taus: bool = False) -> Candidates:
     """Detector-level objects for one chunk of events (schema columns in ``INPUT_COLUMNS``).
 
-    The random streams are seeded by (config.seed, first event_id of the chunk) and drawn in
-    a fixed order that does not depend on the scale factors, so systematic variations reuse
-    the same random numbers. Leptons and tau_had candidates carry their track's impact
-    parameters (:data:`ditau.detector.impact.IP_FIELDS`, mm; NaN without vertices).
+    The random streams are seeded by the detector seed and a digest of the chunk's events
+    (:func:`stream_seed`; module doc, *Random numbers*) and drawn in a fixed order that does
+    not depend on the scale factors, so systematic variations reuse the same random numbers.
+    Leptons and tau_had candidates carry their track's impact parameters
+    (:data:`ditau.detector.impact.IP_FIELDS`, mm; NaN without vertices).
     """
     cfg = config or DetectorConfig()
     f = _Flat(table)
     n, npart = f.n, len(f.pid)
     event_id = np.asarray(table.column("event_id"), dtype=np.int64)
-    first = int(event_id[0]) if n else 0
     # a fifth stream for the impact parameters: spawn(5) keeps the first four as spawn(4)
-    streams = np.random.SeedSequence([cfg.seed, first]).spawn(5)
+    streams = _stream_seed(f, event_id, cfg).spawn(5)
     r_part, r_eff, r_evt, r_jet, r_ip = (np.random.default_rng(s) for s in streams)
     z_part = r_part.standard_normal(npart)  # momentum smearing per particle
     u_part = r_eff.random(npart)  # efficiency per particle (tracking, lepton ID)

@@ -1,4 +1,13 @@
-"""Run the detector and selection over an event file (chunked, optionally in parallel)."""
+"""Run the detector and selection over an event file (chunked, optionally in parallel).
+
+Seeding: every chunk of ``DetectorConfig.chunk_size`` events draws its detector noise from
+streams keyed by the detector seed and a digest of the chunk's events (event ids and particle
+lists; :func:`ditau.detector.parametric.stream_seed`). Files generated with different seeds,
+which all number their events from 0, therefore get independent noise with the same (default)
+detector seed, and can be merged afterwards; a merged file or an input without provenance
+(a user's ntuple) is keyed by its events alike. The same input and configuration give the same
+output bytes with any number of workers or a Dask cluster.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +85,9 @@ def run_detector(inp: str | Path, out: str | Path, config: DetectorConfig | None
     the reco group. ``systematic`` names a variation (:data:`ditau.detector.SYSTEMATICS`).
     Chunks of ``config.chunk_size`` events run in this process, in ``workers`` local processes or
     on a Dask cluster (``scheduler``: address or client), with the same output bytes
-    (:func:`ditau.stage.run_chunked`).
+    (:func:`ditau.stage.run_chunked`); each chunk's random numbers are keyed by the detector
+    seed and the chunk's events (module doc), so inputs of different generation runs get
+    independent noise.
     """
     inp = Path(inp)
     check_not_input(out, inp)
