@@ -182,6 +182,14 @@ def _spin_column(names: Sequence[str]) -> list[str]:
     return ["spin_weight"] if "spin_weight" in names else []
 
 
+def read_yield_columns(path: str | Path) -> pa.Table:
+    """The columns the yields need from a detector-level file (:func:`_reco_names`):
+    ``event_id``, ``sample``, the weights, ``in_sr``, the reco and truth channels, and
+    ``spin_weight`` where the file has it. Raises SchemaError for a file that is not a
+    detector-level event file."""
+    return _selected(Path(path))
+
+
 def _selected(path: Path) -> pa.Table:
     """The columns the yields need from a detector-level file (:func:`_reco_names`)."""
     names = _reco_names(path)
@@ -196,14 +204,21 @@ def compute_yields(paths: Sequence[str | Path]) -> YieldTable:
     event count) are scaled by its share of the sample's events.
     """
     tables = {Path(p): _selected(Path(p)) for p in paths}
-    per_sample: dict[str, int] = defaultdict(int)
-    for path, t in tables.items():
+    for path in tables:
         read_metadata(path)  # validates the file's schema version
+    return yields_of_tables(list(tables.values()))
+
+
+def yields_of_tables(tables: Sequence[pa.Table]) -> YieldTable:
+    """:func:`compute_yields` of tables already read (:func:`read_yield_columns`, or any
+    table with those columns), one per file, combined as there."""
+    per_sample: dict[str, int] = defaultdict(int)
+    for t in tables:
         for s in set(t.column("sample").to_pylist()):
             per_sample[s] += t.num_rows
     out = YieldTable(samples=sorted(per_sample, key=lambda s: (s != SIGNAL, s)),
                      events=dict(per_sample))
-    for t in tables.values():
+    for t in tables:
         sample = np.asarray(t.column("sample").to_pylist(), dtype=object)
         share = np.array([t.num_rows / per_sample[s] for s in sample]) if len(sample) else 0.0
         w = event_weights(t) * share

@@ -277,7 +277,11 @@ def method_sample(events: pa.Table, method: str, recon: pa.Table | None, rho: st
     return replace(det, prod=prod, valid=valid, weight=np.where(valid, det.weight, 0.0))
 
 
-def _read(path: Path, role: str = "EVENTS") -> pa.Table:
+def _read(path: Path, role: str = "EVENTS", kind: str | None = None) -> pa.Table:
+    """Every column but the particles' (``fs_*``) of the detector-level event file ``path``
+    with truth (``role`` names it in errors; ``kind``: also check it as a file of that kind,
+    :func:`~ditau.schema.read_events`). Raises :class:`TomographyError` for an unreadable
+    file, a method-output file or one without the truth and detector-level columns."""
     try:
         schema_names = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as err:
@@ -293,54 +297,97 @@ def _read(path: Path, role: str = "EVENTS") -> pa.Table:
             raise TomographyError(f"{path}: no {what} column '{need}' (tomography needs a "
                                   "signal file with truth and 'ditau detector' output)")
     cols = [c for c in schema_names if not c.startswith("fs_")]
-    return read_events(path, columns=cols, require=("id",))
+    return read_events(path, columns=cols, require=("id",), kind=kind)
 
 
-def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
-    """Background SR yields per fb^-1 per reco channel (``ditau yields`` normalisation)."""
-    if not paths:
-        return dict.fromkeys(CHANNELS, 0.0)
+@dataclass
+class BackgroundFiles:
+    """The background files of a tomography run, each read once
+    (:func:`read_background_files`).
+
+    ``yields``: signal-region events per fb^-1 per reco channel (keys :data:`CHANNELS`), all
+    backgrounds summed, with the normalisation of ``ditau yields``
+    (:func:`ditau.yields.compute_yields`: several files of one sample share its weight).
+    ``events``: {sample name: (path, events table)}, every column but the particles' (what the
+    fit's own-shape backgrounds need, :func:`background_inputs`); empty unless read with
+    ``events=True``.
+    """
+
+    yields: dict[str, float]
+    events: dict[str, tuple[Path, pa.Table]] = field(default_factory=dict)
+
+
+def read_background_files(paths: Sequence[str | Path], events: bool = False
+                          ) -> BackgroundFiles:
+    """Read each background file of ``paths`` once: its signal-region yields and, with
+    ``events``, its events table (:class:`BackgroundFiles`).
+
+    Without ``events`` only the columns the yields need are read (those of
+    :func:`ditau.yields.compute_yields`), and several files of one sample (or a file of several
+    samples) are combined as ``ditau yields`` combines them. With ``events`` every column but
+    the particles' is read, and each file must hold one sample and each sample come in one
+    file (their weights share the sample: merge them first).
+
+    Raises :class:`TomographyError` for a file given twice, a signal file, and with
+    ``events`` a file of several samples or two files of one sample (and for a file that is
+    not a detector-level event file, :func:`_read`); :class:`~ditau.schema.SchemaError` for a
+    file without the columns the yields need.
+    """
     from ditau.generate.config import SIGNAL
-    from ditau.yields import compute_yields
+    from ditau.yields import read_yield_columns
 
     seen: set[Path] = set()
+    tables: list[pa.Table] = []
+    out: dict[str, tuple[Path, pa.Table]] = {}
     for p in paths:
-        if Path(p).resolve() in seen:
-            raise TomographyError(f"{p}: given twice as a background")
-        seen.add(Path(p).resolve())
-        samples = set(read_events(p, columns=["sample"])["sample"].to_pylist())
+        path = Path(p)
+        if path.resolve() in seen:
+            raise TomographyError(f"{path}: given twice as a background")
+        seen.add(path.resolve())
+        t = _read(path, "--background", kind="detector") if events else read_yield_columns(path)
+        samples = sorted({str(v) for v in column_array(t, "sample")})
         if SIGNAL in samples:
-            raise TomographyError(f"{p}: a signal ({SIGNAL}) sample given as a background")
+            raise TomographyError(f"{path}: a signal ({SIGNAL}) sample given as a background")
+        if events:
+            if len(samples) != 1:
+                raise TomographyError(f"{path}: events of {len(samples)} samples {samples}; "
+                                      "a background file holds one sample")
+            if samples[0] in out:
+                first = out[samples[0]][0]
+                raise TomographyError(f"{path} and {first}: two files of the background "
+                                      f"{samples[0]!r}; merge them first ('ditau merge "
+                                      f"{first} {path} -o FILE')")
+            out[samples[0]] = (path, t)
+        tables.append(t)
+    return BackgroundFiles(_sr_yields(tables), out)
 
-    tab = compute_yields(list(paths))
+
+def _sr_yields(tables: Sequence[pa.Table]) -> dict[str, float]:
+    """Signal-region events per fb^-1 per channel of :data:`CHANNELS` of the background
+    ``tables`` (one per file), all backgrounds summed: the background table of
+    :func:`ditau.yields.yields_of_tables`."""
+    from ditau.yields import yields_of_tables
+
+    tab = yields_of_tables(tables)
     return {ch: float(sum(y.sum_w for y in tab.background.get(ch, {}).values()))
             for ch in CHANNELS}
 
 
-def read_backgrounds(paths: Sequence[str | Path]) -> dict[str, tuple[Path, pa.Table]]:
-    """The background files' events: {sample name: (path, table)}. Raises
-    :class:`TomographyError` for a signal file, a file of several samples, or two files of
-    one sample (merge them first: their weights share the sample)."""
-    from ditau.generate.config import SIGNAL
+def background_yields(paths: Sequence[str | Path]) -> dict[str, float]:
+    """Background SR yields per fb^-1 per reco channel (keys :data:`CHANNELS`; ``ditau
+    yields`` normalisation), each file read once (:func:`read_background_files`). Raises
+    :class:`TomographyError` for a file given twice or a signal file."""
+    if not paths:
+        return dict.fromkeys(CHANNELS, 0.0)
+    return read_background_files(paths).yields
 
-    out: dict[str, tuple[Path, pa.Table]] = {}
-    for p in paths:
-        path = Path(p)
-        t = _read(path, "--background")
-        samples = sorted({str(v) for v in column_array(t, "sample")})
-        if SIGNAL in samples:
-            raise TomographyError(f"{path}: a signal ({SIGNAL}) sample given as a background")
-        if len(samples) != 1:
-            raise TomographyError(f"{path}: events of {len(samples)} samples {samples}; a "
-                                  "background file holds one sample")
-        if samples[0] in out and out[samples[0]][0].resolve() == path.resolve():
-            raise TomographyError(f"{path}: given twice as a background")
-        if samples[0] in out:
-            raise TomographyError(f"{path} and {out[samples[0]][0]}: two files of the "
-                                  f"background {samples[0]!r}; merge them first ('ditau merge "
-                                  f"{out[samples[0]][0]} {path} -o FILE')")
-        out[samples[0]] = (path, t)
-    return out
+
+def read_backgrounds(paths: Sequence[str | Path]) -> dict[str, tuple[Path, pa.Table]]:
+    """The background files' events: {sample name: (path, table)}, each file read once
+    (:func:`read_background_files` with ``events``). Raises :class:`TomographyError` for a
+    file given twice, a signal file, a file of several samples, or two files of one sample
+    (merge them first: their weights share the sample)."""
+    return read_background_files(paths, events=True).events
 
 
 def background_inputs(backgrounds: Mapping[str, tuple[Path, pa.Table]],
@@ -700,10 +747,13 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
     chan = column_array(sel, "reco_channel")
     w_sr = event_weights(sel)
-    bkg = background_yields(backgrounds)
+    # each background file read once: its yields and, for their own shapes, its events
+    bfiles = read_background_files(
+        backgrounds, events=bool(background_recon) and analysis != "calibration")
+    bkg = bfiles.yields
     if not backgrounds and not reference_yields:
         res.notes.append("no background files given: background yields taken as 0")
-    bkg_recon = _background_recon(backgrounds, background_recon, methods, analysis)
+    bkg_recon = _background_recon(bfiles, background_recon, methods, analysis)
     if backgrounds and analysis != "calibration":
         res.notes.append(
             "fit backgrounds: each background's own reconstructed analyser distribution per "
@@ -827,20 +877,22 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     return res
 
 
-def _background_recon(backgrounds: Sequence[str | Path],
+def _background_recon(backgrounds: BackgroundFiles,
                       background_recon: Mapping[str, Mapping[str, str | Path]] | None,
                       methods: tuple[str, ...], analysis: str
                       ) -> tuple[dict[str, tuple[Path, pa.Table]],
                                  dict[str, dict[str, pa.Table]]] | None:
-    """The background files and, per sample and method, the checked method output on it
-    (None without ``background_recon``). Raises :class:`TomographyError` for an output of an
-    unknown background or method, a missing one, or one that does not belong to its file."""
+    """The background files' events (``backgrounds``, read with their events:
+    :func:`read_background_files`) and, per sample and method, the checked method output on
+    it (None without ``background_recon``). Raises :class:`TomographyError` for an output of
+    an unknown background or method, a missing one, or one that does not belong to its
+    file."""
     if not background_recon:
         return None
     if analysis == "calibration":
         raise TomographyError("background method outputs shape the fit's backgrounds; with "
                               "analysis 'calibration' there is no fit")
-    bk = read_backgrounds(backgrounds)
+    bk = backgrounds.events
     out: dict[str, dict[str, pa.Table]] = {}
     for name, per in background_recon.items():
         if name not in bk:
