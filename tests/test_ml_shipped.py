@@ -83,3 +83,19 @@ def test_cli_uses_the_shipped_model_and_is_reproducible(reco, tmp_path):
     assert outs[0].num_rows > 0
     assert outs[0].equals(outs[1])  # same seed, same output
     assert set(outs[0]["candidate"].to_pylist()) == {0, 1, 2, 3}
+
+
+def test_shipped_models_load_by_name(tmp_path, monkeypatch):
+    """A shipped model's name is its file (`--model ditau-cpu-v1`), an unknown name is a clear
+    error naming the shipped models, and a local file of that name wins."""
+    from ditau.ml.infer import model_columns, resolve_model
+    from ditau.ml.shipped import model_path, shipped_model_path
+
+    assert model_path("ditau-cpu-v1") == shipped_model_path("ditau-cpu-v1")
+    assert resolve_model("ditau-cpu-v1", "cpu").path == shipped_model_path("ditau-cpu-v1")
+    assert "reco_d0_p" not in model_columns("ditau-cpu-v1")
+    with pytest.raises(FileNotFoundError, match=r"shipped: .*ditau-cpu-v1"):
+        resolve_model("ditau-cpu-v0", "cpu")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ditau-cpu-v1").write_bytes(b"not a model")
+    assert model_path("ditau-cpu-v1").resolve() == (tmp_path / "ditau-cpu-v1").resolve()

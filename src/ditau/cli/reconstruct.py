@@ -39,8 +39,8 @@ def reconstruct_command(
                                 "e.g. -s grid=50 for fastmtt, -s n_phi=32 for mmc")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     model: Annotated[Path | None, typer.Option(
-        "--model", help="trained model file (method ml; 'ditau train') [default: the "
-        "model shipped with ditau]")] = None,
+        "--model", help="trained model file (method ml; 'ditau train') or a shipped model's "
+        "name, e.g. ditau-cpu-v1 [default: the model shipped as default]")] = None,
     candidates: Annotated[int | None, typer.Option(
         "--candidates", help="method ml: sampled candidates per event [default: 10]")] = None,
     seed: Annotated[int | None, typer.Option(

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -65,10 +64,10 @@ from ditau.ml.features import (
 )
 from ditau.ml.generative import get_objective
 from ditau.ml.hashing import event_noise
-from ditau.ml.io import TrainedModel, load_model
+from ditau.ml.io import TrainedModel, load_model, read_model_config
 from ditau.ml.model import repeat_context
 from ditau.ml.parametrisation import decode_visible, n_targets
-from ditau.ml.shipped import shipped_model_path
+from ditau.ml.shipped import model_path
 from ditau.physics import M_TAU, mass
 
 #: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver); a
@@ -86,13 +85,14 @@ _CACHE: dict[tuple[str, int, int, str], TrainedModel] = {}
 def resolve_model(model: str | os.PathLike[str] | TrainedModel | None = None,
                   device: str | torch.device = "auto") -> TrainedModel:
     """A loaded model on ``device`` (files are cached by path, mtime, size and device).
-    ``None``: the shipped default model (:data:`ditau.ml.shipped.DEFAULT_MODEL`)."""
+    ``None``: the shipped default model (:data:`ditau.ml.shipped.DEFAULT_MODEL`); a shipped
+    model's name (``ditau-cpu-v1``) is its file (:func:`ditau.ml.shipped.model_path`)."""
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     if isinstance(model, TrainedModel):
         if model.device != dev:
             model.model.to(dev)
         return model
-    p = (shipped_model_path() if model is None else Path(model)).resolve()
+    p = model_path(model).resolve()
     st = p.stat() if p.exists() else None
     key = (str(p), st.st_mtime_ns if st else 0, st.st_size if st else 0, str(dev))
     if key not in _CACHE:
@@ -104,12 +104,19 @@ def resolve_model(model: str | os.PathLike[str] | TrainedModel | None = None,
 
 def model_columns(model: str | os.PathLike[str] | TrainedModel | None = None) -> tuple[str, ...]:
     """The columns ``model`` reads besides the baselines' INPUT_COLUMNS: :data:`EXTRA_COLUMNS`,
-    and :data:`~ditau.ml.features.IP_COLUMNS` for a model with ``impact_parameters``
-    (``None``: the shipped default model; a file is loaded on the CPU, cached; a loaded model
-    stays on its device)."""
-    cfg = model.config if isinstance(model, TrainedModel) else resolve_model(model, "cpu").config
-    ip = cfg.impact_parameters
-    return (*EXTRA_COLUMNS, *(IP_COLUMNS if ip else ()))
+    and :data:`~ditau.ml.features.IP_COLUMNS` for a model with ``impact_parameters``.
+
+    ``model``: a model file, whose configuration alone is read
+    (:func:`~ditau.ml.io.read_model_config`: the network is not built nor its weights
+    loaded); ``None``: the shipped default model's file (as :func:`resolve_model`); a loaded
+    :class:`~ditau.ml.io.TrainedModel`: its ``config``. Raises
+    :class:`~ditau.ml.io.ModelFileError` for a missing, corrupt or inconsistent model file.
+    """
+    if isinstance(model, TrainedModel):
+        cfg = model.config
+    else:
+        cfg = read_model_config(model_path(model))
+    return (*EXTRA_COLUMNS, *(IP_COLUMNS if cfg.impact_parameters else ()))
 
 
 @torch.no_grad()

@@ -17,6 +17,9 @@ selection, split, event counts) and training information (step, losses). A model
 (:data:`ditau.ml.features.IP_FEATURE_SET_ID`, key ``ip_feature_set``) and is refused by a
 ditau that computes those features otherwise; files without the option (``ditau-cpu-v1``)
 have no such key and read as before.
+
+:func:`read_model_config` reads a model file's configuration without building the network
+(what a model needs, its input columns, before it is loaded onto a device).
 """
 
 from __future__ import annotations
@@ -122,11 +125,11 @@ def save_model(path: str | os.PathLike[str], state_dict: dict[str, torch.Tensor]
     return write_blob(path, "model", payload)
 
 
-def load_model(path: str | os.PathLike[str],
-               device: str | torch.device = "cpu") -> TrainedModel:
-    """Load a model file onto ``device`` (eval mode). Raises :class:`ModelFileError`."""
-    p = Path(path)
-    d = read_blob(p, "model")
+def _model_config(p: Path, d: dict[str, Any]) -> ModelConfig:
+    """The :class:`~ditau.ml.model.ModelConfig` of the payload ``d`` of the model file ``p``,
+    checked against this ditau: the feature set, the configuration itself, the targets of
+    its target frame and, for a model with impact parameters, their feature set. Raises
+    :class:`ModelFileError` naming ``p``."""
     if d.get("feature_set") != FEATURE_SET_ID:
         raise ModelFileError(
             f"{p}: the model was trained with feature set {d.get('feature_set')!r}, this "
@@ -134,11 +137,47 @@ def load_model(path: str | os.PathLike[str],
             "ditau version it was trained with")
     try:
         cfg = ModelConfig.from_dict(dict(d["model_config"]), source=f"{p} model config")
-        stats = NormStats.from_dict(d["stats"])
         names = list(target_names(cfg.target_frame))
         if list(d.get("targets", names)) != names:
             raise ValueError(f"its targets {d['targets']} are not those of the "
                              f"{cfg.target_frame!r} target frame of this ditau ({names})")
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{p}: inconsistent model file: {err}") from err
+    if cfg.impact_parameters and d.get("ip_feature_set") != IP_FEATURE_SET_ID:
+        raise ModelFileError(
+            f"{p}: the model was trained with impact-parameter features "
+            f"{d.get('ip_feature_set')!r}, this ditau computes {IP_FEATURE_SET_ID!r}; "
+            "retrain the model or use the ditau version it was trained with")
+    return cfg
+
+
+def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The :class:`~ditau.ml.model.ModelConfig` of the model file ``path`` (its architecture,
+    objective, target frame, ``impact_parameters``, sampler defaults), without building the
+    network or loading its weights into one: for what a model needs (its input columns)
+    before it is loaded onto a device.
+
+    The file is one checksummed payload (module docstring), so it is read and checked whole
+    (header, kind, checksum, format version) and deserialised on the CPU
+    (``torch.load(weights_only=True)``, weights included); the configuration is checked as
+    :func:`load_model` checks it (feature set, targets, impact-parameter feature set).
+
+    Raises :class:`ModelFileError` naming the file: missing or unreadable, not a model file,
+    truncated or corrupt, of another feature set, or with an inconsistent configuration.
+    """
+    p = Path(path)
+    return _model_config(p, read_blob(p, "model"))
+
+
+def load_model(path: str | os.PathLike[str],
+               device: str | torch.device = "cpu") -> TrainedModel:
+    """Load a model file onto ``device`` (eval mode). Raises :class:`ModelFileError`."""
+    p = Path(path)
+    d = read_blob(p, "model")
+    cfg = _model_config(p, d)
+    try:
+        stats = NormStats.from_dict(d["stats"])
+        names = list(target_names(cfg.target_frame))
         if cfg.target_frame == "visible" and not (
                 len(stats.target_mean) == len(stats.target_std) == len(names)):
             raise ValueError("the visible target frame needs the per-coordinate moments in "
@@ -147,11 +186,6 @@ def load_model(path: str | os.PathLike[str],
         model.load_state_dict(d["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{p}: inconsistent model file: {err}") from err
-    if cfg.impact_parameters and d.get("ip_feature_set") != IP_FEATURE_SET_ID:
-        raise ModelFileError(
-            f"{p}: the model was trained with impact-parameter features "
-            f"{d.get('ip_feature_set')!r}, this ditau computes {IP_FEATURE_SET_ID!r}; "
-            "retrain the model or use the ditau version it was trained with")
     model.to(device).eval()
     for prm in model.parameters():
         prm.requires_grad_(False)

@@ -10,6 +10,7 @@ is given.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Final
@@ -30,6 +31,19 @@ def shipped_models() -> list[str]:
     """Names of the shipped models (files ``NAME.pt`` in :func:`models_dir`)."""
     d = models_dir()
     return sorted(p.stem for p in d.glob("*.pt")) if d.is_dir() else []
+
+
+def model_path(model: str | os.PathLike[str] | None) -> Path:
+    """The file of ``model``: ``None`` -> the default shipped model; a path that exists, or
+    that names a folder or ends in a file suffix -> itself; otherwise a shipped model's name
+    (``ditau-cpu-v1``) -> its file (FileNotFoundError naming the shipped models if there is
+    no such model)."""
+    if model is None:
+        return shipped_model_path()
+    p = Path(model)
+    if p.exists() or p.suffix or len(p.parts) > 1:
+        return p
+    return shipped_model_path(str(model))
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:

@@ -83,7 +83,10 @@ class MLSettings(StageConfig):
 
 def columns_for(settings: MLSettings) -> tuple[str, ...]:
     """The columns the settings' model reads besides the baselines' (the impact parameters
-    for a model trained with them: :func:`ditau.ml.infer.model_columns`)."""
+    for a model trained with them: :func:`ditau.ml.infer.model_columns`). A model file's
+    configuration alone is read (:func:`ditau.ml.io.read_model_config`; the network is built
+    when the method runs); a loaded model's is its ``config``. Raises
+    :class:`~ditau.ml.io.ModelFileError` for a missing, corrupt or inconsistent model file."""
     return model_columns(settings.model)
 
 
