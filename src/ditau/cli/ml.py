@@ -30,6 +30,12 @@ def train_command(
         help="give the legs' tracks' impact parameters (d0, z0 and significances) to the "
              "model as inputs (needs schema 1.3.0 detector files, for training and "
              "inference); replaces 'model.impact_parameters'")] = None,
+    mass_weighting: Annotated[str | None, typer.Option(
+        help="none, or flat (batches drawn flat in the true m_tautau over 'mass_range': no "
+             "m_Z prior); replaces 'mass_weighting'")] = None,
+    select_on: Annotated[str | None, typer.Option(
+        help="loss, or analyser (best model and early stopping on the rest-frame spin "
+             "analysers' resolution); replaces 'select_on'")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="continue from OUT_DIR/last.ckpt")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -46,7 +52,8 @@ def train_command(
 
         cfg = TrainConfig.from_yaml(config)
         changes: dict[str, object] = {}
-        for key, val in (("out_dir", out_dir), ("max_steps", max_steps), ("device", device)):
+        for key, val in (("out_dir", out_dir), ("max_steps", max_steps), ("device", device),
+                         ("mass_weighting", mass_weighting), ("select_on", select_on)):
             if val is not None:
                 changes[key] = str(val) if isinstance(val, Path) else val
         if data:
@@ -60,7 +67,8 @@ def train_command(
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source=str(config))
         result = train(cfg, resume=resume, progress=not quiet)
     if result.model_path is not None:
-        typer.echo(f"wrote {result.model_path} (step {result.step}, best validation loss "
+        what = "analyser resolution" if cfg.select_on == "analyser" else "loss"
+        typer.echo(f"wrote {result.model_path} (step {result.step}, best validation {what} "
                    f"{result.best_val:.4g} at step {result.best_step}"
                    f"{', stopped early' if result.stopped_early else ''}; {result.n_train} "
                    f"training / {result.n_val} validation events; {result.seconds:.1f} s)")

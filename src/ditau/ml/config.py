@@ -17,6 +17,10 @@ from ditau.ml.features import ONE_HOT_CHANNELS
 from ditau.ml.model import ModelConfig
 
 SELECTIONS: Final[tuple[str, ...]] = ("sr", "channels")
+#: How the training events are drawn: as they come, or flat in the true m_tautau.
+MASS_WEIGHTINGS: Final[tuple[str, ...]] = ("none", "flat")
+#: The figure of merit of model selection (best model, early stopping).
+SELECT_ON: Final[tuple[str, ...]] = ("loss", "analyser")
 OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "lion")
 #: Config keys that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES: Final[frozenset[str]] = frozenset({"out_dir", "device", "log_every",
@@ -38,6 +42,16 @@ class TrainConfig(StageConfig):
     ``min_delta`` before stopping (None: never); ``amp``: bf16 autocast, on CUDA only;
     ``device``: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``; ``threads``: CPU
     threads of torch (None: torch's default; on a loaded machine 1 is often fastest).
+
+    ``mass_weighting``: ``none`` (every selected event equally often) or ``flat`` (batches
+    drawn with replacement with weights that flatten the true m_tautau in ``mass_range`` in
+    bins of ``mass_bin`` GeV, the largest weight at most ``mass_max_ratio`` x the smallest;
+    :func:`ditau.ml.analyser_metric.flat_mass_weights`): weakens the m_Z prior the network
+    learns from a Z-peaked sample. ``select_on``: the figure of merit of the best model and of
+    early stopping, ``loss`` (validation loss) or ``analyser`` (median |h_reco - h_true| of
+    the rest-frame visible spin analysers on the first ``analyser_events`` validation events,
+    one candidate each; :func:`ditau.ml.analyser_metric.analyser_resolution`). The validation
+    loss is logged either way.
     """
 
     config_name = "train config"
@@ -71,6 +85,12 @@ class TrainConfig(StageConfig):
     amp: bool = True
     log_every: int = 50
     threads: int | None = None
+    mass_weighting: str = "none"
+    mass_range: tuple[float, float] = (40.0, 250.0)
+    mass_bin: float = 5.0
+    mass_max_ratio: float = 20.0
+    select_on: str = "loss"
+    analyser_events: int = 4096
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str | os.PathLike):
@@ -81,6 +101,20 @@ class TrainConfig(StageConfig):
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.mass_weighting not in MASS_WEIGHTINGS:
+            raise ValueError(f"mass_weighting must be one of {MASS_WEIGHTINGS}, got "
+                             f"{self.mass_weighting!r}")
+        self.mass_range = (float(self.mass_range[0]), float(self.mass_range[1]))
+        if not 0.0 <= self.mass_range[0] < self.mass_range[1]:
+            raise ValueError(f"mass_range must be [lo, hi] with 0 <= lo < hi, got "
+                             f"{list(self.mass_range)}")
+        if not self.mass_bin > 0 or not self.mass_max_ratio >= 1:
+            raise ValueError(f"need mass_bin > 0 and mass_max_ratio >= 1, got {self.mass_bin}"
+                             f", {self.mass_max_ratio}")
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be one of {SELECT_ON}, got {self.select_on!r}")
+        if self.analyser_events < 1:
+            raise ValueError(f"analyser_events must be >= 1, got {self.analyser_events}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -110,9 +144,11 @@ class TrainConfig(StageConfig):
             if not isinstance(d["model"], dict):
                 raise ValueError(f"{source}: 'model' must be a mapping of ModelConfig fields")
             d["model"] = ModelConfig.from_dict(dict(d["model"]), source=f"{source}: model")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for key in ("betas", "mass_range"):
+            if key in d:
+                d[key] = tuple(d[key])
         return d
 
 
-__all__ = ["OPTIMIZERS", "RESUMABLE_CHANGES", "SELECTIONS", "TrainConfig"]
+__all__ = ["MASS_WEIGHTINGS", "OPTIMIZERS", "RESUMABLE_CHANGES", "SELECTIONS", "SELECT_ON",
+           "TrainConfig"]

@@ -68,12 +68,16 @@ def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any
     The ``visible`` target frame reads the nu energies (``nu_e_p``, ``nu_e_m``) too; a model
     with ``impact_parameters`` the :data:`~ditau.ml.features.IP_COLUMNS` (a file without them,
     or with none for its usable events, is a SchemaError naming the file and the columns;
-    events whose legs lack them are left out, counted per file as ``no_ip``)."""
+    events whose legs lack them are left out, counted per file as ``no_ip``). With
+    ``mass_weighting="flat"`` the truth column ``m_tautau`` is read into
+    :attr:`~ditau.ml.features.EventArrays.m_true` (a file without it is a SchemaError)."""
     if not cfg.data:
         raise ValueError("no training data: give one or more event files ('data' in the "
                          "config, or --data)")
     truth = [*TARGETS, *(NU_ENERGY_COLUMNS if cfg.model.target_frame == "visible" else ())]
     ip = cfg.model.impact_parameters
+    if cfg.mass_weighting != "none":
+        truth.append("m_tautau")
     cols = [*FEATURE_COLUMNS, *(IP_COLUMNS if ip else ()), *truth, "in_sr"]
     parts: list[EventArrays] = []
     files = []
@@ -81,11 +85,19 @@ def load_data(cfg: TrainConfig) -> tuple[EventArrays, EventArrays, dict[str, Any
         meta = read_metadata(path)
         table = read_events(path, columns=_present(path, cols, truth), require=("id",))
         ev = extract(table, targets=True, source=path, impact_parameters=ip)
+        if cfg.mass_weighting != "none":
+            ev.m_true = table["m_tautau"].to_numpy(zero_copy_only=False).astype(np.float64)
         keep = ev.usable.copy()
         if cfg.selection == "sr":
             keep &= table["in_sr"].to_numpy(zero_copy_only=False).astype(bool)
         if cfg.channels is not None:
             keep &= np.isin(ev.channel, [ONE_HOT_CHANNELS.index(c) for c in cfg.channels])
+        if ev.m_true is not None:
+            bad = keep & ~np.isfinite(ev.m_true)
+            if bad.any():
+                raise ValueError(f"{path}: the truth column m_tautau is not finite for event_id "
+                                 f"{int(ev.event_id[bad][0])} ({int(bad.sum())} selected events)"
+                                 "; the flat mass weighting needs it")
         parts.append(ev.subset(keep))
         entry = {"path": str(Path(path).resolve()), "bytes": Path(path).stat().st_size,
                  "rows": table.num_rows, "selected": int(keep.sum()),

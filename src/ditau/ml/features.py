@@ -164,7 +164,9 @@ class EventArrays:
     ``reason``: why not ('' if usable); ``ip``: (n, 7, 4) the objects' track impact parameters
     d0, z0, sigma(d0), sigma(z0) (mm, lab frame, w.r.t. the primary vertex; 0 where
     ``has_ip`` is False) and ``has_ip``: (n, 7) the object has all four (only the legs' charged
-    objects can), both None unless read with ``impact_parameters``.
+    objects can), both None unless read with ``impact_parameters``; ``m_true``: (n,) the true
+    m_tautau (GeV; truth column ``m_tautau``), set by the training data reader where the mass
+    weighting needs it, else None.
     """
 
     event_id: NDArray[np.int64]
@@ -180,6 +182,7 @@ class EventArrays:
     nu_mass: NDArray[np.float64] | None = None
     ip: NDArray[np.float64] | None = None
     has_ip: NDArray[np.bool_] | None = None
+    m_true: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.event_id)

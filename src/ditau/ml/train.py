@@ -19,6 +19,15 @@ parameters (:func:`ditau.ml.features.ip_features`); the training files must have
 (schema 1.3.0 detector files), events whose legs lack them are left out (their count is in the
 data recipe), and the reflection augmentation flips their signs with the momenta.
 
+Mass weighting (``mass_weighting: flat``): global batch s is drawn with replacement from the
+training events with the weights of :func:`ditau.ml.analyser_metric.flat_mass_weights`
+(inverse-CDF sampling with uniforms seeded by (seed, s)), so the network does not learn the
+m_Z peak as a prior; the recipe records the weighting and its effective sample size.
+
+Model selection (``select_on``): the best model and early stopping follow the validation loss
+or the rest-frame analyser resolution (:func:`ditau.ml.analyser_metric.analyser_resolution`,
+one candidate per event with a fixed seed, the EMA weights).
+
 Determinism: the batch order of epoch e is a permutation seeded by (seed, e), and every random
 number of step s (augmentation, noise, time) comes from a generator seeded by (seed, rank, s).
 A checkpoint (every ``checkpoint_every`` steps, ``out_dir/last.ckpt``) holds model, EMA, best
@@ -60,6 +69,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ditau.ml.analyser_metric import analyser_resolution, flat_mass_weights
 from ditau.ml.config import RESUMABLE_CHANGES, TrainConfig
 from ditau.ml.data import load_data
 from ditau.ml.device import (
@@ -81,7 +91,8 @@ from ditau.ml.features import (
 )
 from ditau.ml.generative import Objective, get_objective
 from ditau.ml.hashing import mix_seeds
-from ditau.ml.io import ModelFileError, read_blob, save_model, write_blob
+from ditau.ml.infer import sample_candidates
+from ditau.ml.io import ModelFileError, TrainedModel, read_blob, save_model, write_blob
 from ditau.ml.model import NeutrinoModel, count_parameters
 from ditau.ml.optim import (
     ema_decay_at,
@@ -175,11 +186,24 @@ class _Trainer:
 
     # --- data ---------------------------------------------------------------------------
     def load(self) -> None:
-        train, valid, self.recipe = load_data(self.cfg)
-        self.stats = compute_target_stats(train, self.cfg.model.target_frame)
+        c = self.cfg
+        train, valid, self.recipe = load_data(c)
+        self.stats = compute_target_stats(train, c.model.target_frame)
         self.train = train.to_batch(self.device)
         self.valid = valid.to_batch(self.device)
         self.scale = target_scale(self.stats, self.device)
+        self.cdf: Tensor | None = None
+        if c.mass_weighting == "flat":
+            assert train.m_true is not None
+            w = flat_mass_weights(train.m_true, c.mass_range, c.mass_bin, c.mass_max_ratio)
+            cdf = np.cumsum(w)
+            self.cdf = torch.from_numpy(cdf / cdf[-1])  # on the CPU: drawn with a CPU generator
+            self.recipe["mass_weighting"] = {
+                "kind": "flat", "range": list(c.mass_range), "bin": c.mass_bin,
+                "max_ratio": c.mass_max_ratio,
+                "effective_events": float(w.sum() ** 2 / np.sum(w * w))}
+        # the analyser figure of merit: a fixed subset of the validation events, lab frame
+        self.valid_ev = valid.subset(np.arange(min(len(valid), c.analyser_events)))
 
     def _perm(self, epoch: int) -> Tensor:
         if self._perm_cache is None or self._perm_cache[0] != epoch:
@@ -193,6 +217,12 @@ class _Trainer:
         training device."""
         n, bs = len(self.train), self.cfg.batch_size
         gb = bs * self.dist.world
+        if self.cdf is not None:  # weighted draw with replacement (mass weighting)
+            g = torch.Generator().manual_seed(mix_seeds(self.cfg.seed, 0xE90D, step))
+            u = torch.rand(gb, generator=g, dtype=torch.float64)
+            drawn = torch.searchsorted(self.cdf, u).clamp_max(n - 1)
+            mine = drawn[self.dist.rank * bs:(self.dist.rank + 1) * bs]
+            return mine.to(self.device)
         epoch, pos = divmod(step, max(1, n // gb))
         start = pos * gb + self.dist.rank * bs
         idx = (start + torch.arange(bs, device=self.device)) % n
@@ -296,7 +326,23 @@ class _Trainer:
         all_reduce(tot, self.dist)
         return float(tot[0] / tot[1]) if tot[1] > 0 else math.nan
 
+    @torch.no_grad()
+    def analyser_figure(self) -> float:
+        """:func:`~ditau.ml.analyser_metric.analyser_resolution` of the EMA model on the first
+        ``analyser_events`` validation events (one candidate each, fixed seed). The same on
+        every rank (same events, same noise)."""
+        ev = self.valid_ev
+        if len(ev) == 0:
+            return math.nan
+        tm = TrainedModel(self.ema, self.cfg.model, self.stats, feature_set="")
+        nu, _ = sample_candidates(tm, ev, candidates=1, seed=mix_seeds(self.cfg.seed, 0xA7A1),
+                                  batch_size=self.cfg.eval_batch_size)
+        assert ev.target is not None
+        return analyser_resolution(ev.p4, nu[:, 0], ev.target)
+
     def after_eval(self, val: float) -> None:
+        """Best model and early stopping on ``val`` (the ``select_on`` figure; lower is
+        better)."""
         c = self.cfg
         if math.isfinite(val) and val < self.best_val - c.min_delta:
             self.best_val, self.best_step, self.bad_evals = val, self.step, 0
@@ -372,9 +418,13 @@ def _run(cfg: TrainConfig, dist_info: DistInfo, resume: bool, progress: bool,
                 losses = []
             if (tr.step % cfg.eval_every == 0 or last) and len(tr.valid):
                 val = tr.validate()
-                tr.after_eval(val)
-                record = {**record, "step": tr.step, "val_loss": val, "best_val": tr.best_val}
-                tr.history.append({"step": tr.step, "val_loss": val})
+                evaluated = {"val_loss": val}
+                if cfg.select_on == "analyser":
+                    evaluated["val_analyser"] = tr.analyser_figure()
+                tr.after_eval(evaluated["val_analyser" if cfg.select_on == "analyser"
+                                        else "val_loss"])
+                record = {**record, "step": tr.step, **evaluated, "best_val": tr.best_val}
+                tr.history.append({"step": tr.step, **evaluated})
                 bar.set_postfix(val=f"{val:.4f}")
             if record and dist_info.rank == 0:
                 _log(log_path, record)
@@ -388,6 +438,7 @@ def _run(cfg: TrainConfig, dist_info: DistInfo, resume: bool, progress: bool,
     if dist_info.rank == 0:
         weights = tr.best_ema if tr.best_ema is not None else tr.ema.state_dict()
         info = {"step": tr.step, "best_step": tr.best_step, "best_val": tr.best_val,
+                "select_on": cfg.select_on,
                 "stopped_early": tr.stopped, "n_parameters": count_parameters(tr.model),
                 "torch": str(torch.__version__), "device": str(device),
                 "world_size": dist_info.world}
