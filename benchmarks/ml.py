@@ -21,7 +21,9 @@ channels). Prints, on this machine:
    posterior), next to the same numbers for an exactly calibrated Gaussian posterior;
 4. the tau direction, which the spin analysers need at the scale of the boost's opening angle
    1/gamma: the median angle x gamma between each method's and the true tau per reco channel
-   and leg type (issue #16 goal <= 0.35), and the fraction within 0.3/gamma;
+   and leg type (issue #16 goal <= 0.35), and the fraction within 0.3/gamma; and <cos dphi>
+   of the neutrino's azimuth about the visible axis against the truth, with the direction of
+   the tracks' impact-parameter vector as the reference of what the tracks alone tell;
 5. the rest-frame spin analysers: median |h_reco - h_true| of each component (k, r, n) of the
    tomography's analysers (rho: optimal polarimeter), reco visible products with each
    method's taus against the truth analysers, with "truth tau" (reco visible products, true
@@ -72,7 +74,8 @@ def read_table(path: Path, all_events: bool, max_events: int | None) -> pa.Table
                 for leg in ("p", "m")} | {"decay_mode_p", "decay_mode_m"}
     cols = sorted(set(ids) | set(INPUT_COLUMNS) | set(JET_COLUMNS) | set(TRUTH_COLUMNS)
                   | set(TARGETS) | {"reco_channel", "in_sr", "tau_e_p", "tau_e_m"}
-                  | (set(IP_COLUMNS) & names) | (truth_an & names))
+                  | (set(IP_COLUMNS) & names) | (truth_an & names)
+                  | {f"nu_{c}_{leg}" for c in ("px", "py", "pz") for leg in ("p", "m")})
     t = pq.read_table(path, columns=cols)
     ch = np.asarray(t["reco_channel"].to_pylist())
     keep = np.isin(ch, ANALYSIS_CHANNELS)
@@ -270,7 +273,7 @@ def analyser_resolution(t: pa.Table, recs: dict[str, pa.Table]) -> None:
         d = np.concatenate([np.abs(an.h_p[ok] - true.h_p[rows][ok]),  # type: ignore[attr-defined]
                             np.abs(an.h_m[ok] - true.h_m[rows][ok])])  # type: ignore[attr-defined]
         med = np.median(d, axis=0)
-        print(f"| {name} | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} | {med.mean():.3f} | "
+        print(f"| {name} | {med[0]:.4f} | {med[1]:.4f} | {med[2]:.4f} | {med.mean():.4f} | "
               f"{int(ok.sum())} |")
 
     row("truth tau (reco visible)", floor, np.arange(t.num_rows))
@@ -280,6 +283,64 @@ def analyser_resolution(t: pa.Table, recs: dict[str, pa.Table]) -> None:
         an = analysers_from_reco(t.take(pa.array(rows)), _p4(r, "rec_tau", "p"),
                                  _p4(r, "rec_tau", "m"), rho="polarimeter")
         row(name, dataclasses.replace(an, valid=an.valid & ok), rows)
+
+
+def _perp(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The component of ``v`` (N, 3) perpendicular to ``axis`` (N, 3)."""
+    n = axis / np.linalg.norm(axis, axis=1, keepdims=True)
+    return v - np.sum(v * n, 1, keepdims=True) * n
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def nu_azimuth(t: pa.Table, recs: dict[str, pa.Table]) -> None:
+    """<cos dphi> between the reconstructed and the true neutrino component perpendicular to
+    the visible axis (the azimuth of the tau about its visible products, which the
+    direction at the 1/gamma scale needs; 0: no information, 1: exact), hadronic legs; and the
+    information in the tracks' impact parameters alone: the direction of the IP vector
+    (PCA - PV = (-d0 sin phi, d0 cos phi, z0), perpendicular part) of 1-prong hadronic legs,
+    which points along the tau flight's component perpendicular to the track."""
+    print("\n## Neutrino azimuth about the visible axis: <cos dphi> (reco vs true perpendicular "
+          "component), hadronic legs\n")
+    vis = {leg: _p4(t, "reco_chg", leg)[:, :3] + np.nan_to_num(_p4(t, "reco_neu", leg)[:, :3])
+           for leg in ("p", "m")}
+    true = {leg: np.stack([t[f"nu_{c}_{leg}"].to_numpy() for c in ("px", "py", "pz")], 1)
+            for leg in ("p", "m")}
+    had = {leg: np.isin(np.asarray(t[f"reco_mode_{leg}"].to_pylist()), ("pi", "rho"))
+           for leg in ("p", "m")}
+    print("| method | <cos dphi> | median cos dphi | legs |")
+    print("|---|---|---|---|")
+    if "reco_d0_p" in t.column_names:
+        c = []
+        for leg in ("p", "m"):
+            chg = _p4(t, "reco_chg", leg)[:, :3]
+            phi = np.arctan2(chg[:, 1], chg[:, 0])
+            d0 = t[f"reco_d0_{leg}"].to_numpy(zero_copy_only=False)
+            z0 = t[f"reco_z0_{leg}"].to_numpy(zero_copy_only=False)
+            r = np.stack([-d0 * np.sin(phi), d0 * np.cos(phi), z0], 1)
+            c.append(np.where(had[leg], _cos(_perp(r, chg), _perp(true[leg], vis[leg])),
+                              np.nan))
+        x = np.concatenate(c)
+        x = x[np.isfinite(x)]
+        if len(x):
+            print(f"| IP vector (reference, no fit) | {x.mean():.3f} +- "
+                  f"{x.std() / np.sqrt(len(x)):.3f} | {np.median(x):.3f} | {len(x)} |")
+    for name, rec in recs.items():
+        rows, r = _candidate0(t, rec)
+        ok = r["rec_status"].to_numpy(zero_copy_only=False) == "ok"
+        c = []
+        for leg in ("p", "m"):
+            nu = np.stack([r[f"rec_nu_{q}_{leg}"].to_numpy(zero_copy_only=False)
+                           for q in ("px", "py", "pz")], 1)
+            v = vis[leg][rows]
+            c.append(np.where(ok & had[leg][rows], _cos(_perp(nu, v), _perp(true[leg][rows], v)),
+                              np.nan))
+        x = np.concatenate(c)
+        x = x[np.isfinite(x)]
+        print(f"| {name} | {x.mean():.3f} +- {x.std() / np.sqrt(max(len(x), 1)):.3f} | "
+              f"{np.median(x):.3f} | {len(x)} |")
 
 
 MASS_BINS = ((60.0, 80.0), (80.0, 100.0), (100.0, 120.0))
@@ -404,6 +465,7 @@ def main() -> None:
     print(table.to_markdown("mass", reference=True))
     print("\nwall time per method (s): " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
     tau_direction(t, recs)
+    nu_azimuth(t, recs)
     analyser_resolution(t, recs)
     mass_bias(t, recs)
     if args.higgs is not None:
