@@ -99,3 +99,44 @@ def test_shipped_models_load_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ditau-cpu-v1").write_bytes(b"not a model")
     assert model_path("ditau-cpu-v1").resolve() == (tmp_path / "ditau-cpu-v1").resolve()
+
+
+def test_default_model_depends_on_the_inputs_impact_parameters(tmp_path, monkeypatch):
+    """Without --model, inputs without track impact parameters (no IP columns, or all NaN as
+    in a schema-1.3.0 file made from generator files without vertices) get NO_IP_MODEL, and
+    inputs with them DEFAULT_MODEL; the choice is recorded in the output's settings."""
+    from ditau.ml.features import IP_COLUMNS, has_impact_parameters
+    from ditau.ml.synthetic import write_synthetic
+    from ditau.reconstruct import reconstruct
+    from ditau.reconstruct.runner import _default_ml_model
+    from ditau.schema import read_metadata, write_events
+
+    monkeypatch.setattr(shipped, "DEFAULT_MODEL", "needs-ip-model")
+    assert shipped.default_model(True) == "needs-ip-model"
+    assert shipped.default_model(False) == shipped.NO_IP_MODEL == "ditau-cpu-v1"
+    plain = write_synthetic(tmp_path / "plain.parquet", 60, seed=4)
+    t = pq.read_table(plain)
+    n = t.num_rows
+    meta = read_metadata(plain)
+    with_ip = t
+    all_nan = t
+    for c in IP_COLUMNS:
+        with_ip = with_ip.append_column(c, pa.array(np.full(n, 0.01)))
+        all_nan = all_nan.append_column(c, pa.array(np.full(n, np.nan)))
+    p_ip = write_events(with_ip, tmp_path / "ip.parquet", meta)
+    p_nan = write_events(all_nan, tmp_path / "nan.parquet", meta)
+    assert not has_impact_parameters(t) and has_impact_parameters(with_ip)
+    assert not has_impact_parameters(all_nan)
+    names = pq.read_schema(p_ip).names
+    assert _default_ml_model(p_ip, names, None, None) == "needs-ip-model"
+    assert _default_ml_model(p_nan, pq.read_schema(p_nan).names, None, None) == "ditau-cpu-v1"
+    assert _default_ml_model(plain, t.column_names, None, None) == "ditau-cpu-v1"
+    # mapped column names are followed
+    renamed = with_ip.rename_columns([c.replace("reco_d0", "D0") for c in with_ip.column_names])
+    p_ren = write_events(renamed, tmp_path / "ren.parquet", meta)
+    cmap = {c: c.replace("reco_d0", "D0") for c in IP_COLUMNS if "d0" in c}
+    assert _default_ml_model(p_ren, renamed.column_names, cmap, None) == "needs-ip-model"
+    # end to end: the file without IPs is reconstructed with the no-IP model, by name
+    rs = reconstruct(plain, tmp_path / "out.parquet", "ml", candidates=2, device="cpu",
+                     progress=False)
+    assert read_metadata(rs.path)["settings"]["model"] == "ditau-cpu-v1"

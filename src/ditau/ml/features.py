@@ -251,6 +251,18 @@ def ip_columns_error(source: str, detail: str) -> SchemaError:
         "writes them, or use a model trained without impact parameters")
 
 
+def has_impact_parameters(table: Any) -> bool:
+    """True if ``table`` (pyarrow Table, dict of arrays, ...) has every column of
+    :data:`IP_COLUMNS` and at least one finite d0 (a file of schema 1.3.0 made from generator
+    files without vertices has the columns, all NaN)."""
+    names = set(column_names(table))
+    if not set(IP_COLUMNS) <= names:
+        return False
+    return any(bool(np.any(np.isfinite(np.asarray(column_array(table, f"reco_d0_{leg}"),
+                                                  dtype=np.float64))))
+               for leg in ("p", "m"))
+
+
 def check_ip_columns(names: Any, source: str) -> None:
     """Raise :func:`ip_columns_error` if any of :data:`IP_COLUMNS` is not in ``names``."""
     missing = [c for c in IP_COLUMNS if c not in set(names)]

@@ -60,6 +60,7 @@ from ditau.ml.features import (
     canonical_angles,
     encode,
     extract,
+    has_impact_parameters,
     rotate_events,
 )
 from ditau.ml.generative import get_objective
@@ -67,7 +68,7 @@ from ditau.ml.hashing import event_noise
 from ditau.ml.io import TrainedModel, load_model, read_model_config
 from ditau.ml.model import repeat_context
 from ditau.ml.parametrisation import decode_visible, n_targets
-from ditau.ml.shipped import model_path
+from ditau.ml.shipped import default_model, model_path
 from ditau.physics import M_TAU, mass
 
 #: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver); a
@@ -269,10 +270,13 @@ def predict(inputs: Inputs | Any, *, table: Any = None,
     A model with ``impact_parameters`` reads :data:`~ditau.ml.features.IP_COLUMNS` from the
     table: without them, or with none for the usable events, a SchemaError names ``source``
     and the columns; single events whose legs lack them are not reconstructed (their
-    ``reason`` says so)."""
+    ``reason`` says so). ``model=None``: :func:`ditau.ml.shipped.default_model` of the table
+    (the default model, or the one for inputs without track impact parameters)."""
     if point not in POINT_ESTIMATES:
         raise ValueError(f"unknown point estimate {point!r}; choose one of {POINT_ESTIMATES}")
     inp, tbl = _tables(inputs, table)
+    if model is None:  # the shipped default for these inputs (with or without track IPs)
+        model = default_model(has_impact_parameters(tbl))
     tm = resolve_model(model, device)
     ev = extract(tbl, inputs=inp, source=source,
                  impact_parameters=tm.config.impact_parameters)

@@ -18,6 +18,10 @@ from typing import Final
 #: Model used by ``--method ml`` without ``--model``: trained on CPU (2 cores) on Pythia
 #: events of this package's detector simulation; see models/ditau-cpu-v1.md.
 DEFAULT_MODEL: Final[str] = "ditau-cpu-v1"
+#: Model used without ``--model`` for inputs without track impact parameters (when
+#: :data:`DEFAULT_MODEL` needs them): Delphes cards without track smearing, files of schema
+#: < 1.3.0, generator files without vertices (their impact parameters are NaN).
+NO_IP_MODEL: Final[str] = "ditau-cpu-v1"
 #: Largest size allowed for a shipped model file (issue #5: weights <= 20 MB).
 MAX_BYTES: Final[int] = 20 * 1024 * 1024
 
@@ -31,6 +35,12 @@ def shipped_models() -> list[str]:
     """Names of the shipped models (files ``NAME.pt`` in :func:`models_dir`)."""
     d = models_dir()
     return sorted(p.stem for p in d.glob("*.pt")) if d.is_dir() else []
+
+
+def default_model(has_impact_parameters: bool) -> str:
+    """The shipped model used without ``--model``: :data:`DEFAULT_MODEL`, or
+    :data:`NO_IP_MODEL` for inputs without track impact parameters."""
+    return DEFAULT_MODEL if has_impact_parameters else NO_IP_MODEL
 
 
 def model_path(model: str | os.PathLike[str] | None) -> Path:

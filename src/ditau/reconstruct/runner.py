@@ -146,6 +146,31 @@ def _input_names(inp: Path, tree: str | None) -> tuple[list[str], int, dict[str,
     return pf.schema_arrow.names, pf.metadata.num_rows, meta
 
 
+def _default_ml_model(inp: Path, names: list[str], column_map: Mapping[str, str] | None,
+                      tree: str | None) -> str:
+    """:func:`ditau.ml.shipped.default_model` of the input: it has the impact parameters if it
+    has every IP column and a finite d0 in its first row group (Parquet) or first 10 000
+    entries (ROOT)."""
+    from ditau.ml.features import IP_COLUMNS, has_impact_parameters
+    from ditau.ml.shipped import default_model
+
+    cmap = dict(column_map or {})
+    file_cols = [cmap.get(c, c) for c in IP_COLUMNS]
+    if not set(file_cols) <= set(names):
+        return default_model(False)
+    if inp.suffix == ".root":
+        with _open_root(inp) as f:
+            name, _ = _root_tree(inp, f, tree)
+        first = _root_read(inp, name, file_cols, 10_000)
+    else:
+        pf = pq.ParquetFile(inp)
+        first = pf.read_row_group(0, columns=file_cols) if pf.num_row_groups else None
+    if first is None:
+        return default_model(False)
+    first = first.rename_columns(list(IP_COLUMNS))
+    return default_model(has_impact_parameters(first))
+
+
 def _root_read(inp: Path, tree: str, cols: list[str], entry_stop: int | None) -> pa.Table:
     """The branches ``cols`` of ``tree`` (entries up to ``entry_stop``) as an Arrow table."""
     import awkward as ak
@@ -235,8 +260,11 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
     if inp.is_dir():
         raise SchemaError(f"{inp}: a directory, not an event file")
     check_not_input(out_path, inp)
-    m = make_method(method, settings)
     names, n_in, meta_in = _input_names(inp, tree)
+    if method == "ml" and settings.get("model") is None:
+        # the shipped default for this input: with or without the tracks' impact parameters
+        settings = {**settings, "model": _default_ml_model(inp, names, column_map, tree)}
+    m = make_method(method, settings)
     if meta_in.get("stage") == "reconstruct":
         raise SchemaError(f"{inp}: a reconstruction output (method {meta_in.get('method')}), "
                           "not an event file: give the detector-level events it was made from")
