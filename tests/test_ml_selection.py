@@ -162,3 +162,27 @@ def test_selection_on_the_analyser_figure(mass_file, tmp_path):
     tr.build()
     tr.ema.load_state_dict(tm.model.state_dict())
     assert tr.analyser_figure() == pytest.approx(res.best_val, rel=1e-6)
+
+
+def test_a_sampler_of_another_objective_is_refused_and_the_cli_replaces_it(mass_file, tmp_path):
+    """A config with the flow-matching sampler and the regression objective is refused when
+    it is made (it used to fail only at the first sampling, inside the training); `ditau train
+    --objective regression` on a flow-matching config uses the regression's own sampler."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ditau.cli import app
+    from ditau.ml.model import ModelConfig
+
+    with pytest.raises(ValueError, match="'heun' is not a sampler of objective 'regression'"):
+        ModelConfig(objective="regression", sampler="heun")
+    cfg = tiny_config(mass_file, tmp_path / "unused", max_steps=4, select_on="analyser",
+                      analyser_events=16, model={"sampler": "heun", "sample_steps": 8})
+    path = tmp_path / "fm.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    r = CliRunner().invoke(app, ["train", str(path), "-o", str(tmp_path / "reg"),
+                                 "--objective", "regression", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "its default sampler replaces the config's 'heun'" in r.output
+    tm = load_model(tmp_path / "reg" / "model.pt")
+    assert tm.config.objective == "regression" and tm.config.sampler is None

@@ -23,7 +23,7 @@ from ditau.generate import GenerateConfig, run
 from ditau.generate.tau_filter import SIGNAL_REGION_FILTER
 from ditau.physics import BR_PDG, CHANNELS, expected_channel_fractions
 from ditau.reconstruct import reconstruct
-from ditau.schema import read_events
+from ditau.schema import read_events, read_metadata
 from ditau.tomography.fit_report import fit_lines
 from ditau.tomography.report import summary_lines, write_report
 from ditau.tomography.report import to_markdown as tomography_markdown
@@ -43,13 +43,16 @@ _PENDING = ("backgrounds in the demo (run `ditau generate --process wlnu|wtaunu|
             "a GPU-trained ML model: the shipped model was trained on CPU")
 
 
-def _model_line() -> str:
+def _model_line(recon: Path) -> str:
+    """The shipped model the ML output ``recon`` was made with (recorded in its settings)."""
     from ditau.ml.infer import resolve_model
-    from ditau.ml.shipped import DEFAULT_MODEL
 
-    tm = resolve_model(None, "cpu")
+    name = str(read_metadata(recon)["settings"]["model"])
+    tm = resolve_model(name, "cpu")
     c = tm.config
-    return (f"{DEFAULT_MODEL} (shipped; {c.objective}, {c.sampler or 'default'} sampler x "
+    return (f"{name} (shipped; {c.objective}, {c.target_frame}-frame targets, impact "
+            f"parameters {'used' if c.impact_parameters else 'not used'}, "
+            f"{c.sampler or 'default'} sampler x "
             f"{c.sample_steps or 'default'} steps, trained on {tm.data.get('n_train', '?')} "
             "events; 10 candidates per event, point estimate = their median)")
 
@@ -139,7 +142,7 @@ def run_demo(outdir: Path, events: int = 4000, workers: int = 2, seed: int = 1) 
         secs += rs.seconds
     lines.append(f"- ml with {len(NU_SAMPLING_SEEDS)} other noise seeds (neutrino-sampling "
                  f"uncertainty) in {secs:.1f} s")
-    model_line = _model_line()
+    model_line = _model_line(recon["ml"])
     lines.append(f"- ml model: {model_line}")
     ev = evaluate_files(det.path, list(recon.values()), out=outdir / "evaluation")
     figs = plot_summary(ev.table, outdir / "evaluation")

@@ -64,6 +64,14 @@ def train_command(
                          if v is not None}
         if model_changes:
             changes["model"] = {**cfg.model.to_dict(), **model_changes}
+            if objective is not None and objective != cfg.model.objective:
+                from ditau.ml.generative import get_objective
+
+                if cfg.model.sampler not in (None, *get_objective(objective).samplers):
+                    # the config's sampler belongs to its objective: use the new one's default
+                    changes["model"].update(sampler=None, sample_steps=None)
+                    typer.echo(f"note: objective {objective}: its default sampler replaces "
+                               f"the config's {cfg.model.sampler!r}")
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **changes}, source=str(config))
         result = train(cfg, resume=resume, progress=not quiet)
     if result.model_path is not None:

@@ -99,6 +99,13 @@ class ModelConfig(StageConfig):
             raise ValueError(f"time_dim must be even, got {self.time_dim}")
         if self.sample_steps is not None and self.sample_steps < 1:
             raise ValueError(f"sample_steps must be >= 1, got {self.sample_steps}")
+        from ditau.ml.generative import get_objective  # the objectives' samplers
+
+        samplers = get_objective(self.objective).samplers
+        if self.sampler is not None and self.sampler not in samplers:
+            raise ValueError(f"sampler {self.sampler!r} is not a sampler of objective "
+                             f"{self.objective!r} (choose one of {', '.join(samplers)}, or "
+                             "leave it unset for the objective's default)")
 
     config_name = "model config"
 
