@@ -445,6 +445,8 @@ def main() -> None:
     ap.add_argument("--higgs", type=Path, default=None,
                     help="held-out sample at m-hat ~ 125 GeV: peak and bias of m_tautau")
     ap.add_argument("--throughput-events", type=int, default=5000)
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="only the inference throughput (run it on an idle machine)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -455,6 +457,10 @@ def main() -> None:
     for label, tm in models.items():
         print(describe(label, tm))
     t = read_table(args.events, args.all, args.max_events)
+    if args.throughput_only:
+        throughput(t, dict(parse_models(args.model)), args.candidates, args.throughput_events,
+                   args.seed)
+        return
     print(f"\nevents: {args.events} ({t.num_rows} selected, "
           f"{'all reco-channel events' if args.all else 'signal region'})\n")
     recs, secs = run_methods(t, models, args.candidates, args.seed, args.skip_mmc,
