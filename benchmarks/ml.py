@@ -179,6 +179,10 @@ def uncertainty_calibration(t: pa.Table, label: str, model: object, k: int, seed
           "estimate: median)\n")
     pred = predict(inputs_from_table(t), table=t, model=model, candidates=k, seed=seed)
     rows, inp = pred.rows, pred.inputs
+    if pred.on_shell is not None:  # visible-frame targets: candidates on the tau mass shell
+        print(f"legs without a real on-shell solution (polar angle clamped to the nearest "
+              f"physical one, flagged): {100 * (1 - pred.on_shell.mean()):.2f} % of "
+              f"{pred.on_shell.size} sampled legs\n")
     truth = np.stack([t[c].to_numpy(zero_copy_only=False) for c in TARGETS], 1)[rows]
     taus = [tau_four_momenta(v[rows][:, None, :], pred.nu[..., 3 * j:3 * j + 3])
             for j, v in enumerate((inp.vis_p, inp.vis_m))]
