@@ -434,9 +434,11 @@ def test_shipped_model_is_without_impact_parameters():
     """ditau-cpu-v1 reads as a model without the option (its candidates are checked against
     the recorded ones in test_ml_parametrisation), needs no impact-parameter column, and its
     file has no impact-parameter feature id."""
-    tm = resolve_model(None, "cpu")
+    tm = resolve_model("ditau-cpu-v1", "cpu")
     assert tm.config.impact_parameters is False and tm.model.body.n_features == N_FEATURES
-    assert model_columns(None) == EXTRA_COLUMNS
+    assert model_columns("ditau-cpu-v1") == EXTRA_COLUMNS
+    # the default, ditau-cpu-v2, reads them
+    assert model_columns(None) == (*EXTRA_COLUMNS, *IP_COLUMNS)
     assert "ip_feature_set" not in read_blob(tm.path, "model")
     assert "impact_parameters" not in read_blob(tm.path, "model")["model_config"]
 

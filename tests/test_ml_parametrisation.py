@@ -427,12 +427,13 @@ def test_onnx_export_of_a_visible_frame_regression_model(perfect_table, tmp_path
 
 def test_shipped_model_loads_as_lab_frame_and_predicts_as_before():
     """ditau-cpu-v1 (written before the target frames existed) reads as a lab-frame
-    flow-matching model and gives the candidates it gave before this change (recorded)."""
+    flow-matching model and gives the candidates it gave before this change (recorded); it is
+    the default for these inputs, which have no track impact parameters."""
     t = synthetic_events(40, seed=7, x_spread=0.2, met_noise=5.0)
     p = predict(t, model=None, candidates=3, device="cpu", seed=0)
     from ditau.ml.infer import resolve_model
 
-    tm = resolve_model(None, "cpu")
+    tm = resolve_model("ditau-cpu-v1", "cpu")
     assert (tm.config.target_frame, tm.config.objective) == ("lab", "fm")
     assert tm.stats.target_mean == () and p.on_shell is None
     want = {(0, 0): [9.855664265102462, 11.9010012182554, 2.4025979311952446,

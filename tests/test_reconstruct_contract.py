@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from ditau.ml.features import IP_COLUMNS
 from ditau.reconstruct import (
     METHODS,
     Method,
@@ -169,5 +170,7 @@ def test_mmc_reads_the_jets_only_when_its_settings_use_them():
     assert make_method("mmc").columns == ()
     assert make_method("mmc", {"use_mht": True}).columns == ("jet1_px", "jet1_py")
     assert make_method("mmc", {"met_resolution": "atlas2016"}).columns == ("jet1_px", "jet1_py")
-    assert make_method("ml").columns == tuple(f"jet{j}_{c}" for j in (1, 2, 3)
-                                              for c in ("px", "py", "pz", "e"))
+    jets = tuple(f"jet{j}_{c}" for j in (1, 2, 3) for c in ("px", "py", "pz", "e"))
+    assert make_method("ml", {"model": "ditau-cpu-v1"}).columns == jets
+    # the default model (ditau-cpu-v2) reads the tracks' impact parameters too
+    assert make_method("ml").columns == (*jets, *IP_COLUMNS)

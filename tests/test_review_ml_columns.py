@@ -62,9 +62,11 @@ def test_columns_of_a_model_file_without_building_the_network(model_files, no_ne
         assert model_columns(path) == want and model_columns(str(path)) == want
         assert columns_for(MLSettings(model=path)) == want
         assert columns_for(MLSettings(model=str(path))) == want
-    # the shipped default model (no impact parameters), from its file
-    assert model_columns(None) == EXTRA_COLUMNS
-    assert columns_for(MLSettings()) == EXTRA_COLUMNS
+    # the shipped models from their files: the default (ditau-cpu-v2) reads the impact
+    # parameters, ditau-cpu-v1 does not
+    assert model_columns(None) == (*EXTRA_COLUMNS, *IP_COLUMNS)
+    assert columns_for(MLSettings()) == (*EXTRA_COLUMNS, *IP_COLUMNS)
+    assert columns_for(MLSettings(model="ditau-cpu-v1")) == EXTRA_COLUMNS
 
 
 def test_the_config_read_alone_is_the_loaded_models(model_files):

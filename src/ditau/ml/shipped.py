@@ -15,9 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Final
 
-#: Model used by ``--method ml`` without ``--model``: trained on CPU (2 cores) on Pythia
-#: events of this package's detector simulation; see models/ditau-cpu-v1.md.
-DEFAULT_MODEL: Final[str] = "ditau-cpu-v1"
+#: Model used by ``--method ml`` without ``--model`` (inputs with track impact parameters):
+#: trained on CPU (2 cores) on Pythia events of this package's detector simulation, visible-
+#: frame targets, impact-parameter inputs, flat in m_tautau; see models/ditau-cpu-v2.md.
+DEFAULT_MODEL: Final[str] = "ditau-cpu-v2"
 #: Model used without ``--model`` for inputs without track impact parameters (when
 #: :data:`DEFAULT_MODEL` needs them): Delphes cards without track smearing, files of schema
 #: < 1.3.0, generator files without vertices (their impact parameters are NaN).
