@@ -296,7 +296,9 @@ def _perp(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    """Cosine of the angle between rows (NaN where a vector is zero)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def nu_azimuth(t: pa.Table, recs: dict[str, pa.Table]) -> None:
@@ -413,8 +415,10 @@ def parse_models(specs: list[str]) -> dict[str, str | None]:
         label, sep, model = spec.partition("=")
         if not sep:
             label, model = Path(spec).stem, spec
-        if not label or not model or label in out:
-            raise SystemExit(f"--model {spec!r}: expected NAME=MODEL with a new NAME")
+        if not label or not model:
+            raise SystemExit(f"--model {spec!r}: expected NAME=MODEL (both non-empty)")
+        if label in out:
+            raise SystemExit(f"--model {spec!r}: the label {label!r} is given twice")
         out[label] = model
     return out
 
@@ -457,7 +461,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# ML benchmark ({time.strftime('%Y-%m-%d')})\n\n{machine()}\n")
-    models = {label: resolve_model(m, "cpu") for label, m in parse_models(args.model).items()}
+    try:
+        models = {label: resolve_model(m, "cpu") for label, m in parse_models(args.model).items()}
+    except (OSError, ValueError) as err:  # an unknown shipped name, a missing or bad file
+        raise SystemExit(f"--model: {err}") from err
+    if not args.events.is_file():
+        raise SystemExit(f"{args.events}: no such event file")
     for label, tm in models.items():
         print(describe(label, tm))
     t = read_table(args.events, args.all, args.max_events)

@@ -172,3 +172,30 @@ def test_default_model_depends_on_the_inputs_impact_parameters(tmp_path, monkeyp
     rs = reconstruct(plain, tmp_path / "out.parquet", "ml", candidates=2, device="cpu",
                      progress=False)
     assert read_metadata(rs.path)["settings"]["model"] == "ditau-cpu-v1"
+    assert any("has no track impact parameters" in n and "ditau-cpu-v1" in n
+               for n in rs.notes), rs.notes
+    r = runner.invoke(app, ["reconstruct", str(plain), "-o", str(tmp_path / "cli.parquet"),
+                            "--method", "ml", "--candidates", "2", "--device", "cpu", "-q"])
+    assert r.exit_code == 0 and "note: " in r.output and "ditau-cpu-v1" in r.output, r.output
+
+
+def test_events_without_impact_parameters_are_counted_in_a_note(reco, tmp_path):
+    """With the default model (impact parameters), events whose legs lack them are not
+    reconstructed, and the run says how many, with the model that needs none."""
+    from ditau.ml.features import IP_COLUMNS
+    from ditau.reconstruct import reconstruct
+    from ditau.schema import read_metadata, write_events
+
+    t = read_events(reco[0])
+    n = t.num_rows
+    for c in IP_COLUMNS:  # the first half of the events lose their impact parameters
+        x = t[c].to_numpy(zero_copy_only=False).astype(float).copy()
+        x[: n // 2] = np.nan
+        t = t.set_column(t.column_names.index(c), c, pa.array(x))
+    path = write_events(t, tmp_path / "half.parquet", read_metadata(reco[0]))
+    rs = reconstruct(path, tmp_path / "out.parquet", "ml", candidates=2, device="cpu",
+                     only_sr=True, progress=False)
+    assert read_metadata(rs.path)["settings"]["model"] == "ditau-cpu-v2"
+    note = [x for x in rs.notes if "without track impact parameters" in x]
+    assert note and int(note[0].split()[0]) > 0 and rs.counts["failed"] >= int(
+        note[0].split()[0])

@@ -71,3 +71,5 @@ def reconstruct_command(
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
     typer.echo(f"wrote {summary.events} events ({summary.method}) to {summary.path} "
                f"in {summary.seconds:.1f} s ({summary.events_per_s:.0f} events/s); {counts}")
+    for note in summary.notes:
+        typer.echo(f"note: {note}")

@@ -56,6 +56,9 @@ class ReconstructSummary:
     events: int
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
+    #: What a user should know about the run (the default model chosen, events left out for
+    #: a missing input the model needs), one line each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def events_per_s(self) -> float:
@@ -261,9 +264,17 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
         raise SchemaError(f"{inp}: a directory, not an event file")
     check_not_input(out_path, inp)
     names, n_in, meta_in = _input_names(inp, tree)
+    notes: list[str] = []
     if method == "ml" and settings.get("model") is None:
         # the shipped default for this input: with or without the tracks' impact parameters
-        settings = {**settings, "model": _default_ml_model(inp, names, column_map, tree)}
+        from ditau.ml.shipped import DEFAULT_MODEL
+
+        chosen = _default_ml_model(inp, names, column_map, tree)
+        settings = {**settings, "model": chosen}
+        if chosen != DEFAULT_MODEL:
+            notes.append(f"{inp} has no track impact parameters (reco_d0_*, reco_z0_*): the "
+                         f"shipped model for such inputs, {chosen}, is used instead of "
+                         f"{DEFAULT_MODEL}")
     m = make_method(method, settings)
     if meta_in.get("stage") == "reconstruct":
         raise SchemaError(f"{inp}: a reconstruction output (method {meta_in.get('method')}), "
@@ -338,5 +349,13 @@ def reconstruct(inp_path: str | Path, out_path: str | Path, method: str, *,
                     "status_counts": {s: counts[s] for s in RECO_STATUS},
                     "reason_counts": dict(reasons.most_common(20))},
                 chunks=chunks, total=n_in)
+    no_ip = 0
+    if method == "ml":
+        from ditau.ml.features import NO_IP_REASON
+
+        no_ip = sum(n for r, n in reasons.items() if str(r).startswith(NO_IP_REASON))
+    if no_ip:
+        notes.append(f"{no_ip} events not reconstructed: a leg without track impact "
+                     "parameters, which the ML model uses (--model ditau-cpu-v1 needs none)")
     return ReconstructSummary(out, method, n_events, time.perf_counter() - start,
-                              {s: counts[s] for s in RECO_STATUS})
+                              {s: counts[s] for s in RECO_STATUS}, notes)
