@@ -26,7 +26,7 @@ from ditau.ml.generative import Diffusion, FlowMatching, get_objective  # noqa: 
 from ditau.ml.hashing import event_noise, uniform_hash  # noqa: E402
 from ditau.ml.infer import predict, sample_neutrinos  # noqa: E402
 from ditau.ml.io import TrainedModel  # noqa: E402
-from ditau.ml.model import ModelConfig, NeutrinoModel  # noqa: E402
+from ditau.ml.model import ModelConfig, NeutrinoModel, repeat_context  # noqa: E402
 from ditau.ml.optim import Lion, lr_factor  # noqa: E402
 from ditau.ml.synthetic import synthetic_events  # noqa: E402
 
@@ -288,6 +288,31 @@ def test_body_runs_once_per_batch_and_candidates_do_not_depend_on_batching():
     assert np.allclose(small, out, atol=1e-4)
     more = sample_neutrinos(tm, ev, candidates=8, steps=3, sampler="heun", seed=0)
     assert np.allclose(more[:, :5], out, atol=1e-4)  # candidate k is keyed, not positional
+
+
+def test_candidates_are_queries_of_their_own_events_tokens_in_the_cross_attention():
+    # the keys/values stay per event (not repeated per candidate): the same result as the
+    # fully repeated context, which the exported ONNX head is given
+    ev = extract(synthetic_events(12, seed=9))
+    tm = tiny_model()
+    assert tm.config.cross_attention
+    b = ev.to_batch(tm.device)
+    x, coords, cond = encode(b, tm.stats)
+    with torch.no_grad():
+        prepared = tm.model.encode(x, coords, b.mask, cond)
+        k = 3
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn(len(ev) * k, tm.model.head.n_targets, generator=gen)
+        t = torch.full((len(ev) * k,), 0.4)
+        shared = tm.model.step(z, t, *repeat_context(prepared, k))
+        full = tm.model.step(z, t, *(p.repeat_interleave(k, dim=0) for p in prepared))
+        # candidate-major rows would pair candidates with other events' tokens
+        wrong = tm.model.step(z, t, prepared[0].repeat_interleave(k, dim=0),
+                              prepared[1].repeat(k, 1),
+                              *(p.repeat(k, 1, 1, 1) for p in prepared[2:]))
+    assert len(prepared) > 2 and repeat_context(prepared, k)[2].shape[0] == len(ev)
+    assert torch.allclose(shared, full, atol=1e-5)
+    assert not torch.allclose(wrong, full, atol=1e-3)
 
 
 def test_model_config_is_validated():

@@ -135,10 +135,9 @@ class Attention(nn.Module):
         """Attention of ``xq`` over projected keys/values."""
         b, nq, _ = xq.shape
         q = self.q(xq).reshape(b, nq, self.heads, self.dh).transpose(1, 2)
-        # softmax(q k^T / sqrt(d_h)) v (Vaswani et al., arXiv:1706.03762, eq. 1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dh)
-        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-        att = scores.softmax(-1) @ v
+        # softmax(q k^T / sqrt(d_h)) v (Vaswani et al., arXiv:1706.03762, eq. 1), fused
+        att = nn.functional.scaled_dot_product_attention(q, k, v,
+                                                         attn_mask=key_mask[:, None, None, :])
         return self.out(att.transpose(1, 2).reshape(b, nq, self.heads * self.dh))
 
     def forward(self, xq: Tensor, xkv: Tensor, key_mask: Tensor) -> Tensor:
@@ -268,7 +267,10 @@ class HeadBlock(nn.Module):
         # adaLN: h + gate * MLP(LN(h) (1 + scale) + shift) (DiT, arXiv:2212.09748)
         h = h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
         if self.cross is not None and self.cross_norm is not None and kv is not None:
-            h = h + self.cross.attend(self.cross_norm(h)[:, None], kv[0], kv[1], tmask)[:, 0]
+            # the K candidates of an event (rows event-major, see :func:`repeat_context`) are K
+            # queries of its tokens: keys/values are not repeated per candidate
+            q = self.cross_norm(h).reshape(kv[0].shape[0], -1, h.shape[-1])
+            h = h + self.cross.attend(q, kv[0], kv[1], tmask).reshape(h.shape)
         return h
 
 
@@ -336,8 +338,11 @@ class NeutrinoModel(nn.Module):
 
 
 def repeat_context(context: tuple[Tensor, ...], k: int) -> tuple[Tensor, ...]:
-    """The prepared body output of each event repeated for ``k`` candidates (event-major)."""
-    return tuple(c.repeat_interleave(k, dim=0) for c in context)
+    """The prepared body output for ``k`` candidates per event: the context repeated
+    (event-major rows, B·k); the token mask and the cross-attention keys/values stay per
+    event (B), since :class:`HeadBlock` attends with an event's candidates as its queries.
+    Repeating every element (the exported ONNX head does) gives the same result."""
+    return (context[0].repeat_interleave(k, dim=0), *context[1:])
 
 
 def count_parameters(model: nn.Module) -> int:
