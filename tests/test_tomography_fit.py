@@ -387,3 +387,52 @@ def test_neutrino_sampling_spread_is_reported_and_below_the_statistical_error(mo
     assert len(a) == 4 and np.all(np.isfinite(a))
     assert 0 < a[:, 0].std(ddof=1) < a[:, 1].mean()
     assert "Neutrino sampling" in "\n".join(fit_lines({"ml": out}))
+
+
+def test_a_sample_without_a_channel_of_enough_template_events_is_not_fitted(monkeypatch):
+    """Regression (the demo's 4 000 events): with no channel at MIN_CHANNEL_EVENTS the
+    likelihood had no bins and every fit read "did not converge (HESSE failed)", with a 5σ
+    luminosity "> 3000"; now it is not fitted, says why, and makes no luminosity claim."""
+    import ditau.tomography.fit as fit_module
+    from ditau.tomography.fit_report import fit_lines
+    from ditau.tomography.measurement import SpinFit
+    from ditau.tomography.moments import (
+        MIN_CHANNEL_EVENTS,
+        MomentLikelihood,
+        build_moment_templates,
+        moment_data,
+    )
+
+    hp, hm, _, ch = _toy(70, 11)  # about 35 per channel
+    ap, am = _toy.analysers
+    n_rr = int(np.sum(ch == "rhorho"))
+    assert max(n_rr, 70 - n_rr) < MIN_CHANNEL_EVENTS
+    mt = build_moment_templates(np.full(len(hp), 0.1), hp, hm, ap, am, ch, CH)
+    nll = MomentLikelihood(mt, moment_data(np.full(len(hp), 0.1), ap, am, ch, CH), 140.0)
+    assert nll.n_bins == 0
+    top, n_top = ("rhorho", n_rr) if n_rr >= 70 - n_rr else ("pipi", 70 - n_rr)
+    assert nll.empty_reason == (f"no channel has the {MIN_CHANNEL_EVENTS} template events "
+                                f"the fit needs (largest: {top} with {n_top})")
+    monkeypatch.setattr(fit_module, "_minuit", lambda *a, **k: pytest.fail("MIGRAD ran"))
+    r = fit(nll)
+    assert not r.valid and not r.reliable and r.not_run == nll.empty_reason
+    assert r.problem == f"not fitted: {nll.empty_reason}"
+    assert np.all(np.isnan(r.theta)) and np.isnan(r.d)
+    # a sample with enough events in one channel is fitted as before
+    hp, hm, _, ch = _toy(400, 12)
+    ap, am = _toy.analysers
+    mt = build_moment_templates(np.full(len(hp), 0.1), hp, hm, ap, am, ch, CH)
+    assert MomentLikelihood(mt, moment_data(np.full(len(hp), 0.1), ap, am, ch, CH),
+                            140.0).empty_reason == ""
+    # the report: the reason once, no "HESSE failed", no 5σ luminosity
+    curve = (np.array([10.0, 140.0]), np.full(2, np.nan), np.full(2, np.nan))
+    f = SpinFit("ml", fits={"split 0, ours yields": r, "split 0, ours yields, Asimov": r},
+                curves={"ours, Asimov": curve})
+    md = "\n".join(fit_lines({"ml": f}))
+    assert "HESSE" not in md and "> 3000" not in md
+    assert f"- ml, not fitted: {nll.empty_reason}" in md
+    assert "| ml | ours | not fitted | – | not fitted | – | – | – |" in md
+    # the binned likelihood without a bin says so too
+    empty = SpinLikelihood(np.zeros((4, 16)), np.zeros(4), 1.0)
+    assert empty.n_bins == 0 and fit(empty).problem == (
+        "not fitted: no bin has expected template or background events")

@@ -151,6 +151,11 @@ class SpinLikelihood:
         """Bins entering the likelihood."""
         return len(self.n)
 
+    @property
+    def empty_reason(self) -> str:
+        """Why no bin enters the likelihood ('' if some do)."""
+        return "" if self.n_bins else "no bin has expected template or background events"
+
     def expected(self, p: ArrayLike) -> NDArray[np.float64]:
         """Expected events per used bin (without the MC-statistics gammas)."""
         p = np.asarray(p, dtype=float)
@@ -231,6 +236,8 @@ class FitResult:
     z_bell: float = float("nan")
     quantum: Any = None
     params: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0), repr=False)
+    #: Why no fit was run ('' when it was): the likelihood has nothing to fit
+    not_run: str = ""
 
     @property
     def errors(self) -> NDArray[np.float64]:
@@ -251,6 +258,8 @@ class FitResult:
     @property
     def problem(self) -> str:
         """Why the fit is not :attr:`reliable` ('' if it is)."""
+        if self.not_run:
+            return f"not fitted: {self.not_run}"
         if not self.valid:
             return "did not converge (HESSE failed)"
         if self.at_bound:
@@ -293,7 +302,13 @@ def fit(nll: SpinLikelihood, theta0: ArrayLike | None = None, fixed: Sequence[st
     """Maximum-likelihood fit of ``nll`` from ``theta0`` (15 spin parameters; default 0), the
     parameters ``fixed`` at their start values (0 for nuisances); with ``tests`` the
     profile-likelihood tests of D <= 1/3 and m12 <= 1 and the toys of the quantum
-    observables (module docstring). Raises RuntimeError when MIGRAD fails."""
+    observables (module docstring). Raises RuntimeError when MIGRAD fails. A likelihood
+    without a bin (every channel below its minimum of template events) is not fitted: an
+    invalid result whose ``not_run`` says why."""
+    if nll.n_bins == 0:
+        nan = float("nan")
+        return FitResult(np.full(15, nan), np.full((15, 15), nan), nan, nan, {}, nan, False,
+                         params=np.full(len(nll.names), nan), not_run=nll.empty_reason)
     m = _minuit(nll, _start(nll, theta0), fixed)
     if not m.valid:
         m.migrad(ncall=40000)

@@ -78,8 +78,8 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
     small = [m for m, f in fits.items() if f.n_data_events < MEANINGFUL_EVENTS]
     if small:
         lines += [f"**Too small a sample for a meaningful result** ({', '.join(small)}: fewer "
-                  f"than {MEANINGFUL_EVENTS} pseudo-data events); the tables show that the fit "
-                  "runs, not what the measurement can do.", ""]
+                  f"than {MEANINGFUL_EVENTS} pseudo-data events); the tables show what the fit "
+                  "does at this size, not what the measurement can do.", ""]
     lines += [f"Expected result at {_LUMI:g} fb⁻¹ (Asimov data at the sample's Standard-Model "
               "state; errors: data statistics, the templates' MC statistics, systematics):", "",
               "| method | template / pseudo-data events | D (> 1/3: entangled) | m12 "
@@ -110,6 +110,7 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
               "| method | yields | pseudo-data split 0 | split 1 | Asimov | Asimov, unlimited "
               "templates | 5σ L(D), L(m12) | 5σ L, unlimited templates |",
               "|---|---|---|---|---|---|---|---|"]
+    not_fitted: dict[str, str] = {}
     for m, f in fits.items():
         for y in ("ours", "reference"):
             cells = []
@@ -117,13 +118,20 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
                         f"split 0, {y} yields, Asimov",
                         f"split 0, {y} yields, Asimov, unlimited templates"):
                 r = f.fits.get(key)
-                cells.append("–" if r is None else r.problem if not r.reliable
+                if r is not None and r.not_run:  # the reason once, below the table
+                    not_fitted.setdefault(m, r.not_run)
+                cells.append("–" if r is None else "not fitted" if r.not_run
+                             else r.problem if not r.reliable
                              else f"{_z(r.z_entanglement)} / {_z(r.z_bell)}")
             for c in (f.curves.get(f"{y}, Asimov"),
                       f.curves.get(f"{y}, Asimov, unlimited templates")):
-                cells.append("–" if c is None else ", ".join(_lumi(v) for v in lumi_for(c)))
+                # no reliable fit at any luminosity: no statement on the 5σ luminosity
+                no_fit = c is None or not (np.isfinite(c[1]).any() or np.isfinite(c[2]).any())
+                cells.append("–" if no_fit else ", ".join(_lumi(v) for v in lumi_for(c)))
             if any(c != "–" for c in cells):
                 lines.append(f"| {m} | {y} | " + " | ".join(cells) + " |")
+    if not_fitted:
+        lines += [""] + [f"- {m}, not fitted: {why}" for m, why in not_fitted.items()]
     lines += ["", f"### Uncertainty on D at {_LUMI:g} fb⁻¹ by source (Asimov, our yields; σ_D "
               "and share of the variance)", ""]
     srcs: list[str] = []
@@ -161,7 +169,8 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         for f in fits.values():
             r = f.fits.get(_MAIN)
             cells.append("–" if r is None else _val(r.theta[i], r.errors[i]) if r.reliable
-                         else "did not converge" if not r.valid else "at the ±2 bound")
+                         else "not fitted" if r.not_run else "did not converge" if not r.valid
+                         else "at the ±2 bound")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "### Closure: fits to the pseudo-data put into other spin states (spin "
               "weights), at the pseudo-data's own statistics (each split's states share its "

@@ -195,6 +195,8 @@ class MomentLikelihood:
         self.var_names = tuple(variations or {})
         self.names = (*FIT_NAMES, "lumi", "bkg_xsec", *self.var_names, SIGNAL_NORM)
         self.mc_stat = True
+        #: template events per channel (the fit leaves out those below MIN_CHANNEL_EVENTS)
+        self.template_events = {c: int(tmpl.n_events.get(c, 0)) for c in tmpl.channels}
         self.channels = tuple(c for c in tmpl.channels
                               if tmpl.n_events.get(c, 0) >= MIN_CHANNEL_EVENTS
                               and c in data.m and data.S1[c][0, 0] > 0)
@@ -239,6 +241,18 @@ class MomentLikelihood:
     def n_bins(self) -> int:
         """Moments entering the likelihood (16 per channel)."""
         return N_OBS * len(self.channels)
+
+    @property
+    def empty_reason(self) -> str:
+        """Why no channel enters the likelihood ('' if some do): the template events of the
+        largest channel against MIN_CHANNEL_EVENTS."""
+        if self.channels:
+            return ""
+        if not any(self.template_events.values()):
+            return "no template events"
+        top = max(self.template_events, key=lambda c: self.template_events[c])
+        return (f"no channel has the {MIN_CHANNEL_EVENTS} template events the fit needs "
+                f"(largest: {top} with {self.template_events[top]})")
 
     def expected(self, p: ArrayLike, channel: str) -> NDArray[np.float64]:
         """Expected moment sums of ``channel`` at the parameters ``p``."""
