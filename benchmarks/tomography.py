@@ -106,7 +106,8 @@ def main() -> None:
                     help="rho analyser at detector level")
     ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
     ap.add_argument("--candidate-average", action="store_true",
-                    help="ML: analyser products averaged over the candidates")
+                    help="ML: analyser products (calibration) and moment observables (fit) "
+                         "averaged over the candidates")
     ap.add_argument("--analysis", default="both", choices=("fit", "calibration", "both"),
                     help="the profile-likelihood fit, the calibration cross-check, or both")
     ap.add_argument("--bins", type=int, default=2, help="fit: bins per analyser component")

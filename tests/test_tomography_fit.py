@@ -158,6 +158,38 @@ def test_bad_likelihood_input_is_named():
         SpinLikelihood(np.ones((2, 16)), [1.0, -2.0], 1.0)
 
 
+def test_moment_templates_of_candidate_averaged_observables_stay_exact():
+    """--candidate-average: the events' observables averaged over K analyser candidates are
+    still linear in the state, so the templates reproduce the reweighted sums exactly; and
+    obs equal to the analysers' own observables is the same as giving the analysers."""
+    from ditau.tomography.moments import build_moment_templates, moment_data, observables
+
+    hp, hm, _, ch = _toy(3000, 17)
+    ap, am = _toy.analysers
+    w = np.random.default_rng(18).uniform(0.5, 1.5, len(hp))
+    same = build_moment_templates(w, hp, hm, ap, am, ch, CH, obs=observables(ap, am))
+    plain = build_moment_templates(w, hp, hm, ap, am, ch, CH)
+    for c in CH:
+        np.testing.assert_allclose(same.R[c], plain.R[c], rtol=1e-12)
+    rng = np.random.default_rng(19)
+    cands = []
+    for _ in range(4):  # four smeared copies of each event's analysers
+        cp, cm = ap + 0.3 * rng.normal(size=ap.shape), am + 0.3 * rng.normal(size=am.shape)
+        cands.append(observables(cp / np.linalg.norm(cp, axis=1)[:, None],
+                                 cm / np.linalg.norm(cm, axis=1)[:, None]))
+    avg = np.mean(cands, axis=0)
+    avg[5] = np.nan  # an event without a valid average is left out, not propagated
+    mt = build_moment_templates(w, hp, hm, ap, am, ch, CH, obs=avg)
+    assert sum(mt.n_events.values()) == len(hp) - 1
+    for st in (SM_LIKE, SpinState.unpolarised()):
+        md = moment_data(w * decay_density(hp, hm, st), ap, am, ch, CH, obs=avg)
+        ref = moment_data(w * decay_density(hp, hm, st), ap, am, ch, CH)
+        for c in CH:
+            pred = mt.R[c] @ np.concatenate([[1.0], _theta(st)])
+            np.testing.assert_allclose(pred, md.m[c], rtol=1e-10, atol=1e-8)
+            assert np.all(np.isfinite(md.m[c])) and not np.allclose(md.m[c], ref.m[c])
+
+
 def test_moment_templates_reproduce_the_reweighted_moment_sums():
     from ditau.tomography.moments import build_moment_templates, moment_data
 

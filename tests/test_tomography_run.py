@@ -167,6 +167,45 @@ def test_ml_neutrino_sampling_reads_outputs_of_other_seeds(reco_files):
         run_tomography(f.nom, nu_sampling_recon={"ml": [ml[0]]}, **kw)
 
 
+def test_candidate_average_reaches_the_fit(reco_files):
+    """Regression: --candidate-average averaged the calibration's products only; the
+    profile-likelihood fit (moments of the analysers) still used the point estimate's."""
+    pytest.importorskip("torch")
+    from ditau.tomography.measurement import Observable
+    from ditau.tomography.moments import observables
+    from ditau.tomography.run import (
+        _fit_inputs,
+        detector_sample,
+        method_sample,
+        method_taus,
+        n_candidates,
+    )
+
+    f = reco_files
+    ml = read_recon(f.make(f.nom, "ml_avg", "ml", candidates=3, seed=0, device="cpu"))
+    assert n_candidates(ml) == 3
+    ev = read_events(f.nom)
+    ev = ev.filter(pa.array(np.asarray(ev["in_sr"].to_pylist(), dtype=bool)))
+    point = method_sample(ev, "ml", ml, "polarimeter")
+    avg = method_sample(ev, "ml", ml, "polarimeter", candidate_average=True)
+    assert point.obs is None and avg.obs is not None and avg.obs.shape == (len(ev), 16)
+    each = [detector_sample(ev, *method_taus(ev, "ml", ml, candidate=c), "polarimeter")
+            for c in (1, 2, 3)]
+    ok = avg.valid
+    assert ok.sum() > 10
+    expect = np.mean([observables(s.h_p, s.h_m) for s in each], axis=0)
+    np.testing.assert_allclose(avg.obs[ok], expect[ok], rtol=1e-12)
+    x_pt, x_avg = _fit_inputs(ev, point, None, 2), _fit_inputs(ev, avg, None, 2)
+    assert len(x_pt.obs) == 0 and len(x_avg.obs) == len(x_avg.u)
+    obs = Observable("moments", ("murho", "erho", "mupi", "epi", "pirho", "rhorho", "pipi"))
+    all_pt, all_avg = np.ones(len(x_pt.u), bool), np.ones(len(x_avg.u), bool)
+    d_pt = obs.data(x_pt, all_pt, x_pt.weight)
+    d_avg = obs.data(x_avg, all_avg, x_avg.weight)
+    ch = max(d_avg.m, key=lambda c: d_avg.m[c][0])
+    # the same events' counts, other (averaged) correlation moments
+    assert d_avg.m[ch][0] > 0 and not np.allclose(d_avg.m[ch][1:], d_pt.m[ch][1:])
+
+
 def test_cli_reads_method_outputs(reco_files, tmp_path):
     f = reco_files
     base = ["tomography", str(f.nom), "-o", str(tmp_path / "rep")]

@@ -93,7 +93,8 @@ def tomography_command(
                               "noise seed (ML); the spread over these files gives the "
                               "neutrino-sampling uncertainty (repeatable, one per seed)")] = None,
     candidate_average: Annotated[bool, typer.Option(
-        "--candidate-average", help="ML: average each event's analyser products over its "
+        "--candidate-average", help="ML: average each event's analyser products "
+                                    "(calibration) and moment observables (fit) over its "
                                     "sampled candidates instead of using the point "
                                     "estimate's")] = False,
     reference_yields: Annotated[bool, typer.Option(

@@ -47,7 +47,9 @@ class SpinSample:
     ``prod`` (optional, (N, 3)): the per-event products h+_i h-_i to use in
     :func:`diag_correlation` instead of ``h_p * h_m``, e.g. averaged over the sampled
     neutrino candidates of a generative reconstruction (a detector-level sample only; the
-    reweighting, :func:`decay_density`, uses ``h_p`` and ``h_m``)."""
+    reweighting, :func:`decay_density`, uses ``h_p`` and ``h_m``). ``obs`` (optional,
+    (N, 16)): likewise the profile-likelihood fit's moment observables (1, h+, h-,
+    h+ (x) h-) averaged over the candidates (:mod:`ditau.tomography.moments`)."""
 
     h_p: NDArray[np.float64]
     h_m: NDArray[np.float64]
@@ -60,10 +62,11 @@ class SpinSample:
     #: The generated spin state per event (B+ (N,3), B- (N,3), C (N,3,3)); None: the LO
     #: Z-pole expectation at each event's cos Theta (:func:`lo_state`).
     state: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None = None
+    obs: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.weight)
-        for name in ("h_p", "h_m", "kappa_p", "kappa_m", "cos_theta", "valid", "prod"):
+        for name in ("h_p", "h_m", "kappa_p", "kappa_m", "cos_theta", "valid", "prod", "obs"):
             if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"SpinSample: {name} has length {len(getattr(self, name))}, "
                                  f"weight has {n}")
@@ -76,7 +79,8 @@ class SpinSample:
         return SpinSample(self.h_p[i], self.h_m[i], self.kappa_p[i], self.kappa_m[i],
                           self.cos_theta[i], self.weight[i], self.valid[i],
                           None if self.prod is None else self.prod[i],
-                          None if self.state is None else tuple(x[i] for x in self.state))
+                          None if self.state is None else tuple(x[i] for x in self.state),
+                          None if self.obs is None else self.obs[i])
 
 
 def lo_state(cos_theta: ArrayLike, sin2_theta_eff: float = SIN2_THETA_EFF

@@ -91,6 +91,13 @@ class SpinInputs:
     #: The method's measured analyser unit vectors (N, 3) (the moments' observables).
     a_p: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     a_m: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    #: The moments' observables (N, 16) averaged over a generative method's candidates
+    #: (``--candidate-average``); empty: those of ``a_p``/``a_m``.
+    obs: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 16)))
+
+    def observables(self, mask: NDArray[np.bool_]) -> NDArray[np.float64] | None:
+        """The averaged observables of the rows ``mask``, or None (use the analysers)."""
+        return self.obs[mask] if len(self.obs) else None
 
 
 def generated_density(events: Any, spin_meta: Mapping[str, Any] | None
@@ -135,6 +142,8 @@ class BackgroundInputs:
     bin: NDArray[np.int64]
     channel: NDArray[np.str_]
     process: NDArray[np.str_]
+    #: The moments' observables (N, 16) averaged over the candidates (empty: from a+-)
+    obs: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 16)))
 
     def yields(self, channels: tuple[str, ...]) -> dict[str, float]:
         """Signal-region events per fb^-1 per channel."""
@@ -206,7 +215,7 @@ class Observable:
         if self.kind == "moments":
             return build_moment_templates(x.u[mask] * scale, x.h_p[mask], x.h_m[mask],
                                           x.a_p[mask], x.a_m[mask], x.channel[mask],
-                                          self.channels)
+                                          self.channels, obs=x.observables(mask))
         return build_templates(x.u[mask] * scale, x.h_p[mask], x.h_m[mask], x.bin[mask],
                                x.channel[mask], self.channels, self.bins, reference=reference)
 
@@ -216,7 +225,7 @@ class Observable:
         the selected rows)."""
         if self.kind == "moments":
             return moment_data(weight, x.a_p[mask], x.a_m[mask], x.channel[mask],
-                               self.channels)
+                               self.channels, obs=x.observables(mask))
         return histogram(weight, x.bin[mask], x.channel[mask], self.channels, self.bins)
 
     def scaled(self, tmpl: Any, data: Any, factor: Mapping[str, float]) -> tuple[Any, Any]:
@@ -235,7 +244,8 @@ class Observable:
         T0 (module docstring)."""
         if isinstance(bkg, BackgroundInputs):
             if self.kind == "moments":
-                return moment_data(bkg.weight, bkg.a_p, bkg.a_m, bkg.channel, self.channels)
+                return moment_data(bkg.weight, bkg.a_p, bkg.a_m, bkg.channel, self.channels,
+                                   obs=bkg.obs if len(bkg.obs) else None)
             return histogram(bkg.weight, bkg.bin, bkg.channel, self.channels, self.bins)
         if self.kind == "moments":
             return t0_background(tmpl, bkg)
@@ -458,10 +468,11 @@ def _closure(obs: Observable, x: SpinInputs, is_dat: NDArray[np.bool_], tm: Any,
 
 def inputs_for(events: Any, analysers_p: NDArray[np.float64], analysers_m: NDArray[np.float64],
                valid: NDArray[np.bool_], spin_meta: Mapping[str, Any] | None, bins: int,
-               event_weight: NDArray[np.float64], spin_weight: NDArray[np.float64]
-               ) -> SpinInputs:
+               event_weight: NDArray[np.float64], spin_weight: NDArray[np.float64],
+               obs: NDArray[np.float64] | None = None) -> SpinInputs:
     """:class:`SpinInputs` of the rows of ``events`` (signal-region events) from one method's
-    measured analysers (``valid`` rows only), the sample's spin metadata and weights."""
+    measured analysers (``valid`` rows only), the sample's spin metadata and weights;
+    ``obs`` (N, 16): the moments' observables averaged over the candidates (or None)."""
     from ditau.schema import column_array
 
     h_p, h_m, dens, sm = generated_density(events, spin_meta)
@@ -476,4 +487,5 @@ def inputs_for(events: Any, analysers_p: NDArray[np.float64], analysers_m: NDArr
                       event_weight[keep],
                       np.asarray(column_array(events, "m_tautau"), dtype=float)[keep],
                       ids[keep] % SPLIT_MOD, np.asarray(analysers_p, float)[keep],
-                      np.asarray(analysers_m, float)[keep])
+                      np.asarray(analysers_m, float)[keep],
+                      np.zeros((0, 16)) if obs is None else np.asarray(obs, float)[keep])

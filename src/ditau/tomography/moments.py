@@ -88,17 +88,33 @@ class MomentTemplates:
                                dict(self.n_events))
 
 
+def _event_observables(a_p: ArrayLike, a_m: ArrayLike, obs: ArrayLike | None
+                       ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """(N, 16) observables of each event (``obs`` when given, e.g. averaged over sampled
+    neutrino candidates; else :func:`observables` of a+-) and the rows where they are
+    finite (non-finite rows set to 0)."""
+    if obs is not None:
+        o = np.asarray(obs, dtype=float)
+        ok = np.all(np.isfinite(o), 1)
+        return np.where(ok[:, None], o, 0.0), ok
+    ap, am = np.asarray(a_p, dtype=float), np.asarray(a_m, dtype=float)
+    ok = np.all(np.isfinite(ap), 1) & np.all(np.isfinite(am), 1)
+    return observables(np.where(ok[:, None], ap, 0.0), np.where(ok[:, None], am, 0.0)), ok
+
+
 def build_moment_templates(weight: ArrayLike, h_p: ArrayLike, h_m: ArrayLike,
                            a_p: ArrayLike, a_m: ArrayLike, channel: ArrayLike,
-                           channels: tuple[str, ...]) -> MomentTemplates:
+                           channels: tuple[str, ...], obs: ArrayLike | None = None
+                           ) -> MomentTemplates:
     """Moment templates (module docstring) from per-event template weights u (events per
     fb^-1 over the generated state's decay density), truth polarimeters h+- and measured
-    analysers a+- (N, 3; rows with a non-finite analyser are skipped)."""
+    analysers a+- (N, 3; rows with a non-finite analyser are skipped), or the events'
+    observables ``obs`` (N, 16) in place of a+- (e.g. averaged over a generative
+    reconstruction's candidates: still linear in the state, so the templates stay exact)."""
     u = np.asarray(weight, dtype=float)
     basis = basis_weights(h_p, h_m)
-    ap, am = np.asarray(a_p, dtype=float), np.asarray(a_m, dtype=float)
-    ok = np.all(np.isfinite(ap), 1) & np.all(np.isfinite(am), 1) & np.isfinite(u) & (u != 0)
-    obs = observables(np.where(ok[:, None], ap, 0.0), np.where(ok[:, None], am, 0.0))
+    obs, ok = _event_observables(a_p, a_m, obs)
+    ok &= np.isfinite(u) & (u != 0)
     ch = np.asarray(channel).astype(str)
     out = MomentTemplates(tuple(channels))
     for name in channels:
@@ -132,12 +148,12 @@ class MomentData:
 
 
 def moment_data(weight: ArrayLike, a_p: ArrayLike, a_m: ArrayLike, channel: ArrayLike,
-                channels: tuple[str, ...]) -> MomentData:
-    """The pseudo-data's moment sums per fb^-1 (weights ``weight``) per channel."""
+                channels: tuple[str, ...], obs: ArrayLike | None = None) -> MomentData:
+    """The pseudo-data's moment sums per fb^-1 (weights ``weight``) per channel, from the
+    analysers a+- or the events' observables ``obs`` (N, 16) (:func:`build_moment_templates`)."""
     w = np.asarray(weight, dtype=float)
-    ap, am = np.asarray(a_p, dtype=float), np.asarray(a_m, dtype=float)
-    ok = np.all(np.isfinite(ap), 1) & np.all(np.isfinite(am), 1) & np.isfinite(w)
-    obs = observables(np.where(ok[:, None], ap, 0.0), np.where(ok[:, None], am, 0.0))
+    obs, ok = _event_observables(a_p, a_m, obs)
+    ok &= np.isfinite(w)
     ch = np.asarray(channel).astype(str)
     m, s1, s2 = {}, {}, {}
     for name in channels:

@@ -82,6 +82,7 @@ from ditau.tomography.measurement import (
     inputs_for,
     measure_method,
 )
+from ditau.tomography.moments import observables as moment_observables
 from ditau.tomography.significance import (
     GRAD_D,
     ChannelInput,
@@ -261,20 +262,24 @@ def method_sample(events: pa.Table, method: str, recon: pa.Table | None, rho: st
     :func:`detector_sample`). With ``candidate_average`` and a method-output table with
     sampled candidates (ML), the per-event products h+_i h-_i are averaged over the
     candidates (the posterior expectation of the estimator's per-event term, which removes
-    most of the sampling noise; ``SpinSample.prod``); an event needs every candidate valid."""
+    most of the sampling noise; ``SpinSample.prod``), and so are the fit's moment observables
+    (``SpinSample.obs``); an event needs every candidate valid."""
     det = detector_sample(events, *method_taus(events, method, recon), rho)
     k = n_candidates(recon) if candidate_average else 0
     if k < 1:
         return det
-    prods = []
+    prods, obs = [], []
     valid = det.valid.copy()
     for c in range(1, k + 1):
         s = detector_sample(events, *method_taus(events, method, recon, candidate=c), rho)
         prods.append(s.h_p * s.h_m)
+        obs.append(moment_observables(s.h_p, s.h_m))
         valid &= s.valid
     prod = np.mean(prods, axis=0)
-    valid &= np.all(np.isfinite(prod), 1)
-    return replace(det, prod=prod, valid=valid, weight=np.where(valid, det.weight, 0.0))
+    obs_mean = np.mean(obs, axis=0)
+    valid &= np.all(np.isfinite(prod), 1) & np.all(np.isfinite(obs_mean), 1)
+    return replace(det, prod=prod, obs=obs_mean, valid=valid,
+                   weight=np.where(valid, det.weight, 0.0))
 
 
 def _read(path: Path, role: str = "EVENTS", kind: str | None = None) -> pa.Table:
@@ -408,12 +413,17 @@ def background_inputs(backgrounds: Mapping[str, tuple[Path, pa.Table]],
             & np.all(np.isfinite(det.h_m), 1)
         ap, am = np.asarray(det.h_p, float)[ok], np.asarray(det.h_m, float)[ok]
         parts.append((event_weights(t)[ok], ap, am, bin_index(ap, am, bins), ch[ok],
-                      np.full(int(ok.sum()), name)))
+                      np.full(int(ok.sum()), name),
+                      np.zeros((0, 16)) if det.obs is None else det.obs[ok]))
     if not parts:
         z = np.zeros((0, 3))
         return BackgroundInputs(np.zeros(0), z, z, np.zeros(0, np.int64), np.zeros(0, str),
                                 np.zeros(0, str))
-    return BackgroundInputs(*(np.concatenate(c) for c in zip(*parts, strict=True)))
+    # every sample's averaged observables, or none (a method without candidates)
+    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    if any(len(p[6]) != len(p[0]) for p in parts):
+        cols[6] = np.zeros((0, 16))
+    return BackgroundInputs(*cols)
 
 
 def _bootstrap_mc_stat(truth: SpinSample, det: SpinSample, idx: NDArray[np.int64],
@@ -673,8 +683,8 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
 
     Each file is checked against the events it is given for (:func:`read_method_output`).
     ``candidate_average``: for methods with sampled candidates (ML), average each event's
-    analyser products over its candidates (:func:`method_sample`) instead of using the point
-    estimate's.
+    analyser products (calibration) and moment observables (fit) over its candidates
+    (:func:`method_sample`) instead of using the point estimate's.
 
     ``reference_yields``: use the reference study's signal-region yields per channel (and its
     total background shared in proportion) instead of this sample's and ``backgrounds``, to
@@ -924,7 +934,7 @@ def _fit_inputs(table: pa.Table, det: SpinSample, spin_meta: Any, bins: int) -> 
     """The fit's per-event inputs of a method's detector-level sample (valid rows)."""
     return inputs_for(table, det.h_p, det.h_m, det.valid,
                       spin_meta if isinstance(spin_meta, Mapping) else None, bins,
-                      event_weights(table), spin_weights(table))
+                      event_weights(table), spin_weights(table), obs=det.obs)
 
 
 def _find(meta: Any, key: str) -> Any:
