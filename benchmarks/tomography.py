@@ -105,9 +105,9 @@ def main() -> None:
     ap.add_argument("--rho", default="polarimeter", choices=("visible", "polarimeter"),
                     help="rho analyser at detector level")
     ap.add_argument("--methods", default="truth,collinear,fastmtt,mmc,ml")
-    ap.add_argument("--candidate-average", action="store_true",
-                    help="ML: analyser products (calibration) and moment observables (fit) "
-                         "averaged over the candidates")
+    ap.add_argument("--point-estimate", action="store_true",
+                    help="ML: the point estimate's analysers, not averaged over the "
+                         "candidates (the default averages products and moment observables)")
     ap.add_argument("--analysis", default="both", choices=("fit", "calibration", "both"),
                     help="the profile-likelihood fit, the calibration cross-check, or both")
     ap.add_argument("--bins", type=int, default=2, help="fit: bins per analyser component")
@@ -170,7 +170,7 @@ def main() -> None:
                         for r in range(1, args.nu_sampling + 1)]
         res = run_tomography(args.events, methods=methods, rho=args.rho, recon=recon,
                              variations=variations, variation_recon=variation_recon,
-                             nu_sampling_recon=nu, candidate_average=args.candidate_average,
+                             nu_sampling_recon=nu, candidate_average=not args.point_estimate,
                              backgrounds=args.background, background_recon=brecon,
                              n_boot=args.boot,
                              reference_yields=args.reference_yields,

@@ -147,7 +147,7 @@ def test_ml_neutrino_sampling_reads_outputs_of_other_seeds(reco_files):
     ml_up = f.make(f.up, "ml_tes_up", "ml", candidates=4, device="cpu")
     kw = dict(methods=("truth", "ml"), recon={"ml": ml[0]}, variations={"tes_up": f.up},
               variation_recon={"tes_up": {"ml": ml_up}}, n_boot=2, seed=1, min_events=5,
-              analysis="calibration")
+              analysis="calibration", candidate_average=False)
     res = run_tomography(f.nom, nu_sampling_recon={"ml": [ml[7919], ml[15838]]}, **kw)
     assert "ml" in res.methods, res.notes
     r = res.methods["ml"]
@@ -160,7 +160,14 @@ def test_ml_neutrino_sampling_reads_outputs_of_other_seeds(reco_files):
     assert np.all(np.isfinite(r.systematics["tes"])) and np.all(np.isfinite(r.calibrated))
     assert res.methods["truth"].nu_sampling is None
     assert "Neutrino sampling (ml)" in to_markdown(res)
-    avg = run_tomography(f.nom, candidate_average=True, **kw).methods["ml"]
+    avg_res = run_tomography(f.nom, **{**kw, "candidate_average": True})
+    avg = avg_res.methods["ml"]
+    assert "ml: analysers averaged over its 4 sampled candidates per event" in \
+        "\n".join(avg_res.notes)
+    assert "ml: analysers of the point estimate" in "\n".join(res.notes)
+    # averaging is the default
+    dflt = {k: v for k, v in kw.items() if k != "candidate_average"}
+    assert np.allclose(run_tomography(f.nom, **dflt).methods["ml"].raw, avg.raw)
     assert avg.nu_sampling is None  # no outputs of other seeds given
     assert np.all(np.isfinite(avg.calibrated)) and not np.allclose(avg.raw, r.raw)
     with pytest.raises(TomographyError, match=r"same ml seed \(0\) as .*no neutrino-sampling"):

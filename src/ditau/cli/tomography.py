@@ -93,10 +93,10 @@ def tomography_command(
                               "noise seed (ML); the spread over these files gives the "
                               "neutrino-sampling uncertainty (repeatable, one per seed)")] = None,
     candidate_average: Annotated[bool, typer.Option(
-        "--candidate-average", help="ML: average each event's analyser products "
-                                    "(calibration) and moment observables (fit) over its "
-                                    "sampled candidates instead of using the point "
-                                    "estimate's")] = False,
+        "--candidate-average/--point-estimate",
+        help="ML: average each event's analyser products (calibration) and moment "
+             "observables (fit) over its sampled candidates (the posterior mean; default), "
+             "or use the point estimate's analysers")] = True,
     reference_yields: Annotated[bool, typer.Option(
         "--reference-yields", help="significance with the reference study's signal-region "
                                    "yields instead of this sample's")] = False,

@@ -161,7 +161,8 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
                   "and the templates alike, so it is inside their statistical errors: the "
                   "spread is reported, not added. A spread close to σ_D says that the "
                   "sampling noise is a large part of the statistical error (averaging over "
-                  "the candidates, --candidate-average, reduces it)."]
+                  "the candidates, the default, reduces it; --point-estimate does not "
+                  "average)."]
     lines += ["", f"### Best fit to the pseudo-data (split 0, our yields, {_LUMI:g} fb⁻¹)", "",
               "| parameter | " + " | ".join(fits) + " |", "|---|" + "---|" * len(fits)]
     for i, name in enumerate(PARAMETER_NAMES):

@@ -657,7 +657,7 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
                    n_hypotheses: int = 12, n_boot: int = 10, seed: int = 0,
                    min_events: int = MIN_EVENTS, reference_yields: bool = False,
                    nu_sampling_recon: Mapping[str, Sequence[str | Path]] | None = None,
-                   candidate_average: bool = False, progress: Any = None,
+                   candidate_average: bool = True, progress: Any = None,
                    analysis: str = "both", bins: int = 2, closure: bool = True,
                    observable: str = "moments") -> TomographyResult:
     """Run the tomography (module docstring) and return the per-method results.
@@ -682,9 +682,9 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
       the neutrino-sampling uncertainty (none for a method without them).
 
     Each file is checked against the events it is given for (:func:`read_method_output`).
-    ``candidate_average``: for methods with sampled candidates (ML), average each event's
-    analyser products (calibration) and moment observables (fit) over its candidates
-    (:func:`method_sample`) instead of using the point estimate's.
+    ``candidate_average`` (default): for methods with sampled candidates (ML), average each
+    event's analyser products (calibration) and moment observables (fit) over its candidates
+    (:func:`method_sample`), the posterior mean; False: the point estimate's analysers.
 
     ``reference_yields``: use the reference study's signal-region yields per channel (and its
     total background shared in proportion) instead of this sample's and ``backgrounds``, to
@@ -799,6 +799,13 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
         say(f"tomography: {method}")
         rtab = rtabs.get(method)
         det = method_sample(sel, method, rtab, rho, candidate_average)
+        if n_candidates(rtab):
+            res.notes.append(
+                f"{method}: analysers " + (f"averaged over its {n_candidates(rtab)} sampled "
+                                           "candidates per event (posterior mean)"
+                                           if candidate_average else
+                                           "of the point estimate (not averaged over its "
+                                           f"{n_candidates(rtab)} candidates)"))
         if analysis != "calibration":
             x = _fit_inputs(sel, det, spin_meta, bins)
             var_x: dict[str, list[SpinInputs | None]] = {}
