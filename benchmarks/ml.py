@@ -473,7 +473,11 @@ def main() -> None:
         raise SystemExit(f"{args.events}: no such event file")
     for label, tm in models.items():
         print(describe(label, tm))
-    t = read_table(args.events, args.all, args.max_events)
+    try:
+        t = read_table(args.events, args.all, args.max_events)
+    except (OSError, pa.ArrowException) as err:  # truncated, or not a detector-level file
+        raise SystemExit(f"{args.events}: not a readable detector-level event file with truth "
+                         f"('ditau detector' output): {str(err).splitlines()[0]}") from err
     if args.throughput_only:
         throughput(t, dict(parse_models(args.model)), args.candidates, args.throughput_events,
                    args.seed)

@@ -252,6 +252,13 @@ def test_report_summary_first_and_flags(tomo):
     assert "**outside**: C_nn" in head and "| ml, calibrated |" in head
     ml_row = next(ln for ln in head.splitlines() if ln.startswith("| ml, calibrated"))
     assert ml_row.endswith("| ok |")
+    # a result outside the physical bounds gets no significance (the demo showed Z = 113
+    # beside a D the same table called meaningless); a physical one keeps its Z
+    mmc_row = next(ln for ln in head.splitlines() if ln.startswith("| mmc, calibrated"))
+    assert mmc_row.split(" | ")[5:7] == ["–", "–"], mmc_row
+    assert "(" in ml_row.split(" | ")[5]
+    assert "none for a result outside the physical bounds" in head
+    assert "gave no result at this sample size" not in head  # no fits run here
     assert "response matrix near singular" in head
     assert "issue #" not in md
     widest = max(ln.count("|") for ln in md.splitlines() if ln.startswith("|"))
@@ -265,3 +272,22 @@ def test_small_hwhm_cells_read_na(table):
     murho = next(ln for ln in md.splitlines() if ln.startswith("| mu rho"))
     assert "n/a" not in murho.split("|")[3]
     assert np.isfinite(table.overall("ml")[0]) and table.overall("ml")[1] == 390
+
+
+def test_summary_says_when_the_measurement_gave_no_result(tomo):
+    from dataclasses import replace
+
+    from ditau.tomography.fit import FitResult
+    from ditau.tomography.measurement import SpinFit
+
+    nan = float("nan")
+    not_run = FitResult(np.full(15, nan), np.full((15, 15), nan), nan, nan, {}, nan, False,
+                        not_run="no channel has the 50 template events the fit needs")
+    res = replace(tomo, fits={"ml": SpinFit("ml", fits={"split 0, ours yields": not_run})})
+    head = to_markdown(res).split("\n## Truth level", 1)[0]
+    assert "**The measurement (the profile-likelihood fit) gave no result at this sample " \
+           "size**" in head
+    good = FitResult(np.zeros(15), np.eye(15) * 0.01, 0.8, 0.1, {}, 0.0, True, 3.0, 2.0,
+                     params=np.zeros(18))
+    res = replace(tomo, fits={"ml": SpinFit("ml", fits={"split 0, ours yields": good})})
+    assert "gave no result" not in to_markdown(res).split("\n## Truth level", 1)[0]

@@ -287,10 +287,12 @@ def test_report_marks_unreliable_fits_and_says_why_closure_is_empty():
     assert good.reliable and not bound.reliable and "bound" in bound.problem
     f = SpinFit("mmc", fits={"split 0, ours yields, Asimov": bound,
                              "split 0, ours yields": good},
-                closure_note="closure tests skipped: 16 pseudo-data events, 50 needed")
+                closure_note="split 0: skipped, 16 pseudo-data events, 50 needed")
     md = "\n".join(fit_lines({"mmc": f}))
     assert "at the ±2 parameter bound" in md and "9.0" not in md
-    assert "closure tests skipped: 16 pseudo-data events" in md
+    assert "- mmc, closure tests: split 0: skipped, 16 pseudo-data events, 50 needed" in md
+    # no impacts: said, not an empty table
+    assert "None: no method has a reliable Asimov fit." in md
     # a curve whose low-luminosity points are missing (unreliable fits) gives no interpolation
     # from NaN
     assert lumi_for((np.array([1.0, 10.0]), np.array([np.nan, 6.0]),

@@ -356,6 +356,12 @@ def test_backgrounds_enter_the_fit_with_their_own_method_outputs(reco_files, bac
               backgrounds=[b.events], analysis="fit", closure=False, min_events=5, seed=1)
     res = run_tomography(f.nom, background_recon={"wtaunu": {"fastmtt": b.fastmtt}}, **kw)
     assert any("own reconstructed analyser distribution" in n for n in res.notes), res.notes
+    # the fit section says so too (it said "the signal's unpolarised shape" whatever was used)
+    from ditau.tomography.fit_report import fit_lines
+    assert res.fits["fastmtt"].background_shape == "own"
+    md = "\n".join(fit_lines(res.fits))
+    assert ("Backgrounds: each background's own reconstructed analysers for fastmtt; the "
+            "signal's unpolarised shape for truth.") in md
     # the background's measured events: signal-region, analysis channels, a FastMTT solution
     bk = read_backgrounds([b.events])
     assert set(bk) == {"wtaunu"}
@@ -367,6 +373,8 @@ def test_backgrounds_enter_the_fit_with_their_own_method_outputs(reco_files, bac
     np.testing.assert_allclose(np.linalg.norm(inp.a_p, axis=1), 1.0, atol=1e-9)
     without = run_tomography(f.nom, **kw)
     assert any("signal's unpolarised template" in n for n in without.notes)
+    assert "Backgrounds: their yields with the signal's unpolarised shape (approximation)." \
+        in "\n".join(fit_lines(without.fits))
     with pytest.raises(TomographyError, match="'zll', which is not among the background"):
         run_tomography(f.nom, background_recon={"zll": {"fastmtt": b.fastmtt}}, **kw)
     with pytest.raises(TomographyError, match="has no method-output file for the background"):

@@ -96,7 +96,7 @@ def tomography_command(
         "--candidate-average/--point-estimate",
         help="ML: average each event's analyser products (calibration) and moment "
              "observables (fit) over its sampled candidates (the posterior mean; default), "
-             "or use the point estimate's analysers")] = True,
+             "or use the point estimate's analysers (the candidates' median)")] = True,
     reference_yields: Annotated[bool, typer.Option(
         "--reference-yields", help="significance with the reference study's signal-region "
                                    "yields instead of this sample's")] = False,

@@ -54,9 +54,11 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
     if not fits:
         return []
     first = next(iter(fits.values()))
+    n_in = (f"{first.n_bins} in all" if first.n_bins else
+            "none here: no channel has enough template events")
     if first.observable == "moments":
         what = (f"Gaussian likelihood of the 16 moments (1, a±_i, a⁺_i a⁻_j) of the measured "
-                f"analysers summed per reconstructed channel ({first.n_bins} in all), their "
+                f"analysers summed per reconstructed channel ({n_in}), their "
                 "expectation linear in (B, C) (templates from the simulation's truth "
                 "polarimeters); the data covariance and the templates' MC statistics "
                 "(Barlow–Beeston in the Gaussian limit) at the sample's Standard-Model state")
@@ -64,7 +66,14 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
         what = (f"binned Poisson likelihood of the "
                 f"{'signs' if first.bins == 2 else f'{first.bins} bins'} of the six measured "
                 f"analyser components per channel ({first.n_bins} non-empty bins); "
+                if first.n_bins else
+                f"binned Poisson likelihood of the analyser components per channel ({n_in}); "
                 "template MC statistics (Barlow–Beeston lite at the Standard-Model state)")
+    own = [m for m, f in fits.items() if f.background_shape == "own"]
+    bkg_text = ("their yields with the signal's unpolarised shape (approximation)." if not own
+                else "each background's own reconstructed analysers for "
+                f"{', '.join(own)}" + ("; the signal's unpolarised shape for " + ", ".join(
+                    m for m in fits if m not in own) if len(own) < len(fits) else "") + ".")
     lines = ["", "## Measurement: profile-likelihood fit of (B⁺, B⁻, C)", "",
              f"{what[0].upper()}{what[1:]}; 15 spin parameters free in [−2, 2] (C_kk "
              "replaced by the witness D) and the signal normalisation free (the shape measures "
@@ -73,7 +82,7 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
              "Templates from 10/11 of the sample, pseudo-data from the other 1/11 (event_id "
              f"mod {SPLIT_MOD}) scaled to {_LUMI:g} fb⁻¹, on two independent splits. "
              "Parameters: the spin state of the τ pairs in the signal region (truth level). "
-             "Backgrounds: their yields with the signal's unpolarised shape (approximation). "
+             f"Backgrounds: {bkg_text} "
              "A fit at the bound ±2 is MC-statistics limited.", ""]
     small = [m for m, f in fits.items() if f.n_data_events < MEANINGFUL_EVENTS]
     if small:
@@ -137,7 +146,10 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
     srcs: list[str] = []
     for f in fits.values():
         srcs += [k for k, _, _ in f.impacts if k not in srcs]
-    lines += ["| source | " + " | ".join(fits) + " |", "|---|" + "---|" * len(fits)]
+    if not srcs:
+        lines.append("None: no method has a reliable Asimov fit.")
+    else:
+        lines += ["| source | " + " | ".join(fits) + " |", "|---|" + "---|" * len(fits)]
     for s in srcs:
         cells = []
         for f in fits.values():
@@ -179,8 +191,7 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
               "| method | state | D true | D fitted | Z(D > 1/3) | max |pull| (parameter) | "
               "pulls > 2 |", "|---|---|---|---|---|---|---|"]
     if not any(f.closure for f in fits.values()):
-        why = {f.closure_note for f in fits.values() if f.closure_note}
-        lines.append("| – | " + (" ".join(sorted(why)) or "not run") + " | | | | | |")
+        lines.append("| – | not run | | | | | |")
     for m, f in fits.items():
         for row in f.closure:
             if not row.result.reliable:
@@ -193,6 +204,10 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
                          f"{_val(row.result.d, row.result.d_err)} | "
                          f"{_z(row.result.z_entanglement)} | {p[i]:.1f} ({PARAMETER_NAMES[i]}) "
                          f"| {int(np.sum(p > 2))} / 15 |")
+    skipped = [f"- {m}, closure tests: {f.closure_note}" for m, f in fits.items()
+               if f.closure_note]
+    if skipped:
+        lines += ["", *skipped]
     notes = [n for f in fits.values() for n in f.notes]
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
@@ -218,13 +233,16 @@ def make_fit_figures(fits: dict[str, SpinFit], out_dir: str | os.PathLike[str],
                 for key, ls in (("ours, Asimov", "-"), ("ours, Asimov, unlimited templates",
                                                          "--")):
                     c = f.curves.get(key)
-                    if c is None:
+                    if c is None or not np.isfinite(c[k]).any():
                         continue
                     h, = ax.plot(c[0], np.clip(c[k], 1e-2, None), color=st.color, ls=ls,
                                  marker=st.marker)
                     if k == 1 and ls == "-":
                         handles.append(h)
                         names.append(st.label)
+            if not ax.lines:  # no method has a reliable fit at any luminosity
+                ax.text(0.5, 0.5, "not fitted (see the report)", transform=ax.transAxes,
+                        ha="center", va="center", fontsize=13, color="0.3")
             ax.axhline(5.0, color="0.3", ls=":")
             ax.axvline(_LUMI, color="0.5", ls="-.")
             ax.set_xscale("log")

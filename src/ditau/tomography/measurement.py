@@ -177,8 +177,11 @@ class SpinFit:
     n_bins: int = 0
     bins: int = 2
     observable: str = "moments"
-    #: Why the closure table is empty ('' if it is not).
+    #: Why the closure table is empty ('' if it is not): per split, "split N: why".
     closure_note: str = ""
+    #: How the backgrounds entered the fit: "own" (each background's own reconstructed
+    #: analysers) or "t0" (their yields in the signal's unpolarised shape)
+    background_shape: str = "t0"
     n_template_events: int = 0
     n_data_events: int = 0
     seconds_per_fit: float = 0.0
@@ -332,7 +335,8 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
     nominal seed): :attr:`SpinFit.sampling`."""
     say = progress or (lambda msg: None)
     obs = Observable(observable, channels, bins)
-    out = SpinFit(method, bins=bins, observable=observable)
+    out = SpinFit(method, bins=bins, observable=observable,
+                  background_shape="own" if isinstance(background, BackgroundInputs) else "t0")
     theta_sm = np.average(state_coefficients(x.state, len(x.u)), axis=0,
                           weights=np.clip(x.u, 0, None)) if len(x.u) else np.zeros(15)
     obs.reference = theta_sm
@@ -397,10 +401,11 @@ def measure_method(method: str, x: SpinInputs, split_all: NDArray[np.int64],
                 if r.reliable:
                     out.sampling.append((r.d, r.d_err, r.z_entanglement, r.z_bell))
         if not closure:
-            out.closure_note = "closure tests not run (--no-closure)"
+            out.closure_note = "not run (--no-closure)"
         elif int(is_dat.sum()) < MIN_CLOSURE_EVENTS:
-            out.closure_note = (f"closure tests skipped: {int(is_dat.sum())} pseudo-data "
-                                f"events, {MIN_CLOSURE_EVENTS} needed")
+            out.closure_note = "; ".join(filter(None, [out.closure_note, (
+                f"split {split}: skipped, {int(is_dat.sum())} pseudo-data "
+                f"events, {MIN_CLOSURE_EVENTS} needed")]))
         if closure:
             say(f"closure: {method}, split {split}")
             out.closure += [replace(row, name=f"split {split}: {row.name}") for row in

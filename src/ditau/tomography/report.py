@@ -74,6 +74,11 @@ def summary_lines(res: TomographyResult, flags: dict[str, list[Flag]] | None = N
                  "perfect neutrino reconstruction).")
     skipped = [n for n in res.notes if "not calibrated" in n]
     lines += [f"- {n}." for n in skipped]
+    fits = res.fits
+    if fits and not any(r.reliable for f in fits.values() for r in f.fits.values()):
+        lines.append("- **The measurement (the profile-likelihood fit) gave no result at this "
+                     "sample size** (section 'Measurement' says why): the rows below are the "
+                     "calibration cross-check.")
     lo = lo_inclusive()
     lines += ["", f"| result | events | D (> 1/3: entangled) | m12 (> 1: Bell) | concurrence | "
               f"Z(D > 1/3) at {RUN2_LUMI:.0f} fb⁻¹ | Z(m12 > 1) | physical bounds |",
@@ -91,14 +96,17 @@ def summary_lines(res: TomographyResult, flags: dict[str, list[Flag]] | None = N
         sig = r.significance_no_mc or r.significance
         z_d, z_b = sig.at(RUN2_LUMI)
         zm_d, zm_b = r.significance.at(RUN2_LUMI)
+        # a result outside the physical bounds carries no information: no significance
+        zs = ("– | –" if flags.get(m) else
+              f"{_z(z_d)} ({_z(zm_d)}) | {_z(z_b)} ({_z(zm_b)})")
         lines.append(f"| {_method_name(m)}, calibrated | {r.n_selected} | "
                      f"{_val(*dq['D'])} | {_val(*dq['m12'])} | "
-                     f"{_val(*dq['concurrence'])} | {_z(z_d)} ({_z(zm_d)}) | "
-                     f"{_z(z_b)} ({_z(zm_b)}) | {_flag_cell(flags.get(m, []))} |")
+                     f"{_val(*dq['concurrence'])} | {zs} | {_flag_cell(flags.get(m, []))} |")
     lines += ["", "Method rows: the calibrated diagonal of C on the pseudo-data half (B = 0; "
               "concurrence unclipped, from diagonal C), statistical errors. Z: expected, at "
               f"{RUN2_LUMI:.0f} fb⁻¹ with this sample's yields, data statistics ⊕ systematics "
-              "(in brackets: with the calibration's MC statistics)."]
+              "(in brackets: with the calibration's MC statistics); none for a result outside "
+              "the physical bounds."]
     fl = flag_lines(res, flags)
     lines += ["", *fl] if fl else []
     return lines
