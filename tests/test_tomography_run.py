@@ -57,6 +57,17 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
     truth = res.truth_inclusive["observables"]
     # 2000 produced events, polarimeter analysers: C_kk ~ 1 within a few sigma
     assert abs(truth.C[0, 0] - 1.0) < 4 * truth.C_err[0, 0] + 0.05
+    # the LO expectation for the same (fiducial) events: at LO C_kk = 1 and C_rr = -C_nn for
+    # every event (tomography.md; up to tau-mass terms ~ m_tau^2 / m^2 ~ 4e-4), so
+    # D ~ (1 + 2 C_nn) / 3; the measured truth level agrees
+    ex = res.truth_inclusive["expected"]
+    c = ex["C"]
+    assert c[0, 0] == pytest.approx(1.0, abs=1e-3) and c[1, 1] == pytest.approx(-c[2, 2],
+                                                                               abs=2e-3)
+    assert ex["D"] == pytest.approx((1.0 + 2.0 * c[2, 2]) / 3.0, abs=2e-3)
+    assert 0.55 < ex["D"] < 1.0 and ex["n"] == truth.n
+    q = res.truth_inclusive["quantum"]
+    assert abs(q.d - ex["D"]) < 4 * q.d_err
     for r in res.methods.values():
         assert np.all(np.isfinite(r.calibrated)) and np.all(np.isfinite(r.truth))
         assert set(r.systematics) >= {"tes", "MC statistics (calibration)", "luminosity"}
@@ -81,6 +92,7 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
     assert res.methods["truth"].efficiency == 1.0
     md = to_markdown(res)
     assert "Cross-check: calibration" in md and "| truth |" in md
+    assert f"| LO expectation, these events | {truth.n} | {ex['D']:.3f} |" in md
     assert "Measurement: profile-likelihood fit" in md and set(res.fits) == {"truth", "fastmtt"}
     files = write_report(res, tmp_path / "rep")
     assert all(f.is_file() for f in files)
