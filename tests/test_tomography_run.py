@@ -90,6 +90,17 @@ def test_pipeline_calibrates_and_reports(reco_files, tmp_path, monkeypatch):
         assert len(lumis) == len(zd) == len(zb) and fr.n_template_events > fr.n_data_events
         # the truth method keeps every selected event
     assert res.methods["truth"].efficiency == 1.0
+    # a method that loses events says how many and why (FastMTT: analysers undefined)
+    r = res.methods["fastmtt"]
+    n_all = round(r.n_selected / r.efficiency)
+    lost = [n for n in res.notes if n.startswith("fastmtt: ") and "without a measurement" in n]
+    if r.n_selected < n_all:
+        assert lost and lost[0].startswith(
+            f"fastmtt: {n_all - r.n_selected} of {n_all} signal-region events without a "
+            "measurement ("), res.notes
+    else:
+        assert not lost
+    assert not any(n.startswith("truth: ") and "without a measurement" in n for n in res.notes)
     md = to_markdown(res)
     assert "Cross-check: calibration" in md and "| truth |" in md
     assert f"| LO expectation, these events | {truth.n} | {ex['D']:.3f} |" in md

@@ -60,8 +60,8 @@ def tomography_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="report directory")],
     method: Annotated[list[str] | None, typer.Option(
         "--method", "-m", help="methods (repeatable): truth, collinear, fastmtt, mmc, ml; each "
-                               "but truth needs its --recon file (default: truth and the "
-                               "methods given with --recon)")] = None,
+                               "but truth needs its --recon file, and every method given "
+                               "with --recon is run too (default: truth and those)")] = None,
     recon: Annotated[list[str] | None, typer.Option(
         "--recon", help="METHOD=FILE: the method's output on EVENTS, made with 'ditau "
                         "reconstruct EVENTS -o FILE --method METHOD --sr-only' (repeatable)"

@@ -799,6 +799,14 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
         say(f"tomography: {method}")
         rtab = rtabs.get(method)
         det = method_sample(sel, method, rtab, rho, candidate_average)
+        n_lost = len(det) - int(det.valid.sum())
+        if n_lost:  # say why events drop out of this method's measurement
+            solved = int(method_taus(sel, method, rtab)[2].sum())
+            res.notes.append(
+                f"{method}: {n_lost} of {len(det)} signal-region events without a measurement "
+                f"({len(det) - solved} without a method solution, {solved - (len(det) - n_lost)}"
+                " with analysers undefined" + (" for some candidate" if candidate_average and
+                                               n_candidates(rtab) else "") + ")")
         if n_candidates(rtab):
             res.notes.append(
                 f"{method}: analysers " + (f"averaged over its {n_candidates(rtab)} sampled "
