@@ -751,7 +751,8 @@ def run_tomography(events_path: str | Path, methods: Sequence[str] | None = None
     c_truth_dat, cov_truth_dat, _ = diag_correlation(t_dat)
     # one set of spin hypotheses (weights from the truth analysers) for every method
     hyp = spin_hypotheses(t_cal, n_hypotheses, seed)
-    res.truth_inclusive = _truth_inclusive(truth_an, in_spin, spin_weights(ev), ev)
+    res.truth_inclusive = _truth_inclusive(truth_an, in_spin, spin_weights(ev),
+                                           None if truth.state is None else truth.state[2])
 
     # position of each selected event in the calibration-half truth arrays
     cal_pos = np.searchsorted(ids[cal_half], sel_ids[sel_cal])
@@ -967,17 +968,17 @@ def _find(meta: Any, key: str) -> Any:
 
 
 def _truth_inclusive(an: Analysers, in_spin: NDArray[np.bool_],
-                     spin_weight: NDArray[np.float64], events: pa.Table | None = None
-                     ) -> dict[str, Any]:
+                     spin_weight: NDArray[np.float64],
+                     state_c: NDArray[np.float64] | None = None) -> dict[str, Any]:
     """Full B, C and the quantum observables of all produced events (truth analysers), each
     weighted by its spin weight (a ``spin: weights`` sample is unpolarised without it); with
-    ``events``, ``expected``: the LO expectation for the same events, the per-event
-    Standard-Model state (:func:`ditau.spin.state_from_truth`: m-hat, flavour, cos Theta)
-    averaged with the measurement's weights (like-for-like with the measured C, which is
-    fiducial to the generator-level filter and window; the inclusive LO table is not)."""
+    ``state_c`` (N, 3, 3), the C of each event's Standard-Model state (:func:`truth_sample`'s
+    ``state``: m-hat, flavour, cos Theta), ``expected``: the LO expectation for the same
+    events, those states averaged with the measurement's weights (like-for-like with the
+    measured C, which is fiducial to the generator-level filter and window; the inclusive LO
+    table is not)."""
     from ditau.tomography import quantum
     from ditau.tomography.estimators import measure
-    from ditau.tomography.measurement import generated_density
     from ditau.tomography.quantum import quantum_observables
 
     ok = np.asarray(an.valid, bool) & in_spin
@@ -986,10 +987,9 @@ def _truth_inclusive(an: Analysers, in_spin: NDArray[np.bool_],
     q = quantum_observables(obs, n_toys=2000, seed=0)
     out: dict[str, Any] = {"observables": obs, "quantum": q, "d": witness_d(np.diag(obs.C))}
     wk = np.where(ok & np.isfinite(w), w, 0.0)
-    if events is not None and wk.sum() > 0:
-        sm = generated_density(events, None)[3]
+    if state_c is not None and wk.sum() > 0:
         # the expectation of the estimator: the events' states averaged with its weights
-        c = np.einsum("n,nij->ij", wk, sm.C) / wk.sum()
+        c = np.einsum("n,nij->ij", wk, state_c) / wk.sum()
         zero = np.zeros(3)
         out["expected"] = {
             "n": int(ok.sum()), "C": c, "D": float(quantum.witness_d(c)),
