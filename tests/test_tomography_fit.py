@@ -291,6 +291,10 @@ def test_report_marks_unreliable_fits_and_says_why_closure_is_empty():
     md = "\n".join(fit_lines({"mmc": f}))
     assert "at the ±2 parameter bound" in md and "9.0" not in md
     assert "- mmc, closure tests: split 0: skipped, 16 pseudo-data events, 50 needed" in md
+    # the binned (signs) likelihood's description keeps its MC-statistics clause
+    signs = SpinFit("mmc", fits=f.fits, observable="signs", n_bins=40)
+    assert ("of the six measured analyser components per channel (40 non-empty bins); "
+            "template MC statistics (Barlow–Beeston lite") in "\n".join(fit_lines({"mmc": signs}))
     # no impacts: said, not an empty table
     assert "None: no method has a reliable Asimov fit." in md
     # a curve whose low-luminosity points are missing (unreliable fits) gives no interpolation

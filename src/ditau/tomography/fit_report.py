@@ -54,20 +54,19 @@ def fit_lines(fits: dict[str, SpinFit]) -> list[str]:
     if not fits:
         return []
     first = next(iter(fits.values()))
-    n_in = (f"{first.n_bins} in all" if first.n_bins else
-            "none here: no channel has enough template events")
+    none = "none here: no channel has enough template events"
     if first.observable == "moments":
+        n_in = f"{first.n_bins} in all" if first.n_bins else none
         what = (f"Gaussian likelihood of the 16 moments (1, a±_i, a⁺_i a⁻_j) of the measured "
                 f"analysers summed per reconstructed channel ({n_in}), their "
                 "expectation linear in (B, C) (templates from the simulation's truth "
                 "polarimeters); the data covariance and the templates' MC statistics "
                 "(Barlow–Beeston in the Gaussian limit) at the sample's Standard-Model state")
     else:
+        n_in = f"{first.n_bins} non-empty bins" if first.n_bins else none
         what = (f"binned Poisson likelihood of the "
                 f"{'signs' if first.bins == 2 else f'{first.bins} bins'} of the six measured "
-                f"analyser components per channel ({first.n_bins} non-empty bins); "
-                if first.n_bins else
-                f"binned Poisson likelihood of the analyser components per channel ({n_in}); "
+                f"analyser components per channel ({n_in}); "
                 "template MC statistics (Barlow–Beeston lite at the Standard-Model state)")
     own = [m for m, f in fits.items() if f.background_shape == "own"]
     bkg_text = ("their yields with the signal's unpolarised shape (approximation)." if not own
