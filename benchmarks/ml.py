@@ -54,6 +54,7 @@ from ditau.ml.infer import predict, resolve_model, tau_four_momenta
 from ditau.ml.model import count_parameters
 from ditau.physics import ANALYSIS_CHANNELS, M_TAU, REFERENCE_ORDER, mass
 from ditau.physics import pt as pt_of
+from ditau.physics.fourvec import as_p4_array, p4_from_columns
 from ditau.reconstruct import INPUT_COLUMNS, get_method, inputs_from_table
 from ditau.reconstruct.ml import ml
 from ditau.tomography.analysers import from_reco as analysers_from_reco
@@ -216,8 +217,7 @@ def _candidate0(t: pa.Table, rec: pa.Table) -> tuple[np.ndarray, pa.Table]:
 
 
 def _p4(table: pa.Table, prefix: str, leg: str) -> np.ndarray:
-    return np.stack([table[f"{prefix}_{c}_{leg}"].to_numpy(zero_copy_only=False)
-                     for c in ("px", "py", "pz", "e")], 1).astype(np.float64)
+    return as_p4_array(p4_from_columns(table, prefix, f"_{leg}"))
 
 
 def tau_direction(t: pa.Table, recs: dict[str, pa.Table]) -> None:
@@ -241,8 +241,7 @@ def tau_direction(t: pa.Table, recs: dict[str, pa.Table]) -> None:
         for leg in ("p", "m"):
             a = _p4(r, "rec_tau", leg)[:, :3]
             b = _p4(t, "tau", leg)[rows, :3]
-            cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-            x = np.where(ok, np.arccos(np.clip(cos, -1, 1)), np.nan)
+            x = np.where(ok, np.arccos(np.clip(_cos(a, b), -1, 1)), np.nan)
             ang.append(x)
             scaled.append(x / inv_gamma[leg][rows])
             had.append(np.isin(modes[leg][rows], ("pi", "rho")))
