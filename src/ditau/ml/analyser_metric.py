@@ -17,7 +17,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from ditau.physics import M_TAU, momentum4
+from ditau.physics import momentum4, tau_four_momenta
 from ditau.physics.helicity import analyser_components, helicity_frame
 
 #: Slots (charged, neutral) of the tau+ and tau- legs in the ML point cloud
@@ -30,14 +30,9 @@ def _leg_visible(p4: NDArray[np.float64]) -> list[NDArray[np.float64]]:
 
 
 def _taus(vis: list[NDArray[np.float64]], nu: NDArray[np.float64]) -> list[NDArray[np.float64]]:
-    """On-shell tau four-momenta (N, 4) of both legs: p = p_vis + p_nu, E = sqrt(p^2 + m_tau^2)
-    (the tau 3-momentum is the sum of its decay products', its mass is m_tau)."""
-    out = []
-    for leg, v in enumerate(vis):
-        p3 = v[:, :3] + nu[:, 3 * leg:3 * leg + 3]
-        e = np.sqrt(np.sum(p3 * p3, axis=1) + M_TAU**2)
-        out.append(np.concatenate([p3, e[:, None]], axis=1))
-    return out
+    """On-shell tau four-momenta (N, 4) of both legs (:func:`ditau.physics.tau_four_momenta`:
+    the tau 3-momentum is the sum of its decay products', its mass is m_tau)."""
+    return [tau_four_momenta(v, nu[:, 3 * leg:3 * leg + 3]) for leg, v in enumerate(vis)]
 
 
 def analyser_components_of(p4: NDArray[np.float64], nu: NDArray[np.float64]

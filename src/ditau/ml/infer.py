@@ -69,7 +69,7 @@ from ditau.ml.io import TrainedModel, load_model, read_model_config
 from ditau.ml.model import repeat_context
 from ditau.ml.parametrisation import decode_visible, n_targets
 from ditau.ml.shipped import default_model, model_path
-from ditau.physics import M_TAU, mass
+from ditau.physics import M_TAU, mass, tau_four_momenta
 
 #: Columns the method needs besides the baselines' INPUT_COLUMNS (read by the driver); a
 #: model with impact parameters needs :data:`~ditau.ml.features.IP_COLUMNS` too
@@ -182,13 +182,6 @@ def sample_candidates(tm: TrainedModel, ev: EventArrays, *, candidates: int = 10
         v[..., 0], v[..., 1] = c * x - sn * y, sn * x + c * y
         nu = v.reshape(n, candidates, 6)
     return nu, None
-
-
-def tau_four_momenta(vis: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray[np.float64]:
-    """On-shell tau four-momenta from visible (..., 4) and neutrino (..., 3) momenta."""
-    p = vis[..., :3] + nu
-    e = np.sqrt(np.sum(p**2, axis=-1) + M_TAU**2)  # E = sqrt(|p|^2 + m_tau^2)
-    return np.concatenate([p, e[..., None]], axis=-1)
 
 
 def constraint_chi2(nu: NDArray[np.float64], inputs: Inputs,

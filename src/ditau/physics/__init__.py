@@ -44,6 +44,7 @@ from ditau.physics.fourvec import (
     phi,
     pt,
     pt_eta,
+    tau_four_momenta,
     to_array,
     unit,
     wrap_phi,
@@ -55,6 +56,6 @@ __all__ = [
     "SIN2_THETA_EFF", "as_p4_array",
     "boost_to_rest", "channel_of", "charges", "check_channels", "delta_phi",
     "delta_r", "eta", "expected_channel_fractions", "from_pt_eta_phi_m", "mass", "mass2",
-    "momentum3", "momentum4", "p4_from_columns", "phi", "pt", "pt_eta", "to_array", "unit",
-    "wrap_phi",
+    "momentum3", "momentum4", "p4_from_columns", "phi", "pt", "pt_eta", "tau_four_momenta",
+    "to_array", "unit", "wrap_phi",
 ]

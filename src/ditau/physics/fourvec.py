@@ -23,6 +23,8 @@ import numpy as np
 import vector
 from numpy.typing import ArrayLike, NDArray
 
+from ditau.physics.constants import M_TAU
+
 FloatArray = NDArray[np.float64]
 
 
@@ -148,3 +150,11 @@ def as_p4_array(p: Any) -> NDArray[np.float64]:
     if a.ndim != 2 or a.shape[1] != 4:
         raise ValueError(f"four-momenta must have shape (N, 4), got {a.shape}")
     return a
+
+
+def tau_four_momenta(vis: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray[np.float64]:
+    """On-shell tau four-momenta from visible (..., 4) and neutrino (..., 3) momenta (GeV):
+    p = p_vis + p_nu, E = sqrt(|p|^2 + m_tau^2)."""
+    p = vis[..., :3] + nu
+    e = np.sqrt(np.sum(p**2, axis=-1) + M_TAU**2)  # E = sqrt(|p|^2 + m_tau^2)
+    return np.concatenate([p, e[..., None]], axis=-1)
